@@ -1,0 +1,52 @@
+# Stratos: `make demo` runs a whole job locally; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STRATOS := $(VENV)/bin/stratos
+PACKAGES := -e shared -e cli -e services/inventory -e services/selector -e services/teacher-eval \
+            -e services/data-synth -e services/trainer -e services/deployer
+STAMP := $(VENV)/.stratos-installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt shared/pyproject.toml cli/pyproject.toml $(wildcard services/*/pyproject.toml)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# CPU torch first, pinned: any other torch pulls gigabytes of CUDA packages.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps $(PACKAGES)
+	touch $(STAMP)
+
+setup: $(STAMP) ## create the virtual environment and install everything (CPU torch)
+
+test: setup ## run the whole test suite (real nats-server, real tiny training)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared cli services
+
+demo: setup ## run two jobs end to end on the embedded stack (tiny local models)
+	$(STRATOS) demo
+
+up: setup ## start embedded NATS and the six services in the background
+	$(STRATOS) up
+
+down: setup ## stop what `make up` started
+	$(STRATOS) down
+
+bench: setup ## run the benchmarks (prints ratios against baselines)
+	$(PY) bench/selector.py
+	$(PY) bench/teacher_client.py
+	$(PY) bench/trainer.py
+	$(PY) bench/serving.py
+
+.PHONY: help setup test lint demo up down bench

@@ -1,0 +1,172 @@
+"""Which server runs the student: vLLM on a GPU host, the CPU server otherwise.
+
+Both are child processes behind the same three calls, so the deployer does
+not care which one it got. GPU detection never imports vLLM.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Protocol
+
+from stratos_deployer.serving.process import ManagedProcess, ServingError
+from stratos_deployer.serving.vllm import VllmConfig, vllm_process
+
+
+class ServingBackend(Protocol):
+    """Starts a model server and reports whether it still answers."""
+
+    name: str
+
+    def start(self, model_path: Path, adapter_path: Path | None, port: int) -> str:
+        """Start serving, block until ready, return the OpenAI base URL (``http://host:port/v1``)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the server (no-op when not running)."""
+        ...
+
+    def healthy(self) -> bool:
+        """True while the server answers its health check."""
+        ...
+
+
+class _ProcessBackend(ABC):
+    """Shared lifecycle: build argv, start, wait for /health, stop."""
+
+    name = "process"
+
+    def __init__(self, host: str, ready_timeout_s: float, log_dir: Path | None) -> None:
+        self.host = host
+        self.ready_timeout_s = ready_timeout_s
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="stratos-serving-"))
+        self._process: ManagedProcess | None = None
+
+    @abstractmethod
+    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
+        """The not-yet-started server process for one launch."""
+
+    def start(self, model_path: Path, adapter_path: Path | None, port: int) -> str:
+        if self._process is not None:
+            raise ServingError(f"{self.name} backend is already serving; stop() it first")
+        process = self._make_process(model_path, adapter_path, port)
+        process.start()
+        self._process = process
+        try:
+            process.wait_ready(self.ready_timeout_s)
+        except ServingError:
+            self._process = None
+            raise
+        return f"http://{self.host}:{port}/v1"
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def healthy(self) -> bool:
+        return self._process is not None and self._process.healthy()
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's stdout/stderr go."""
+        return self.log_dir / f"{self.name}-server.log"
+
+
+class CpuBackend(_ProcessBackend):
+    """The transformers CPU server (``python -m stratos_deployer.serving``) as a child process."""
+
+    name = "cpu"
+
+    def __init__(
+        self,
+        served_name: str,
+        *,
+        host: str = "127.0.0.1",
+        max_batch_size: int = 16,
+        max_wait_ms: float = 10.0,
+        ready_timeout_s: float = 300.0,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__(host, ready_timeout_s, log_dir)
+        self.served_name = served_name
+        self.max_batch_size = max_batch_size
+        self.max_wait_ms = max_wait_ms
+
+    def command(self, model_path: Path, adapter_path: Path | None, port: int) -> list[str]:
+        """The argv that runs the CPU server."""
+        argv = [sys.executable, "-m", "stratos_deployer.serving", "--model", str(model_path)]
+        if adapter_path is not None:
+            argv += ["--adapter", str(adapter_path)]
+        return argv + [
+            "--served-name", self.served_name,
+            "--host", self.host,
+            "--port", str(port),
+            "--max-batch-size", str(self.max_batch_size),
+            "--max-wait-ms", str(self.max_wait_ms),
+        ]  # fmt: skip
+
+    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
+        argv = self.command(model_path, adapter_path, port)
+        return ManagedProcess(argv, f"http://{self.host}:{port}/health", self.log_path)
+
+
+class VllmBackend(_ProcessBackend):
+    """``vllm serve`` as a child process; settings other than paths and port come from ``template``."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        served_name: str,
+        *,
+        template: VllmConfig | None = None,
+        ready_timeout_s: float = 900.0,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.template = template or VllmConfig(model="", served_name=served_name)
+        super().__init__(self.template.host, ready_timeout_s, log_dir)
+        self.served_name = served_name
+
+    def config_for(self, model_path: Path, adapter_path: Path | None, port: int) -> VllmConfig:
+        """The full vLLM config for one launch."""
+        return self.template.model_copy(
+            update={
+                "model": str(model_path),
+                "adapter_path": adapter_path,
+                "port": port,
+                "served_name": self.served_name,
+            }
+        )
+
+    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
+        return vllm_process(self.config_for(model_path, adapter_path, port), self.log_path)
+
+
+def has_gpu() -> bool:
+    """True when an NVIDIA GPU is usable: ``nvidia-smi -L`` lists one, or torch sees CUDA."""
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+            if listed.returncode == 0 and "GPU" in listed.stdout:
+                return True
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(has_gpu: bool, override: str | None = None, *, served_name: str = "stratos-model") -> ServingBackend:
+    """vLLM on GPU, CPU server otherwise; ``override`` ("cpu" or "vllm") wins."""
+    choice = (override or ("vllm" if has_gpu else "cpu")).lower()
+    if choice == "cpu":
+        return CpuBackend(served_name)
+    if choice == "vllm":
+        return VllmBackend(served_name)
+    raise ValueError(f"unknown serving backend {override!r}; expected 'cpu' or 'vllm'")

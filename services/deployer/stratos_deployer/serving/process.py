@@ -1,0 +1,136 @@
+"""Run a model server as a child process and know when it is ready.
+
+vLLM must never be imported here (it pins its own torch), and the CPU server
+is best isolated from the deployer's event loop, so both run as subprocesses.
+Readiness is observed over HTTP, not guessed from log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+
+class ServingError(Exception):
+    """Base class for everything that goes wrong while serving a model."""
+
+
+class ServerExitedError(ServingError):
+    """The server process ended before it became ready."""
+
+
+class ServerNotReadyError(ServingError):
+    """The server was still not ready when the deadline passed."""
+
+
+class ManagedProcess:
+    """One server subprocess: start, wait until ready, stop (SIGTERM, then SIGKILL)."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        health_url: str,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.health_url = health_url
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while started, else None."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        """Launch the process in its own session, stdout and stderr going to ``log_path``."""
+        if self._proc is not None:
+            raise ServingError(f"already started (pid {self._proc.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        env = {**os.environ, **self.env} if self.env is not None else None
+        # A new session lets stop() signal the whole group (vLLM spawns workers).
+        self._proc = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+    def is_running(self) -> bool:
+        """True while the process has not exited."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def healthy(self, timeout_s: float = 2.0) -> bool:
+        """True when the process runs and its health URL answers 200."""
+        if not self.is_running():
+            return False
+        try:
+            return httpx.get(self.health_url, timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout_s: float, poll_s: float = 0.2) -> None:
+        """Poll the health URL until it answers 200; stop the process and raise otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._proc is None:
+                raise ServingError("wait_ready() called before start()")
+            code = self._proc.poll()
+            if code is not None:
+                self._close_log()
+                raise ServerExitedError(
+                    f"server exited with code {code} before becoming ready; "
+                    f"last log lines from {self.log_path}:\n{self.log_tail()}"
+                )
+            if self.healthy(timeout_s=max(0.1, min(2.0, deadline - time.monotonic()))):
+                return
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise ServerNotReadyError(
+                    f"server did not become ready at {self.health_url} within {timeout_s:.1f} s; it was stopped; "
+                    f"last log lines from {self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(poll_s)
+
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; return the exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        self._close_log()
+        return proc.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the log file, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,3 @@
+from stratos_inventory.main import run
+
+run()

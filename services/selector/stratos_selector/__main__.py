@@ -1,0 +1,3 @@
+from stratos_selector.main import run
+
+run()

@@ -1,0 +1,251 @@
+"""Thin, declarative event handlers over FastStream's JetStream pull consumers.
+
+A service declares what each handler consumes and publishes::
+
+    events = EventRouter("selector")
+
+    @events.handler(consumes=JobSubmitted, publishes=[ServerChosen, JobRejected], durable="selector-jobs")
+    async def on_job_submitted(event: JobSubmitted, ctx: HandlerContext) -> list[Event]: ...
+
+The wrapper owns delivery semantics so every handler behaves the same:
+
+- the payload is validated; an invalid one is answered by ``on_invalid`` (for
+  example a ``JobRejected`` with the reason), copied to the dead-letter stream,
+  and acked, so a bad message never wedges the consumer;
+- while the handler runs, the message lease is extended (long stages such as
+  training keep their message without a tight ``ack_wait``); a process killed
+  mid-work stops extending it and JetStream redelivers to another replica;
+- returned events are published with their ``event_id`` as NATS message id
+  (de-duplicated), and only then is the input acked;
+- an exception naks with backoff; at ``max_deliver`` the message goes to the
+  dead-letter subject instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
+from stratos_shared.contracts.base import Event
+from stratos_shared.contracts.parsing import parse_event
+from stratos_shared.errors import InvalidEventError
+
+log = logging.getLogger("stratos.bus")
+
+E = TypeVar("E", bound=Event)
+HandlerResult = Event | Sequence[Event] | None
+InvalidCallback = Callable[[InvalidEventError, str], Sequence[Event]]
+
+EVENTS = JStream(EVENTS_STREAM, declare=False)
+
+
+def retry_delay_s(delivery: int) -> float:
+    """Exponential backoff for a failed delivery: 1, 2, 4, ... capped at 30 s."""
+    return float(min(30, 2 ** max(0, delivery - 1)))
+
+
+async def publish_event(broker: NatsBroker, event: Event) -> None:
+    """Publish to JetStream with the event id as message id, so a re-publish is dropped as a duplicate."""
+    await broker.publish(
+        event.to_bytes(),
+        subject=event.SUBJECT,
+        headers={"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type},
+        stream=EVENTS_STREAM,
+    )
+
+
+async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -> None:
+    """Copy a message we give up on to ``stratos.dlq.<subject>`` with why, for an operator to inspect."""
+    headers = {
+        "Stratos-Dead-Reason": reason[:1000],
+        "Stratos-Dead-Service": service,
+        "Stratos-Original-Subject": raw.subject,
+        "Stratos-Deliveries": str(raw.metadata.num_delivered if raw.reply else 0),
+    }
+    await broker.publish(raw.data, subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may use besides its event: publishing mid-work, delivery count, the broker."""
+
+    broker: NatsBroker
+    service: str
+    delivery: int
+    subject: str
+    published: list[Event] = field(default_factory=list)
+
+    async def publish(self, event: Event) -> None:
+        """Publish now (progress events); final results are better returned."""
+        await publish_event(self.broker, event)
+        self.published.append(event)
+
+
+Handler = Callable[[E, HandlerContext], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class HandlerSpec(Generic[E]):
+    """The declaration of one handler, kept for docs and tests."""
+
+    name: str
+    consumes: type[E]
+    publishes: tuple[type[Event], ...]
+    durable: str
+
+
+class EventRouter:
+    """A FastStream router whose handlers declare the events they consume and publish."""
+
+    def __init__(self, service: str, *, max_deliver: int = 5, ack_wait_s: float = 30.0) -> None:
+        self.service = service
+        self.router = NatsRouter()
+        self.max_deliver = max_deliver
+        self.ack_wait_s = ack_wait_s
+        self.specs: list[HandlerSpec[Any]] = []
+        self.broker: NatsBroker | None = None
+
+    def handler(
+        self,
+        *,
+        consumes: type[E],
+        publishes: Sequence[type[Event]],
+        durable: str,
+        on_invalid: InvalidCallback | None = None,
+        max_workers: int = 1,
+        subject: str | None = None,
+    ) -> Callable[[Handler[E]], Handler[E]]:
+        """Register `fn` as the durable pull consumer `durable` of `consumes.SUBJECT`.
+
+        With `subject` (a wildcard such as ``stratos.evt.>``) and `consumes=Event`,
+        the handler receives every event type on it, parsed by its ``event_type``.
+        """
+        listen = subject or consumes.SUBJECT
+        for out in publishes:
+            self.router.publisher(out.SUBJECT, schema=out, title=f"{self.service}:{out.__name__}")
+
+        def decorate(fn: Handler[E]) -> Handler[E]:
+            self.specs.append(HandlerSpec(fn.__name__, consumes, tuple(publishes), durable))
+            allowed = tuple(publishes)
+
+            @self.router.subscriber(
+                listen,
+                stream=EVENTS,
+                durable=durable,
+                pull_sub=PullSub(batch_size=1, timeout=1.0),
+                config=ConsumerConfig(
+                    durable_name=durable,
+                    max_deliver=self.max_deliver,
+                    ack_wait=self.ack_wait_s,
+                    deliver_policy=DeliverPolicy.ALL,
+                    filter_subject=listen,
+                ),
+                ack_policy=AckPolicy.MANUAL,
+                max_workers=max_workers,
+                title=f"{self.service}:{consumes.__name__}",
+                description=(fn.__doc__ or "").strip() or None,
+            )
+            async def consume(msg: NatsMessage) -> None:
+                await self._deliver(fn, consumes, allowed, on_invalid, msg)
+
+            return fn
+
+        return decorate
+
+    async def _deliver(
+        self,
+        fn: Handler[E],
+        consumes: type[E],
+        allowed: tuple[type[Event], ...],
+        on_invalid: InvalidCallback | None,
+        msg: NatsMessage,
+    ) -> None:
+        raw: Msg = msg.raw_message
+        broker = self._broker()
+        delivery = raw.metadata.num_delivered
+        try:
+            event = parse_event(_event_class(consumes, msg.body), msg.body)
+        except InvalidEventError as invalid:
+            log.warning("%s refused a message on %s: %s", self.service, raw.subject, invalid.reason)
+            for answer in on_invalid(invalid, raw.subject) if on_invalid else ():
+                await publish_event(broker, answer)
+            await dead_letter(broker, raw, self.service, invalid.reason)
+            await msg.ack()
+            return
+
+        ctx = HandlerContext(broker=broker, service=self.service, delivery=delivery, subject=raw.subject)
+        keep_alive = asyncio.create_task(self._extend_lease(raw))
+        try:
+            result = await fn(event, ctx)
+            for out in _as_list(result):
+                if not isinstance(out, allowed):
+                    raise TypeError(f"{fn.__name__} returned {type(out).__name__}, which it does not declare")
+                await publish_event(broker, out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if delivery >= self.max_deliver:
+                log.error("%s gives up on %s after %d deliveries: %s", self.service, raw.subject, delivery, reason)
+                await dead_letter(broker, raw, self.service, reason)
+                await msg.ack()
+            else:
+                log.warning("%s failed on %s (delivery %d), will retry: %s", self.service, raw.subject, delivery, reason)
+                await raw.nak(delay=retry_delay_s(delivery))
+            return
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
+        await msg.ack()
+
+    async def _extend_lease(self, raw: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            with contextlib.suppress(Exception):
+                await raw.in_progress()
+
+    def _broker(self) -> NatsBroker:
+        if self.broker is None:
+            raise RuntimeError(f"router of {self.service} is not attached to a broker (call attach())")
+        return self.broker
+
+    def attach(self, broker: NatsBroker) -> None:
+        """Include the router in `broker`; handlers publish through it."""
+        self.broker = broker
+        broker.include_router(self.router)
+
+
+def _event_class(consumes: type[E], body: bytes) -> type[E]:
+    """The class to validate against: `consumes` itself, or for the generic `Event` the class its type names."""
+    if consumes is not Event:
+        return consumes
+    from stratos_shared.contracts.events import EVENT_TYPES
+
+    try:
+        name = json.loads(body).get("event_type")
+    except (ValueError, AttributeError):
+        return consumes  # parse_event reports the problem
+    found = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise InvalidEventError(f"unknown event_type {str(name)[:64]!r}")
+    return found  # type: ignore[return-value]
+
+
+def _as_list(result: HandlerResult) -> list[Event]:
+    if result is None:
+        return []
+    if isinstance(result, Event):
+        return [result]
+    return list(result)

@@ -1,0 +1,302 @@
+"""Every event of a job's life, with the subject it travels on.
+
+Subjects follow ``stratos.evt.<entity>.<verb>``; operator commands use
+``stratos.cmd.<entity>.<verb>``; heartbeats ``stratos.hb.<server_id>`` (core
+NATS, not persisted: a missed beat is the signal). `docs/architecture.md` lists
+the publisher and consumers of each.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratos_shared.contracts.base import Event
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.selection import SelectionExplanation
+from stratos_shared.contracts.servers import ServerSpec
+
+DistillationMode = Literal["alignment", "injection"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# --- job lifecycle -------------------------------------------------------------------------
+
+
+class JobSubmitted(Event):
+    """A user asks for a distilled model."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.job.submitted"
+    event_type: Literal["JobSubmitted"] = "JobSubmitted"
+    job_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+    spec: JobSpec
+    submitted_by: str = Field(default="cli", max_length=128)
+
+
+class JobRejected(Event):
+    """A submission (or another event) was refused before any work; says why."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.job.rejected"
+    event_type: Literal["JobRejected"] = "JobRejected"
+    reason: str = Field(description="Plain-words reason a user can act on.")
+    errors: list[str] = Field(default_factory=list, description="Individual validation errors, 'field: problem'.")
+    rejected_subject: str = Field(default="", description="Subject of the refused message.")
+
+
+class JobCancelRequested(Event):
+    """A user stops a job (`stratos cancel`); the deployer tears its endpoint down."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.job.cancel"
+    event_type: Literal["JobCancelRequested"] = "JobCancelRequested"
+    job_id: str
+
+
+class JobCompleted(Event):
+    """The job finished: the report says what was built and what it cost."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.job.completed"
+    event_type: Literal["JobCompleted"] = "JobCompleted"
+    job_id: str
+    report_uri: str
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobFailed(Event):
+    """The job stopped for good; `stage` and `reason` say where and why."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.job.failed"
+    event_type: Literal["JobFailed"] = "JobFailed"
+    job_id: str
+    stage: str
+    reason: str
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+class ServerRegistered(Event):
+    """A server joined (or came back to) the inventory."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.server.registered"
+    event_type: Literal["ServerRegistered"] = "ServerRegistered"
+    server: ServerSpec
+    source: str = Field(default="catalog", description="catalog, ppio, heartbeat or operator.")
+
+
+class ServerHeartbeat(Event):
+    """A server agent says it is alive; published on ``stratos.hb.<server_id>``."""
+
+    SUBJECT: ClassVar[str] = "stratos.hb"
+    event_type: Literal["ServerHeartbeat"] = "ServerHeartbeat"
+    server_id: str
+
+
+class ServerDownRequested(Event):
+    """An operator marks a server down (`stratos server down ID`)."""
+
+    SUBJECT: ClassVar[str] = "stratos.cmd.server.down"
+    event_type: Literal["ServerDownRequested"] = "ServerDownRequested"
+    server_id: str
+    reason: str = "operator"
+
+
+class ServerUpRequested(Event):
+    """An operator brings a server back (`stratos server up ID`)."""
+
+    SUBJECT: ClassVar[str] = "stratos.cmd.server.up"
+    event_type: Literal["ServerUpRequested"] = "ServerUpRequested"
+    server_id: str
+
+
+class ServerDown(Event):
+    """A server is gone: missed heartbeats or an operator said so."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.server.down"
+    event_type: Literal["ServerDown"] = "ServerDown"
+    server_id: str
+    reason: str = Field(description="heartbeat-timeout or operator.")
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+class ServerChosen(Event):
+    """Where the job runs; a new revision after a re-plan."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.server.chosen"
+    event_type: Literal["ServerChosen"] = "ServerChosen"
+    job_id: str
+    revision: int = Field(ge=1, description="1 for the first placement, +1 per re-plan.")
+    server: ServerSpec
+    previous_server_id: str | None = None
+    reason: str = Field(default="initial placement")
+    explanation: SelectionExplanation
+
+
+class TeacherScore(_Part):
+    """How one candidate teacher did on the evaluation sample."""
+
+    name: str
+    accuracy: float = Field(ge=0, le=1)
+    ci_low: float = Field(ge=0, le=1, description="95% Wilson interval, lower bound.")
+    ci_high: float = Field(ge=0, le=1)
+    graded: int = Field(ge=0)
+    errors: int = Field(ge=0, description="Requests that failed (timeouts, 5xx, malformed).")
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    cost_usd: float = Field(ge=0)
+    error: str | None = Field(default=None, description="Why the teacher could not be scored, if so.")
+
+
+class TeacherChosen(Event):
+    """The chosen teacher and distillation mode, with the evidence."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.teacher.chosen"
+    event_type: Literal["TeacherChosen"] = "TeacherChosen"
+    job_id: str
+    teacher: str
+    mode: DistillationMode
+    tau: float
+    scores: list[TeacherScore]
+    sample_ids: list[str]
+    cost_usd: float = Field(ge=0)
+
+
+class DataProgress(Event):
+    """Data synthesis progress, for `stratos watch`."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.data.progress"
+    event_type: Literal["DataProgress"] = "DataProgress"
+    job_id: str
+    done: int
+    total: int
+    accepted: int
+
+
+class DataReady(Event):
+    """The training set is in the artifact store."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.data.ready"
+    event_type: Literal["DataReady"] = "DataReady"
+    job_id: str
+    mode: DistillationMode
+    teacher: str
+    train_uri: str = Field(description="JSONL, chat format (see docs/datasets.md).")
+    eval_uri: str = Field(description="Held-out split: never trained on.")
+    asked: int
+    accepted: int
+    rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    acceptance_rate: float = Field(ge=0, le=1)
+    teacher_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+
+
+class StudentScreen(_Part):
+    """Pre-screening evidence for one candidate student."""
+
+    name: str
+    model: str
+    params: int
+    screened_accuracy: float = Field(ge=0, le=1)
+    passed: bool
+
+
+class StudentChosen(Event):
+    """The student that will be trained, and why."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.student.chosen"
+    event_type: Literal["StudentChosen"] = "StudentChosen"
+    job_id: str
+    student: str
+    model: str
+    threshold: float
+    screens: list[StudentScreen]
+
+
+class TrainingProgress(Event):
+    """A training step report (and checkpoint location when one was saved)."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.training.progress"
+    event_type: Literal["TrainingProgress"] = "TrainingProgress"
+    job_id: str
+    server_id: str
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    loss: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    checkpoint_uri: str | None = None
+
+
+class ModelTrained(Event):
+    """The student is trained; its adapter or weights are in the artifact store."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.model.trained"
+    event_type: Literal["ModelTrained"] = "ModelTrained"
+    job_id: str
+    server_id: str
+    student: str
+    base_model: str
+    method: str
+    model_uri: str = Field(description="Adapter (LoRA) or full model directory, as an archive URI.")
+    is_adapter: bool
+    accuracy_before: float = Field(ge=0, le=1)
+    accuracy_after: float = Field(ge=0, le=1)
+    training_seconds: float = Field(ge=0)
+    steps: int = Field(ge=0)
+    tokens: int = Field(ge=0)
+    resumed_from_step: int = Field(default=0, ge=0)
+    cost_usd: float = Field(ge=0)
+
+
+class ModelDeployed(Event):
+    """The student is served; latency was measured through the endpoint."""
+
+    SUBJECT: ClassVar[str] = "stratos.evt.model.deployed"
+    event_type: Literal["ModelDeployed"] = "ModelDeployed"
+    job_id: str
+    server_id: str
+    revision: int = Field(ge=1, description="Matches the ServerChosen revision it was deployed for.")
+    endpoint: str
+    backend: Literal["vllm", "cpu"]
+    ttft_p50_ms: float
+    ttft_p95_ms: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    accuracy: float = Field(ge=0, le=1)
+
+
+AnyEvent = Annotated[
+    JobSubmitted
+    | JobRejected
+    | JobCancelRequested
+    | JobCompleted
+    | JobFailed
+    | ServerRegistered
+    | ServerHeartbeat
+    | ServerDownRequested
+    | ServerUpRequested
+    | ServerDown
+    | ServerChosen
+    | TeacherChosen
+    | DataProgress
+    | DataReady
+    | StudentChosen
+    | TrainingProgress
+    | ModelTrained
+    | ModelDeployed,
+    Field(discriminator="event_type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        JobSubmitted, JobRejected, JobCancelRequested, JobCompleted, JobFailed, ServerRegistered, ServerHeartbeat,
+        ServerDownRequested, ServerUpRequested, ServerDown, ServerChosen, TeacherChosen, DataProgress, DataReady,
+        StudentChosen, TrainingProgress, ModelTrained, ModelDeployed,
+    )
+}

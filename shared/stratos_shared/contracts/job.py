@@ -1,0 +1,149 @@
+"""The job spec: what a user asks Stratos to build.
+
+Loadable from YAML (`JobSpec.from_yaml`) with a JSON Schema (`stratos schema`).
+Teachers name their API key by *reference* (``env:NAME`` or ``file:/path``),
+never by value, so a spec can travel in events and logs safely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
+TrainingMethod = Literal["lora-sft", "sft", "grpo"]
+SelectionStrategy = Literal["pareto", "accuracy-first", "cost-first", "latency-first", "random", "weighted-sum"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskSpec(_Frozen):
+    """Which task, and where its examples come from."""
+
+    kind: TaskKind = Field(description="A shipped task, or 'jsonl' for the user's own data with a declared grader.")
+    path: str | None = Field(default=None, description="JSONL file of examples; required for 'jsonl', optional otherwise.")
+    grader: str | None = Field(
+        default=None, description="For 'jsonl': exact, numeric, set, regex:<pattern>, or an entry-point name."
+    )
+    generator: dict[str, Any] = Field(default_factory=dict, description="Options for the task's offline generator.")
+    size: int = Field(default=400, ge=8, le=1_000_000, description="Examples to generate or read.")
+    eval_fraction: float = Field(default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on.")
+    seed: int = Field(default=0)
+
+    @model_validator(mode="after")
+    def _jsonl_needs_path_and_grader(self) -> TaskSpec:
+        if self.kind == "jsonl" and (not self.path or not self.grader):
+            raise ValueError("task kind 'jsonl' needs both 'path' and 'grader'")
+        return self
+
+
+class Constraints(_Frozen):
+    """What the user will accept: the selector and stages enforce these."""
+
+    accuracy_target: float = Field(default=0.0, ge=0, le=1, description="Minimum held-out accuracy wanted (0 = any).")
+    latency_slo_ms: float = Field(default=1000.0, gt=0, le=600_000, description="Max network latency of the serving server.")
+    budget_usd: float = Field(default=100.0, gt=0, le=10_000_000, description="Total budget: teacher calls + training + serving.")
+    serving_hours: float = Field(default=24.0, ge=0, le=100_000, description="Serving time the budget must cover.")
+
+
+class TeacherSpec(_Frozen):
+    """A candidate teacher behind an OpenAI-compatible endpoint."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    base_url: str = Field(description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8100/v1", max_length=2048)
+    model: str = Field(max_length=256)
+    api_key_ref: str | None = Field(
+        default=None,
+        description="Secret reference: 'env:VAR' or 'file:/path'. Never the key itself.",
+        examples=["env:OPENAI_API_KEY"],
+    )
+    usd_per_1m_input_tokens: float = Field(default=0.0, ge=0)
+    usd_per_1m_output_tokens: float = Field(default=0.0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("api_key_ref")
+    @classmethod
+    def _reference_not_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("env:", "file:")):
+            raise ValueError("api_key_ref must be a reference ('env:VAR' or 'file:/path'), never the key itself")
+        return value
+
+
+class StudentSpec(_Frozen):
+    """A candidate student base model: a hub id, a local path, or a built-in tiny model ('tiny:tiny-1m')."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(max_length=1024, examples=["Qwen/Qwen2.5-1.5B-Instruct", "tiny:tiny-1m", "/models/my-base"])
+    params_b: float = Field(gt=0, le=2000, description="Parameter count in billions (drives the memory estimate).")
+
+
+class TrainingSpec(_Frozen):
+    """How to train; unset fields take the method's documented defaults."""
+
+    method: TrainingMethod = "lora-sft"
+    epochs: float | None = Field(default=None, gt=0, le=100)
+    max_steps: int | None = Field(default=None, gt=0, le=1_000_000)
+    learning_rate: float | None = Field(default=None, gt=0, lt=1)
+    checkpoint_every_steps: int = Field(default=50, gt=0)
+
+
+class SelectionSpec(_Frozen):
+    """How the selector picks a server."""
+
+    strategy: SelectionStrategy = "pareto"
+    grid_k: int = Field(default=10, ge=1, le=1000, description="Pareto Front Grid divisions per objective.")
+    weights: tuple[float, float, float] = Field(
+        default=(1.0, 1.0, 1.0), description="weighted-sum weights for (hardware, cost, latency)."
+    )
+    seed: int = 0
+
+
+class DistillationSpec(_Frozen):
+    """Teacher evaluation and data synthesis settings."""
+
+    tau: float = Field(default=0.5, ge=0, le=1, description="Alignment when teacher accuracy >= tau, injection otherwise.")
+    eval_samples: int = Field(default=50, ge=1, le=10_000, description="Stratified sample size for teacher evaluation.")
+    samples_per_question: int = Field(default=2, ge=1, le=16, description="k completions asked per training question.")
+    keep_per_question: int = Field(default=1, ge=1, le=16, description="n traces kept per question at most.")
+    max_retries_per_question: int = Field(default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace.")
+    min_dataset_size: int = Field(default=32, ge=1, description="Fewer accepted records than this fails the job.")
+    prescreen_threshold: float = Field(default=0.0, ge=0, le=1, description="Students screening below this are dropped.")
+
+
+class JobSpec(_Frozen):
+    """Everything a user submits."""
+
+    name: str = Field(pattern=NAME_PATTERN, examples=["gsm8k-small"])
+    task: TaskSpec
+    constraints: Constraints = Field(default_factory=Constraints)
+    teachers: list[TeacherSpec] = Field(min_length=1, max_length=32)
+    students: list[StudentSpec] = Field(min_length=1, max_length=32)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    selection: SelectionSpec = Field(default_factory=SelectionSpec)
+    distillation: DistillationSpec = Field(default_factory=DistillationSpec)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> JobSpec:
+        for label, names in (("teacher", [t.name for t in self.teachers]), ("student", [s.name for s in self.students])):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{label} names must be unique")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> JobSpec:
+        """Load and validate a job spec file; raises pydantic.ValidationError or yaml.YAMLError."""
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return cls.model_validate(data)

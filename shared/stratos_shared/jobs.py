@@ -1,0 +1,173 @@
+"""A job's state, projected from its events into the ``stratos-jobs`` KV bucket.
+
+`apply` is a pure fold: the ledger consumer feeds it every job event in stream
+order and stores the result, and `stratos status/watch/jobs` read it. Replaying
+an event already applied (a redelivery) changes nothing, because each entry
+remembers the ids it has seen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stratos_shared.contracts.base import Event
+from stratos_shared.contracts.events import (
+    DataProgress,
+    DataReady,
+    JobCancelRequested,
+    JobCompleted,
+    JobFailed,
+    JobRejected,
+    JobSubmitted,
+    ModelDeployed,
+    ModelTrained,
+    ServerChosen,
+    StudentChosen,
+    TeacherChosen,
+    TrainingProgress,
+)
+
+Status = Literal["running", "completed", "failed", "rejected", "cancelled"]
+
+STAGES = ["submitted", "placing", "teacher-eval", "data-synth", "training", "deploying", "completed"]
+"""The pipeline's stages in order; `stage` is the one the job is in now."""
+
+MAX_HISTORY = 200
+MAX_SEEN = 500
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    event_type: str
+    summary: str
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    done: int
+    total: int
+    detail: str = ""
+
+
+class JobState(BaseModel):
+    """What `stratos status` shows: stage, outcome, current server, key results and the event history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    name: str = ""
+    status: Status = "running"
+    stage: str = "submitted"
+    submitted_at: datetime | None = None
+    updated_at: datetime | None = None
+    server_id: str | None = None
+    server_revision: int = 0
+    teacher: str | None = None
+    mode: str | None = None
+    student: str | None = None
+    endpoint: str | None = None
+    report_uri: str | None = None
+    reason: str | None = None
+    progress: dict[str, Progress] = Field(default_factory=dict, description="Latest progress per stage.")
+    results: dict[str, Any] = Field(default_factory=dict, description="Headline numbers per stage.")
+    history: list[HistoryEntry] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list, description="Ids of events already applied.")
+
+
+def _summary(event: Event) -> str:
+    match event:
+        case JobSubmitted():
+            return f"submitted '{event.spec.name}' ({event.spec.task.kind}, {len(event.spec.teachers)} teachers)"
+        case JobRejected():
+            return f"rejected: {event.reason}"
+        case ServerChosen():
+            return f"server {event.server.id} (revision {event.revision}): {event.reason}"
+        case TeacherChosen():
+            return f"teacher {event.teacher}, mode {event.mode}"
+        case DataReady():
+            return f"dataset: {event.accepted}/{event.asked} accepted ({event.acceptance_rate:.0%})"
+        case StudentChosen():
+            return f"student {event.student} ({event.model})"
+        case ModelTrained():
+            return f"trained: accuracy {event.accuracy_before:.0%} -> {event.accuracy_after:.0%}"
+        case ModelDeployed():
+            return f"deployed at {event.endpoint} ({event.backend}), p50 {event.latency_p50_ms:.0f} ms"
+        case JobCompleted():
+            return "completed"
+        case JobFailed():
+            return f"failed in {event.stage}: {event.reason}"
+        case JobCancelRequested():
+            return "cancel requested"
+        case _:
+            return event.event_type
+
+
+def apply(state: JobState | None, event: Event) -> JobState | None:
+    """The state after `event`; None when the event does not concern a job or was already applied."""
+    if event.job_id is None:
+        return None
+    current = state or JobState(job_id=event.job_id)
+    if event.event_id in current.seen:
+        return None
+    changes: dict[str, Any] = {"updated_at": event.occurred_at}
+    progress = dict(current.progress)
+    results = dict(current.results)
+    terminal = current.status != "running"
+    match event:
+        case JobSubmitted():
+            changes |= {"name": event.spec.name, "submitted_at": event.occurred_at}
+            if current.stage == "submitted":
+                changes["stage"] = "placing"
+        case JobRejected():
+            changes |= {"status": "rejected", "reason": event.reason}
+        case ServerChosen():
+            changes |= {"server_id": event.server.id, "server_revision": event.revision}
+            results["server"] = {"id": event.server.id, "revision": event.revision, "reason": event.reason}
+            if current.stage in ("submitted", "placing"):
+                changes["stage"] = "teacher-eval"
+        case TeacherChosen():
+            changes |= {"teacher": event.teacher, "mode": event.mode, "stage": "data-synth"}
+            results["teacher"] = {s.name: s.accuracy for s in event.scores}
+        case DataProgress():
+            progress["data-synth"] = Progress(done=event.done, total=event.total, detail=f"{event.accepted} accepted")
+        case DataReady():
+            changes["stage"] = "training"
+            results["data"] = {"accepted": event.accepted, "asked": event.asked, "rate": event.acceptance_rate}
+        case StudentChosen():
+            changes["student"] = event.student
+        case TrainingProgress():
+            loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
+            progress["training"] = Progress(done=event.step, total=event.total_steps, detail=loss)
+        case ModelTrained():
+            changes["stage"] = "deploying"
+            results["training"] = {"before": event.accuracy_before, "after": event.accuracy_after}
+        case ModelDeployed():
+            changes["endpoint"] = event.endpoint
+            results["deployment"] = {"p50_ms": event.latency_p50_ms, "accuracy": event.accuracy}
+        case JobCompleted():
+            changes |= {"status": "completed", "stage": "completed", "report_uri": event.report_uri}
+        case JobFailed():
+            changes |= {"status": "failed", "reason": f"{event.stage}: {event.reason}"}
+        case JobCancelRequested():
+            if not terminal:
+                changes |= {"status": "cancelled", "reason": "cancelled by user"}
+        case _:
+            pass
+    if terminal and "status" in changes and event.event_type != "ModelDeployed":
+        changes.pop("status")  # the first outcome stands; later events are still recorded
+    history = current.history
+    if not isinstance(event, (DataProgress, TrainingProgress)):
+        history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=_summary(event))]
+    changes |= {
+        "progress": progress,
+        "results": results,
+        "history": history[-MAX_HISTORY:],
+        "seen": [*current.seen, event.event_id][-MAX_SEEN:],
+    }
+    return current.model_copy(update=changes)

@@ -1,0 +1,96 @@
+"""A small byte-level BPE tokenizer trained locally, plus a loader for any model directory.
+
+Digits are split one by one before BPE so numbers tokenize the same way in
+every context: a tiny model can then learn column arithmetic instead of
+memorising multi-digit tokens. Byte-level BPE means no input is ever unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+PAD_TOKEN = "<|endoftext|>"
+BOS_TOKEN = "<|im_start|>"
+EOS_TOKEN = "<|im_end|>"
+SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN]
+MARKER_FILE = "stratos_model.json"
+"""Written next to locally built models; tells ``load_tokenizer`` to keep our tokenizer class."""
+
+# ChatML-style. The {% generation %} block marks assistant tokens so TRL's
+# ``assistant_only_loss`` can mask everything else; <|im_end|> is inside the
+# block so the model learns to stop.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{%- else %}"
+    "{{- message['content'] + '<|im_end|>' }}"
+    "{%- endif %}"
+    "{{- '\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE (digits split individually) with the chat template and special tokens."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        additional_special_tokens=[BOS_TOKEN],
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """Load the tokenizer of a local tiny model or of any normal hub-format model directory.
+
+    Our models are loaded as ``PreTrainedTokenizerFast`` because transformers'
+    auto classes may substitute an architecture-specific tokenizer class with
+    its own pre-tokenizer. A pad token is always set (falling back to eos),
+    since batched generation and training both pad.
+    """
+    path = Path(path)
+    tok: PreTrainedTokenizerBase
+    if (path / MARKER_FILE).exists():
+        tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def is_local_tiny_model(path: str | Path) -> bool:
+    """True for directories built by :mod:`stratos_shared.localmodels`."""
+    return (Path(path) / MARKER_FILE).exists()
+
+
+def read_marker(path: str | Path) -> dict[str, object]:
+    """The build metadata of a local tiny model (name, hash, parameter count, pre-training loss)."""
+    data: dict[str, object] = json.loads((Path(path) / MARKER_FILE).read_text())
+    return data

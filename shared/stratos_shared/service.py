@@ -1,0 +1,120 @@
+"""One factory wires every service: settings -> telemetry -> broker -> routers.
+
+`ServiceRuntime` connects to NATS, makes sure the streams, buckets and object
+store exist, starts the routers' consumers, and runs until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faststream.nats import NatsBroker
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from stratos_shared.bus.handler import EventRouter
+from stratos_shared.bus.infra import ensure_infrastructure
+from stratos_shared.settings import StratosSettings
+from stratos_shared.telemetry import setup_logging, setup_tracing
+
+log = logging.getLogger("stratos.service")
+
+Hook = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """A running service: its broker, raw NATS client and JetStream context."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: StratosSettings,
+        routers: Sequence[EventRouter],
+        *,
+        on_start: Sequence[Hook] = (),
+        on_stop: Sequence[Hook] = (),
+        tracing: bool = True,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.routers = list(routers)
+        self.on_start = list(on_start)
+        self.on_stop = list(on_stop)
+        self.tracer_provider = setup_tracing(name, settings.resolved_trace_dir()) if tracing else None
+        middlewares: list[Any] = []
+        if self.tracer_provider is not None:
+            middlewares.append(NatsTelemetryMiddleware(tracer_provider=self.tracer_provider))
+        auth: dict[str, Any] = {}
+        if settings.nats_user:
+            auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
+        self.broker = NatsBroker(
+            settings.servers,
+            name=f"stratos-{name}",
+            middlewares=middlewares,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            graceful_timeout=10.0,
+            **auth,
+        )
+        for router in self.routers:
+            router.attach(self.broker)
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def nc(self) -> Client:
+        connection = self.broker.connection
+        if connection is None:
+            raise RuntimeError("not connected")
+        return connection  # type: ignore[no-any-return]
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run a background loop (a heartbeat checker, a KV watcher) for the service's lifetime."""
+        self._background.append(asyncio.ensure_future(coro))
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        await ensure_infrastructure(self.js, replicas=self.settings.replicas)
+        for hook in self.on_start:
+            await hook(self)
+        await self.broker.start()
+        log.info("%s started (%s)", self.name, self.settings.nats_url)
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                await hook(self)
+        await self.broker.stop()
+        if self.tracer_provider is not None:
+            self.tracer_provider.force_flush()
+
+    async def serve_forever(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def run_service(build: Callable[[], ServiceRuntime], level: str = "INFO", name: str = "stratos") -> None:
+    """Entry point used by every service's `main.run`."""
+    setup_logging(name, level)
+    runtime = build()
+    asyncio.run(runtime.serve_forever())

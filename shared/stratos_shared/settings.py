@@ -1,0 +1,47 @@
+"""Settings every service shares, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path.home() / ".stratos"
+
+
+class StratosSettings(BaseSettings):
+    """Common settings; each service subclasses this with its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="STRATOS_", extra="ignore", populate_by_name=True)
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("NATS_URL", "STRATOS_NATS_URL"),
+        description="Comma-separated NATS server URLs.",
+    )
+    nats_user: str | None = Field(default=None, description="NATS user name (per-service credentials).")
+    nats_password: str | None = Field(default=None, description="NATS password for nats_user.")
+    replicas: int = Field(default=1, ge=1, le=5, description="Replicas for streams, KV and object store.")
+    home: Path = Field(default_factory=default_home, description="State directory: caches, traces, logs.")
+    max_deliver: int = Field(default=5, ge=1, le=100, description="Deliveries before a message is dead-lettered.")
+    ack_wait_s: float = Field(default=30.0, gt=0, le=3600, description="Lease on a message; extended while working.")
+    log_level: str = Field(default="INFO")
+    trace_dir: Path | None = Field(default=None, description="Local span store when no OTLP endpoint is set.")
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, value: str) -> str:
+        for url in value.split(","):
+            if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError(f"NATS URL {url!r} must start with nats://, tls://, ws:// or wss://")
+        return value
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.nats_url.split(",")]
+
+    def resolved_trace_dir(self) -> Path:
+        return self.trace_dir or self.home / "traces"

@@ -1,0 +1,130 @@
+"""The task protocol every stage shares.
+
+A task knows how to load its examples, turn one into a chat prompt (forward, or
+reverse when the answer is given), pull the final answer out of model output,
+and grade it. Teacher evaluation, data synthesis, pre-screening, training
+rewards and the deployer's accuracy check all go through this one interface, so
+"correct" means the same thing in every stage.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ChatMessage = dict[str, str]
+"""One OpenAI-style chat message: ``{"role": ..., "content": ...}``."""
+
+
+class Example(BaseModel):
+    """One task item with its ground-truth answer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="Stable id, unique within the task's data.")
+    question: str = Field(description="The input shown to the model.")
+    answer: str = Field(description="The ground-truth final answer, in the task's canonical form.")
+    stratum: str = Field(default="", description="Group used for stratified sampling (difficulty, size, ...).")
+
+
+class Grade(BaseModel):
+    """The verdict on one model output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    correct: bool
+    extracted: str | None = Field(description="The answer extracted from the output, None when none was found.")
+    precision: float | None = Field(
+        default=None, description="Set-valued tasks: share of predicted items that are right."
+    )
+    recall: float | None = Field(default=None, description="Set-valued tasks: share of true items that were predicted.")
+
+
+class StepCheck(BaseModel):
+    """Whether a reasoning trace shows real, consistent steps (used by knowledge injection)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    reason: str = ""
+
+
+ANSWER_MARKER = "Answer:"
+"""Every shipped task asks the model to end with a line ``Answer: <final answer>``."""
+
+
+class Task(ABC):
+    """A task: examples, prompts, answer extraction and grading."""
+
+    name: str
+
+    @abstractmethod
+    def examples(self) -> Sequence[Example]:
+        """All examples of the task, in a stable order."""
+
+    @abstractmethod
+    def system_prompt(self) -> str:
+        """Instructions that define the task and the required output format."""
+
+    def prompt(self, example: Example) -> list[ChatMessage]:
+        """Forward prompt: the question alone (knowledge alignment, evaluation, serving)."""
+        return [
+            {"role": "system", "content": self.system_prompt()},
+            {"role": "user", "content": example.question},
+        ]
+
+    def reverse_prompt(self, example: Example) -> list[ChatMessage]:
+        """Reverse prompt: question plus correct answer; the model writes reasoning that leads to it."""
+        return [
+            {"role": "system", "content": self.system_prompt()},
+            {
+                "role": "user",
+                "content": (
+                    f"{example.question}\n\nThe correct final answer is: {example.answer}\n"
+                    "Write the step-by-step reasoning that derives this answer, then end with the line "
+                    f"'{ANSWER_MARKER} {example.answer}'."
+                ),
+            },
+        ]
+
+    @abstractmethod
+    def extract_answer(self, output: str) -> str | None:
+        """The final answer in canonical form, or None when the output has none."""
+
+    @abstractmethod
+    def grade(self, output: str, example: Example) -> Grade:
+        """Grade a model output against the example's ground truth."""
+
+    def check_steps(self, output: str, example: Example) -> StepCheck:
+        """Check that a trace reasons rather than just stating the answer.
+
+        The default only requires some reasoning text before the answer line;
+        tasks that can verify intermediate steps (arithmetic, tile groupings)
+        override this.
+        """
+        body = output.split(ANSWER_MARKER)[0].strip()
+        if len(body.split()) < 3:
+            return StepCheck(ok=False, reason="no reasoning steps before the answer")
+        return StepCheck(ok=True)
+
+    def reference_trace(self, example: Example) -> str:
+        """A correct step-by-step trace ending in the answer line.
+
+        It defines what good reasoning looks like for the task and is what the
+        teacher simulator answers with. Tasks that cannot solve their own
+        questions (arbitrary user data) keep this default and refuse.
+        """
+        from stratos_shared.tasks.errors import TaskError
+
+        raise TaskError(f"task '{self.name}' cannot write a worked solution for its examples")
+
+    def wrong_trace(self, example: Example, rng: random.Random) -> str:
+        """A plausible but wrong trace ending in a wrong answer line (the simulator's mistakes).
+
+        The default states a wrong answer without reasoning; tasks override it
+        with a realistic slip (misread operation, missed tile...).
+        """
+        return f"I think it is this.\n{ANSWER_MARKER} not {example.answer}"

@@ -1,0 +1,28 @@
+"""Task errors: one small hierarchy so callers can catch every task problem at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TaskError(Exception):
+    """Base class for everything a task refuses."""
+
+
+class TaskConfigError(TaskError):
+    """A task was asked for with options that make no sense (unknown kind, grader, generator key)."""
+
+
+class TaskDataError(TaskError):
+    """A task data file is malformed; the message names the file, the line and the reason.
+
+    Bad data is refused outright rather than skipped, because a silently dropped
+    line would change accuracy numbers without anyone noticing.
+    """
+
+    def __init__(self, path: str | Path, line: int, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}, line {line}" if line > 0 else self.path
+        super().__init__(f"{where}: {reason}")

@@ -1,0 +1,126 @@
+"""vLLM argv construction and the subprocess lifecycle (exercised with the CPU server)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stratos_deployer.serving.backend import CpuBackend, VllmBackend, choose_backend
+from stratos_deployer.serving.cpu_server import free_port
+from stratos_deployer.serving.process import ManagedProcess, ServerExitedError, ServerNotReadyError
+from stratos_deployer.serving.vllm import VllmConfig, build_vllm_command
+
+
+def test_vllm_command_with_lora_adapter() -> None:
+    config = VllmConfig(
+        model="/models/qwen2.5-0.5b",
+        adapter_path=Path("/jobs/j1/adapter"),
+        served_name="job-j1-student",
+        host="0.0.0.0",
+        port=8123,
+        max_model_len=4096,
+        gpu_memory_utilization=0.85,
+        dtype="bfloat16",
+        max_lora_rank=64,
+    )
+    assert build_vllm_command(config) == [
+        "vllm", "serve", "/models/qwen2.5-0.5b",
+        "--host", "0.0.0.0", "--port", "8123",
+        "--enable-lora", "--lora-modules", "job-j1-student=/jobs/j1/adapter", "--max-lora-rank", "64",
+        "--dtype", "bfloat16", "--gpu-memory-utilization", "0.85",
+        "--max-model-len", "4096",
+    ]  # fmt: skip
+
+
+def test_vllm_command_for_merged_model() -> None:
+    config = VllmConfig(model="/jobs/j1/merged", served_name="job-j1-student", extra_args=["--enforce-eager"])
+    assert build_vllm_command(config) == [
+        "vllm", "serve", "/jobs/j1/merged",
+        "--host", "127.0.0.1", "--port", "8000",
+        "--served-model-name", "job-j1-student",
+        "--dtype", "auto", "--gpu-memory-utilization", "0.9",
+        "--enforce-eager",
+    ]  # fmt: skip
+
+
+def test_vllm_backend_fills_paths_and_port_into_its_template() -> None:
+    backend = VllmBackend("stu", template=VllmConfig(model="", served_name="x", max_model_len=2048))
+    config = backend.config_for(Path("/m"), Path("/a"), 9001)
+    assert build_vllm_command(config)[:11] == [
+        "vllm", "serve", "/m", "--host", "127.0.0.1", "--port", "9001",
+        "--enable-lora", "--lora-modules", "stu=/a", "--dtype",
+    ]  # fmt: skip
+
+
+def test_choose_backend() -> None:
+    assert isinstance(choose_backend(has_gpu=True), VllmBackend)
+    assert isinstance(choose_backend(has_gpu=False), CpuBackend)
+    assert isinstance(choose_backend(has_gpu=True, override="cpu"), CpuBackend)
+    assert isinstance(choose_backend(has_gpu=False, override="VLLM"), VllmBackend)
+    with pytest.raises(ValueError, match="unknown serving backend"):
+        choose_backend(has_gpu=False, override="tgi")
+
+
+def test_cpu_backend_lifecycle(tiny_model_path: Path, adapter_path: Path, tmp_path: Path) -> None:
+    backend = CpuBackend("lifecycle-student", max_batch_size=4, log_dir=tmp_path, ready_timeout_s=180)
+    port = free_port()
+    assert not backend.healthy()
+    url = backend.start(tiny_model_path, adapter_path, port)
+    try:
+        assert url == f"http://127.0.0.1:{port}/v1"
+        assert backend.healthy()
+        models = httpx.get(url + "/models").json()
+        assert [m["id"] for m in models["data"]] == ["lifecycle-student"]
+    finally:
+        backend.stop()
+    assert not backend.healthy()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/models")
+    assert "--adapter" in backend.command(tiny_model_path, adapter_path, port)
+    assert backend.log_path.exists()
+
+
+def test_never_ready_process_times_out_and_is_stopped(tmp_path: Path) -> None:
+    port = free_port()
+    process = ManagedProcess(
+        [sys.executable, "-c", "import time; print('warming up', flush=True); time.sleep(600)"],
+        f"http://127.0.0.1:{port}/health",
+        tmp_path / "slow.log",
+    )
+    process.start()
+    pid = process.pid
+    with pytest.raises(ServerNotReadyError, match=r"did not become ready .* within 1\.5 s") as info:
+        process.wait_ready(timeout_s=1.5)
+    assert "warming up" in str(info.value)
+    assert not process.is_running() and pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_process_that_exits_reports_its_log(tmp_path: Path) -> None:
+    process = ManagedProcess(
+        [sys.executable, "-c", "import sys; print('CUDA out of memory'); sys.exit(3)"],
+        "http://127.0.0.1:9/health",
+        tmp_path / "crash.log",
+    )
+    process.start()
+    with pytest.raises(ServerExitedError, match="exited with code 3") as info:
+        process.wait_ready(timeout_s=60)
+    assert "CUDA out of memory" in str(info.value)
+
+
+def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    )
+    process = ManagedProcess([sys.executable, "-c", stubborn], "http://127.0.0.1:9/health", tmp_path / "s.log")
+    process.start()
+    deadline = time.monotonic() + 60
+    while "up" not in process.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the SIGTERM handler must be installed before we signal
+    assert process.stop(grace_s=0.5) == -9
