@@ -41,11 +41,11 @@ class TinyModelSpec:
 class PretrainConfig:
     """Generic pre-training, so a base model knows the chat format and simple facts, not the eval tasks."""
 
-    steps: int = 300
+    steps: int = 200
     """Optimizer steps; fixed (not time-based) so a build is reproducible and its hash meaningful."""
-    batch_size: int = 16
+    batch_size: int = 8
     """Packed sequences per step."""
-    seq_len: int = 192
+    seq_len: int = 128
     """Tokens per packed sequence."""
     learning_rate: float = 3e-3
     """Peak AdamW learning rate (cosine decay after a short warm-up); tiny models tolerate a high rate."""
@@ -75,15 +75,15 @@ class TinyModelRecipe:
 RECIPES: dict[str, TinyModelRecipe] = {
     "tiny-1m": TinyModelRecipe(
         TinyModelSpec("tiny-1m", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=384),
-        PretrainConfig(steps=120, learning_rate=4e-3),
+        PretrainConfig(steps=200, learning_rate=4e-3),
     ),
     "tiny-4m": TinyModelRecipe(
         TinyModelSpec("tiny-4m", hidden_size=256, num_layers=5, num_heads=8, num_kv_heads=4, intermediate_size=768),
-        PretrainConfig(steps=300, learning_rate=2e-3),
+        PretrainConfig(steps=300, batch_size=16, learning_rate=2e-3),
     ),
     "tiny-10m": TinyModelRecipe(
         TinyModelSpec("tiny-10m", hidden_size=384, num_layers=6, num_heads=6, num_kv_heads=3, intermediate_size=1024),
-        PretrainConfig(steps=300, learning_rate=1.5e-3),
+        PretrainConfig(steps=300, batch_size=16, learning_rate=1.5e-3),
     ),
 }
 """Named recipes; parameter counts are roughly 1M, 4M and 10M (embeddings tied)."""

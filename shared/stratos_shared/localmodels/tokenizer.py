@@ -76,13 +76,25 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """
     path = Path(path)
     tok: PreTrainedTokenizerBase
-    if (path / MARKER_FILE).exists():
+    if (path / MARKER_FILE).exists() or _saved_class(path) in _GENERIC_CLASSES:
         tok = PreTrainedTokenizerFast.from_pretrained(str(path))
     else:
         tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+_GENERIC_CLASSES = {"PreTrainedTokenizerFast", "TokenizersBackend"}
+
+
+def _saved_class(path: Path) -> str | None:
+    """The tokenizer class recorded in ``tokenizer_config.json`` (checkpoints and adapters of our models have no marker)."""
+    try:
+        cls = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError):
+        return None
+    return cls if isinstance(cls, str) else None
 
 
 def is_local_tiny_model(path: str | Path) -> bool:

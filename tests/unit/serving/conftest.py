@@ -6,23 +6,25 @@ session-scoped; every test talks to the server over real HTTP.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, start_in_thread
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 from transformers import AutoModelForCausalLM
-
-from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, start_in_thread
 
 SERVED_NAME = "student-under-test"
 
 
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_tiny_model("tiny-1m", cache_dir=tmp_path_factory.mktemp("models"))
+    """Built in a fresh temp dir, unless ``STRATOS_MODEL_CACHE`` names a shared cache (building takes minutes)."""
+    shared_cache = os.environ.get("STRATOS_MODEL_CACHE")
+    return ensure_tiny_model("tiny-1m", cache_dir=None if shared_cache else tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

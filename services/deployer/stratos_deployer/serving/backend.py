@@ -103,7 +103,8 @@ class CpuBackend(_ProcessBackend):
         argv = [sys.executable, "-m", "stratos_deployer.serving", "--model", str(model_path)]
         if adapter_path is not None:
             argv += ["--adapter", str(adapter_path)]
-        return argv + [
+        return [
+            *argv,
             "--served-name", self.served_name,
             "--host", self.host,
             "--port", str(port),

@@ -101,7 +101,7 @@ class Batcher:
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
-        self.model = model.eval()
+        self.model = model.train(False)  # inference: no dropout
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
@@ -171,7 +171,7 @@ class Batcher:
                 with torch.inference_mode():
                     if new:
                         cache, mask, active = self._prefill(new, cache, mask, active)
-                    if active:
+                    if active and cache is not None:
                         cache, mask, active = self._decode_step(cache, mask, active)
             except Exception:  # one bad batch must not kill the server
                 logger.exception("generation step failed; failing its requests")
@@ -268,7 +268,7 @@ class Batcher:
             request.generated.append(token)
             request.pending_token = token
             self.tokens_generated += 1
-            text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
+            text = self._decode(request.generated)
             hit = _first_stop(text, request.params.stop)
             if hit is not None:
                 self._finish(request, text[len(request.text_sent) : hit], "stop")
@@ -283,8 +283,10 @@ class Batcher:
         return keep
 
     def _flush(self, request: _Request) -> str:
-        text = self.tokenizer.decode(request.generated, skip_special_tokens=True)
-        return text[len(request.text_sent) :]
+        return self._decode(request.generated)[len(request.text_sent) :]
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return str(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
     def _finish(self, request: _Request, tail: str, reason: FinishReason) -> None:
         self.requests_completed += 1
@@ -335,6 +337,11 @@ def _mergeable(cache: DynamicCache) -> bool:
     return all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
+def _layers(cache: DynamicCache) -> list[Any]:
+    """The cache's layers, known (via ``_mergeable``) to be plain ``DynamicLayer`` tensors."""
+    return list(cache.layers)
+
+
 def _select(cache: DynamicCache, mask: torch.Tensor, keep: list[int]) -> tuple[DynamicCache, torch.Tensor]:
     """Keep only rows ``keep`` and drop leading columns that are padding in every row."""
     if len(keep) != mask.shape[0]:
@@ -344,7 +351,7 @@ def _select(cache: DynamicCache, mask: torch.Tensor, keep: list[int]) -> tuple[D
     if mask.shape[0] and _mergeable(cache):
         first = int(mask.any(dim=0).int().argmax())
         if first > 0:
-            for layer in cache.layers:
+            for layer in _layers(cache):
                 layer.keys = layer.keys[..., first:, :]
                 layer.values = layer.values[..., first:, :]
             mask = mask[:, first:]
@@ -360,7 +367,7 @@ def _merge(
     shifting a row right inside the cache does not change what it attends to.
     """
     width = max(mask.shape[1], other_mask.shape[1])
-    for mine, theirs in zip(cache.layers, other.layers, strict=True):
+    for mine, theirs in zip(_layers(cache), _layers(other), strict=True):
         mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)], dim=0)
         mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)], dim=0)
     merged_mask = torch.cat([_left_pad_mask(mask, width), _left_pad_mask(other_mask, width)], dim=0)

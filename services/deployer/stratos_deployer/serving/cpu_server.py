@@ -68,7 +68,7 @@ def load_model(model_path: Path, adapter_path: Path | None) -> tuple[Any, Any]:
 
         model = PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
     tokenizer = load_tokenizer(model_path)
-    return model.eval(), tokenizer
+    return model.train(False), tokenizer
 
 
 def create_app(config: CpuServerConfig) -> Starlette:

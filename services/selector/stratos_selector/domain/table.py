@@ -29,7 +29,6 @@ class ServerTable:
     """Per-server columns derived once from the specs (index i is ``servers[i]``)."""
 
     servers: Sequence[ServerSpec]
-    ids: NDArray[np.str_]
     gpu_count: NDArray[np.float64]
     gpu_memory_gib: NDArray[np.float64]
     """Memory of one device: a GPU's, or the host's for CPU-only servers."""
@@ -49,9 +48,7 @@ class ServerTable:
         host_mem = _column(servers, "memory_gb")
         cores = _column(servers, "cpu_cores")
         declared = _column(servers, "gpu_tflops")
-        looked_up = np.fromiter(
-            (_cached_tflops(s.gpu_model) for s in servers), dtype=np.float64, count=len(servers)
-        )
+        looked_up = np.fromiter(map(_cached_tflops, map(attrgetter("gpu_model"), servers)), np.float64, len(servers))
         tflops = np.where(declared > 0, declared, looked_up)
         gpu_less = count == 0
         device_mem = np.where(gpu_less, host_mem, gpu_mem)
@@ -59,7 +56,6 @@ class ServerTable:
         total_mem = np.where(gpu_less, host_mem, count * gpu_mem)
         return cls(
             servers=servers,
-            ids=np.array([s.id for s in servers], dtype=np.str_),
             gpu_count=count,
             gpu_memory_gib=device_mem,
             effective_tflops=effective_tflops(count, tflops, cores),

@@ -1,0 +1,265 @@
+"""The `stratos` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import runpy
+import sys
+import time
+import uuid
+from pathlib import Path
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from opentelemetry import trace
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+
+from stratos_cli import client
+from stratos_cli.stack import SERVICES, StackState, alive, launch_service, module_of, service_env, start_nats, stop_pids
+from stratos_cli.views import job_view, jobs_table
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.contracts.events import (
+    JobCancelRequested,
+    JobSubmitted,
+    ServerDownRequested,
+    ServerUpRequested,
+)
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.parsing import describe_validation_error
+from stratos_shared.jobs import JobState
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Stratos: distil a small, cheap LLM for your task and deploy it, automatically.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+server_app = typer.Typer(help="Operate on servers in the inventory.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+console = Console()
+err = Console(stderr=True)
+
+NatsOption = Annotated[str | None, typer.Option("--nats", help="NATS URL (default: NATS_URL, then the running stack).")]
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def load_spec(path: Path) -> JobSpec:
+    """Validate a job spec file, exiting with a clear message (file and field) when it is not valid."""
+    try:
+        return JobSpec.from_yaml(path)
+    except FileNotFoundError:
+        err.print(f"[red]error:[/] job spec {path} does not exist")
+    except yaml.YAMLError as exc:
+        err.print(f"[red]error:[/] {path} is not valid YAML: {exc}")
+    except ValidationError as exc:
+        err.print(f"[red]error:[/] {path} is not a valid job spec:")
+        for line in describe_validation_error(exc):
+            err.print(f"  - {line}")
+    raise typer.Exit(2)
+
+
+async def _get_state(job_id: str, url: str | None) -> JobState | None:
+    async with client.connect(url) as (_, js):
+        found = await TypedKV(await js.key_value(JOBS_BUCKET), JobState).get(job_id)
+        return found[0] if found else None
+
+
+@app.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="Job spec YAML (see examples/ and `stratos schema`).")],
+    watch_job: Annotated[bool, typer.Option("--watch", help="Follow the job live until it ends.")] = False,
+    job_id: Annotated[str | None, typer.Option(help="Job id (default: <name>-<random>).")] = None,
+    nats_url: NatsOption = None,
+) -> None:
+    """Validate a job spec and submit it."""
+    spec = load_spec(spec_file)
+    job = job_id or f"{spec.name}-{uuid.uuid4().hex[:8]}"
+    event = JobSubmitted(job_id=job, spec=spec, submitted_by=os.environ.get("USER", "cli"))
+
+    async def send() -> None:
+        async with client.connect(nats_url) as (_, js):
+            with trace.get_tracer("stratos.cli").start_as_current_span("stratos.submit", attributes={"job.id": job}):
+                await client.publish(js, event)
+
+    _run(send())
+    console.print(f"submitted [bold]{job}[/]  (stratos status {job})")
+    if watch_job:
+        watch(job, nats_url=nats_url)
+
+
+@app.command()
+def status(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw state as JSON.")] = False,
+    nats_url: NatsOption = None,
+) -> None:
+    """Show a job's stage, server, results and recent events."""
+    state = _run(_get_state(job_id, nats_url))
+    if state is None:
+        err.print(f"[red]error:[/] no job {job_id!r} (it may still be queued: try again in a moment)")
+        raise typer.Exit(1)
+    if as_json:
+        console.print_json(state.model_dump_json(exclude={"seen"}))
+    else:
+        console.print(job_view(state))
+
+
+@app.command()
+def watch(
+    job_id: str,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 3600,
+    nats_url: NatsOption = None,
+) -> None:
+    """Follow a job live: stage progress, server, teacher, training, deployment."""
+
+    async def follow() -> JobState | None:
+        async with client.connect(nats_url) as (_, js):
+            jobs = TypedKV(await js.key_value(JOBS_BUCKET), JobState)
+            deadline = time.monotonic() + timeout_s
+            state: JobState | None = None
+            with Live(console=console, refresh_per_second=4) as live:
+                while time.monotonic() < deadline:
+                    found = await jobs.get(job_id)
+                    if found:
+                        state = found[0]
+                        live.update(job_view(state))
+                        if state.status != "running":
+                            break
+                    await asyncio.sleep(0.5)
+            return state
+
+    state = _run(follow())
+    if state is None or state.status not in ("completed",):
+        raise typer.Exit(1)
+
+
+@app.command()
+def jobs(nats_url: NatsOption = None) -> None:
+    """List jobs, newest first."""
+
+    async def fetch() -> list[JobState]:
+        async with client.connect(nats_url) as (_, js):
+            return list((await TypedKV(await js.key_value(JOBS_BUCKET), JobState).items()).values())
+
+    console.print(jobs_table(_run(fetch())))
+
+
+@app.command()
+def cancel(job_id: str, nats_url: NatsOption = None) -> None:
+    """Stop a job; its deployment is torn down."""
+
+    async def send() -> None:
+        async with client.connect(nats_url) as (_, js):
+            await client.publish(js, JobCancelRequested(job_id=job_id))
+
+    _run(send())
+    console.print(f"cancel requested for {job_id}")
+
+
+@app.command()
+def explain(job_id: str, nats_url: NatsOption = None) -> None:
+    """Why the job's server was chosen: feasible count, Pareto set, and why each alternative lost."""
+    from stratos_cli.explain import render_explanation
+
+    state = _run(_get_state(job_id, nats_url))
+    placement = state.results.get("placement") if state else None
+    if not placement:
+        err.print(f"[red]error:[/] job {job_id!r} has no placement yet")
+        raise typer.Exit(1)
+    console.print(render_explanation(placement))
+
+
+@app.command()
+def schema() -> None:
+    """Print the job spec's JSON Schema."""
+    console.print_json(json.dumps(JobSpec.model_json_schema()))
+
+
+@server_app.command("down")
+def server_down(server_id: str, reason: str = "operator", nats_url: NatsOption = None) -> None:
+    """Mark a server down: its jobs are re-planned onto other servers."""
+
+    async def send() -> None:
+        async with client.connect(nats_url) as (_, js):
+            await client.publish(js, ServerDownRequested(server_id=server_id, reason=reason))
+
+    _run(send())
+    console.print(f"server {server_id} marked down")
+
+
+@server_app.command("up")
+def server_up(server_id: str, nats_url: NatsOption = None) -> None:
+    """Bring a server back: it is eligible for new placements again."""
+
+    async def send() -> None:
+        async with client.connect(nats_url) as (_, js):
+            await client.publish(js, ServerUpRequested(server_id=server_id))
+
+    _run(send())
+    console.print(f"server {server_id} marked up")
+
+
+@app.command()
+def up(
+    catalog: Annotated[Path, typer.Option(help="Server catalog YAML for the inventory.")] = Path("examples/servers.yaml"),
+    cluster: Annotated[int, typer.Option(help="Run a JetStream cluster of this many nodes (3 for R3).")] = 1,
+    port: Annotated[int, typer.Option(help="NATS port (single server).")] = 4222,
+    trainers: Annotated[int, typer.Option(help="Trainer processes to start.")] = 1,
+) -> None:
+    """Start embedded NATS (or use NATS_URL) and the six services as separate processes."""
+    home = client.home_dir()
+    existing = StackState.load(home)
+    if existing and any(alive(pid) for pid in existing.pids.values()):
+        err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
+        raise typer.Exit(1)
+    pids: dict[str, int] = {}
+    if os.environ.get("NATS_URL"):
+        url = os.environ["NATS_URL"]
+    else:
+        url, pids = start_nats(home, port, cluster)
+    replicas = 3 if cluster >= 3 else 1
+    env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
+    for service in SERVICES:
+        for replica in range(trainers if service == "trainer" else 1):
+            pids[f"{service}-{replica}" if replica else service] = launch_service(service, home, env, replica)
+    StackState(nats_url=url, replicas=replicas, pids=pids).save(home)
+    console.print(f"stratos is up: NATS {url}, {len(pids)} processes; logs in {home / 'logs'}")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything `stratos up` started."""
+    home = client.home_dir()
+    state = StackState.load(home)
+    if state is None:
+        console.print("nothing to stop")
+        return
+    stopped = stop_pids(state.pids)
+    StackState.path(home).unlink(missing_ok=True)
+    console.print(f"stopped {', '.join(stopped)}")
+
+
+@app.command()
+def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")]) -> None:
+    """Run one service in the foreground (uses NATS_URL)."""
+    if name not in SERVICES:
+        err.print(f"[red]error:[/] unknown service {name!r}; choose from {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    sys.argv = [module_of(name)]
+    runpy.run_module(module_of(name), run_name="__main__")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,53 @@
+"""How CLI commands reach the bus: URL from --nats, NATS_URL, or the running embedded stack."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from opentelemetry.propagate import inject
+
+from stratos_cli.stack import StackState
+from stratos_shared.bus.infra import ensure_infrastructure
+from stratos_shared.contracts.base import Event
+from stratos_shared.settings import default_home
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("STRATOS_HOME") or default_home())
+
+
+def resolve_nats_url(explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("NATS_URL"):
+        return os.environ["NATS_URL"]
+    state = StackState.load(home_dir())
+    return state.nats_url if state else "nats://127.0.0.1:4222"
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str | None = None) -> AsyncIterator[tuple[Client, JetStreamContext]]:
+    servers = resolve_nats_url(url).split(",")
+    user = os.environ.get("STRATOS_NATS_USER")
+    password = os.environ.get("STRATOS_NATS_PASSWORD")
+    options = {"user": user, "password": password} if user else {}
+    nc = await nats.connect(servers=servers, connect_timeout=3, max_reconnect_attempts=2, **options)
+    try:
+        js = nc.jetstream()
+        await ensure_infrastructure(js, replicas=int(os.environ.get("STRATOS_REPLICAS", "1")))
+        yield nc, js
+    finally:
+        await nc.drain()
+
+
+async def publish(js: JetStreamContext, event: Event) -> None:
+    """JetStream publish with the event id as message id, carrying the current trace context (W3C headers)."""
+    headers = {"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type}
+    inject(headers)
+    await js.publish(event.SUBJECT, event.to_bytes(), headers=headers)

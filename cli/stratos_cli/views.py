@@ -1,0 +1,90 @@
+"""Rich renderings of job state for `stratos status`, `watch` and `jobs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from stratos_shared.jobs import STAGES, JobState
+
+STATUS_STYLE = {"running": "cyan", "completed": "green", "failed": "red", "rejected": "red", "cancelled": "yellow"}
+
+
+def stage_table(state: JobState) -> Table:
+    """One row per pipeline stage: done, current (with a progress bar), or pending."""
+    table = Table(title=f"{state.name or state.job_id}  [{STATUS_STYLE.get(state.status, '')}]{state.status}", box=None)
+    table.add_column("stage")
+    table.add_column("state")
+    table.add_column("progress", width=34)
+    current = STAGES.index(state.stage) if state.stage in STAGES else 0
+    for index, stage in enumerate(STAGES):
+        if index < current or state.status == "completed":
+            mark: RenderableType = Text("done", style="green")
+        elif index == current and state.status == "running":
+            mark = Text("running", style="cyan")
+        elif index == current:
+            mark = Text(state.status, style=STATUS_STYLE.get(state.status, ""))
+        else:
+            mark = Text("pending", style="dim")
+        progress = state.progress.get(stage)
+        bar: RenderableType = ""
+        if progress and progress.total:
+            bar = Group(
+                ProgressBar(total=progress.total, completed=progress.done, width=30),
+                Text(f"{progress.done}/{progress.total} {progress.detail}", style="dim"),
+            )
+        table.add_row(stage, mark, bar)
+    return table
+
+
+def details(state: JobState) -> Table:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, Any]] = [
+        ("job", state.job_id),
+        ("server", f"{state.server_id} (revision {state.server_revision})" if state.server_id else "-"),
+        ("teacher", f"{state.teacher} ({state.mode})" if state.teacher else "-"),
+        ("student", state.student or "-"),
+        ("endpoint", state.endpoint or "-"),
+        ("report", state.report_uri or "-"),
+    ]
+    if state.reason:
+        rows.append(("reason", Text(state.reason, style="red")))
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else str(value))
+    return table
+
+
+def history(state: JobState, last: int = 12) -> Table:
+    table = Table(title="events", box=None)
+    table.add_column("time", style="dim")
+    table.add_column("event")
+    table.add_column("summary")
+    for entry in state.history[-last:]:
+        table.add_row(entry.at.strftime("%H:%M:%S"), entry.event_type, entry.summary)
+    return table
+
+
+def job_view(state: JobState) -> Group:
+    return Group(stage_table(state), details(state), history(state))
+
+
+def jobs_table(states: list[JobState]) -> Table:
+    table = Table(title="jobs")
+    for column in ("job", "name", "status", "stage", "server", "updated"):
+        table.add_column(column)
+    for state in sorted(states, key=lambda s: s.updated_at or s.submitted_at or 0, reverse=True):  # type: ignore[arg-type, return-value]
+        table.add_row(
+            state.job_id,
+            state.name,
+            Text(state.status, style=STATUS_STYLE.get(state.status, "")),
+            state.stage,
+            state.server_id or "-",
+            state.updated_at.strftime("%Y-%m-%d %H:%M:%S") if state.updated_at else "-",
+        )
+    return table

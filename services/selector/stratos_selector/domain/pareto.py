@@ -1,0 +1,146 @@
+"""Exact non-dominated set for minimisation objectives (built for 3-D, correct for any d ≥ 1).
+
+Two phases, both exact:
+
+1. **Cull** (vectorised): the ``MAX_PIVOTS`` points of smallest normalised sum
+   are good pivots (the smallest is always non-dominated: a dominator would
+   have a smaller sum). In that order, each surviving pivot drops every
+   survivor it strictly dominates in one numpy pass. On realistic catalogs a
+   few pivots remove almost everything; the phase stops as soon as a pivot
+   stops paying for itself (it removes fewer than ``1/64`` of the survivors).
+2. **Sweep** (exact, O(m log m)) on the m survivors: sort lexicographically,
+   collapse identical rows, and sweep keeping the 2-D staircase of
+   (obj1, obj2) of the points seen so far (lists + bisect). A point is dominated
+   iff some earlier point of the lexicographic order has obj1 ≤ and obj2 ≤ — the
+   earlier order already guarantees obj0 ≤, and identical rows were collapsed,
+   so "≤ everywhere" means "dominates".
+
+Dropping a point in phase 1 never hides a dominator from phase 2: whatever a
+dropped point dominates, its pivot dominates too (transitivity).
+
+Duplicates: identical points do not dominate each other, so all copies of a
+non-dominated point are kept (and all copies of a dominated one dropped).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+import numpy as np
+from numpy.typing import NDArray
+
+MAX_PIVOTS = 128
+MIN_PIVOT_YIELD = 1 / 64
+SMALL = 64
+"""Below this many survivors the cull's per-pivot overhead isn't worth it."""
+
+
+def pareto_mask(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.bool_]:
+    """Boolean mask of the non-dominated rows of ``points`` (shape (n, d)), all objectives minimised.
+
+    q dominates p iff q ≤ p in every objective and q < p in at least one. NaN is not supported.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2:
+        raise ValueError(f"points must be 2-D (n, d), got shape {pts.shape}")
+    n = pts.shape[0]
+    mask = np.zeros(n, dtype=np.bool_)
+    if n == 0:
+        return mask
+    survivors = _cull(pts)
+    front = survivors[_sweep(pts[survivors])]
+    mask[front] = True
+    return mask
+
+
+def pareto_indices(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.intp]:
+    """Indices (ascending) of the non-dominated rows."""
+    return np.flatnonzero(pareto_mask(points))
+
+
+def _cull(pts: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Indices (ascending) of the points no pivot dominates: a superset of the front."""
+    n = pts.shape[0]
+    if n <= SMALL:
+        return np.arange(n)
+    lo = pts.min(axis=0)
+    span = pts.max(axis=0) - lo
+    span[span == 0] = 1.0
+    total = ((pts - lo) / span).sum(axis=1)
+    pool_size = min(n, MAX_PIVOTS)
+    pool = np.argpartition(total, pool_size - 1)[:pool_size]
+    pool = pool[np.argsort(total[pool], kind="stable")]  # only the pivot pool is sorted, not all n
+    alive = np.arange(n)
+    dead = np.zeros(n, dtype=np.bool_)
+    cols = [pts[:, j].copy() for j in range(pts.shape[1])]
+    for p in pool.tolist():
+        if dead[p]:
+            continue
+        pivot = pts[p]
+        weakly = cols[0] >= pivot[0]
+        strictly = cols[0] > pivot[0]
+        for c, v in zip(cols[1:], pivot[1:], strict=True):
+            weakly &= c >= v
+            strictly |= c > v
+        dominated = weakly & strictly
+        removed = int(np.count_nonzero(dominated))
+        if removed:
+            dead[alive[dominated]] = True
+            keep = ~dominated
+            alive = alive[keep]
+            cols = [c[keep] for c in cols]
+        if removed < alive.size * MIN_PIVOT_YIELD or alive.size <= SMALL:
+            break
+    return alive
+
+
+def _sweep(pts: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Exact front of ``pts`` (local indices), by lexicographic sort and a 2-D staircase."""
+    m, d = pts.shape
+    if m == 0:
+        return np.empty(0, dtype=np.intp)
+    order = np.lexsort(pts.T[::-1])  # by obj0, then obj1, ...
+    srt = pts[order]
+    new_group = np.ones(m, dtype=np.bool_)
+    new_group[1:] = np.any(srt[1:] != srt[:-1], axis=1)
+    starts = np.flatnonzero(new_group)
+    uniq = srt[starts]
+    if d == 1:
+        keep_unique = np.zeros(len(uniq), dtype=np.bool_)
+        keep_unique[0] = True
+    elif d == 2:
+        best = np.minimum.accumulate(uniq[:, 1])
+        keep_unique = np.ones(len(uniq), dtype=np.bool_)
+        keep_unique[1:] = uniq[1:, 1] < best[:-1]
+    elif d == 3:
+        keep_unique = _staircase_sweep(uniq[:, 1].tolist(), uniq[:, 2].tolist())
+    else:
+        keep_unique = _brute_sweep(uniq)
+    group_of = np.cumsum(new_group) - 1
+    return np.sort(order[keep_unique[group_of]])
+
+
+def _staircase_sweep(ys: list[float], zs: list[float]) -> NDArray[np.bool_]:
+    """For lexicographically sorted distinct 3-D points given by (y, z): which no earlier point dominates."""
+    stair_y: list[float] = []  # ascending
+    stair_negz: list[float] = []  # ascending, i.e. z strictly descending along the staircase
+    keep = np.zeros(len(ys), dtype=np.bool_)
+    for i, (y, z) in enumerate(zip(ys, zs, strict=True)):
+        at = bisect_right(stair_y, y)
+        if at and -stair_negz[at - 1] <= z:
+            continue  # an earlier point has y' ≤ y and z' ≤ z (and x' ≤ x by the order)
+        keep[i] = True
+        start = bisect_left(stair_y, y)
+        stop = bisect_right(stair_negz, -z, lo=start)  # drop stair points with y' ≥ y and z' ≥ z
+        stair_y[start:stop] = [y]
+        stair_negz[start:stop] = [-z]
+    return keep
+
+
+def _brute_sweep(uniq: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """d ≥ 4 fallback: each distinct point against the earlier ones in lexicographic order."""
+    keep = np.ones(len(uniq), dtype=np.bool_)
+    for i in range(1, len(uniq)):
+        earlier = uniq[:i][keep[:i]]
+        keep[i] = not bool(np.any(np.all(earlier <= uniq[i], axis=1)))
+    return keep

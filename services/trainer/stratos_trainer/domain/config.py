@@ -1,0 +1,131 @@
+"""Configuration of one training run, separate from the code that runs it.
+
+Fields left as ``None`` take a per-method default (see ``METHOD_DEFAULTS``):
+LoRA trains far fewer weights and tolerates a much higher learning rate than
+full SFT, and GRPO needs a small rate because its updates are noisy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+
+Method = Literal["lora-sft", "sft", "grpo"]
+Device = Literal["auto", "cpu", "cuda"]
+
+METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "lora-sft": {"learning_rate": 2e-3, "batch_size": 16},
+    "sft": {"learning_rate": 1e-3, "batch_size": 16},
+    "grpo": {"learning_rate": 5e-4, "batch_size": 32},
+}
+"""Per-method defaults, tuned on the 1M-4M local students (raise for CPU-sized models, lower for billion-scale)."""
+
+
+@dataclass
+class TrainingConfig:
+    """One training run of a student model."""
+
+    method: Method = "lora-sft"
+    """``"lora-sft"`` (adapter on a frozen base), ``"sft"`` (all weights) or ``"grpo"`` (RL on a correctness reward)."""
+    epochs: float = 3.0
+    """Passes over the training data; ignored when ``max_steps`` > 0."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps (> 0 overrides ``epochs``); re-planning and tests use it to bound time."""
+    learning_rate: float | None = None
+    """Peak learning rate; ``None`` takes the method default from ``METHOD_DEFAULTS``."""
+    batch_size: int | None = None
+    """Sequences (SFT) or completions (GRPO) per optimizer step; ``None`` takes the method default."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches accumulated per optimizer step (raise on small GPUs instead of the batch size)."""
+    warmup_ratio: float = 0.05
+    """Share of steps with linear warm-up before cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    lora_r: int = 16
+    """LoRA rank; ample for narrow tasks, cheap to store and upload."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (effective scale ``alpha / r``)."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input; 0 because distilled datasets are small but clean and runs short."""
+    lora_target_modules: str | list[str] = "all-linear"
+    """Modules that get adapters; ``"all-linear"`` adapts attention and MLP, which tiny models need."""
+    packing: bool = True
+    """Pack several examples per sequence (TRL best-fit-decreasing, padding-free): no compute wasted on padding.
+
+    Packed sequences keep their own position ids, and transformers turns those
+    into a block-diagonal mask, so examples do not attend to each other even on
+    CPU/SDPA."""
+    max_seq_len: int = 512
+    """Longest tokenized example; longer ones are truncated (packing bins are this long too)."""
+    checkpoint_interval: int = 50
+    """Save a resumable checkpoint every this many optimizer steps (and always at the end)."""
+    keep_checkpoints: int = 2
+    """Local checkpoints kept on disk; older ones are deleted after the sink has seen them."""
+    logging_steps: int = 1
+    """Record the loss every this many steps; 1 gives a complete loss history at negligible cost."""
+    num_generations: int = 8
+    """GRPO: completions sampled per prompt (the group whose rewards are normalised); must divide ``batch_size``."""
+    max_completion_length: int = 64
+    """GRPO: new tokens per sampled completion."""
+    beta: float = 0.0
+    """GRPO: KL penalty to the reference model; 0 skips the reference model (halves memory, TRL's default)."""
+    temperature: float = 1.0
+    """GRPO: sampling temperature of the rollouts."""
+    seed: int = 0
+    """Seed for data order, LoRA init and sampling."""
+    device: Device = "auto"
+    """``"auto"`` picks CUDA when available, else CPU."""
+    extra: dict[str, object] = field(default_factory=dict)
+    """Extra keyword arguments passed verbatim to TRL's ``SFTConfig``/``GRPOConfig`` (escape hatch)."""
+
+    def resolved(self) -> TrainingConfig:
+        """A copy with per-method defaults filled in."""
+        defaults = METHOD_DEFAULTS[self.method]
+        return replace(
+            self,
+            learning_rate=self.learning_rate if self.learning_rate is not None else float(defaults["learning_rate"]),
+            batch_size=self.batch_size if self.batch_size is not None else int(defaults["batch_size"]),
+        )
+
+    @property
+    def lr(self) -> float:
+        """The effective learning rate."""
+        return float(self.resolved().learning_rate)  # type: ignore[arg-type]
+
+    @property
+    def batch(self) -> int:
+        """The effective batch size."""
+        return int(self.resolved().batch_size)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How to run on a device."""
+
+    device: str
+    """``"cpu"`` or ``"cuda"``."""
+    bf16: bool
+    """Train in bfloat16 mixed precision (GPU only; TRL defaults to it and fails on CPU)."""
+    gradient_checkpointing: bool
+    """Trade compute for memory; off: on CPU it costs ~15x, and students fit in memory without it."""
+    use_cpu: bool
+    """Tell transformers/accelerate not to look for an accelerator."""
+    dtype: torch.dtype
+    """Dtype to load the model weights in."""
+
+
+def resolve_device(device: Device = "auto") -> str:
+    """``"cuda"`` when asked for or available under ``"auto"``, else ``"cpu"``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_precision(device: Device = "auto") -> Precision:
+    """CPU: fp32, no gradient checkpointing. GPU: bf16 (students are small, so no checkpointing either)."""
+    dev = resolve_device(device)
+    if dev == "cpu":
+        return Precision(device="cpu", bf16=False, gradient_checkpointing=False, use_cpu=True, dtype=torch.float32)
+    return Precision(device=dev, bf16=True, gradient_checkpointing=False, use_cpu=False, dtype=torch.bfloat16)

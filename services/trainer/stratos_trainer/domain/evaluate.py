@@ -1,0 +1,130 @@
+"""Held-out accuracy by greedy generation, batched with left padding.
+
+Greedy decoding makes the number reproducible, and sorting prompts by length
+before batching keeps padding (wasted CPU) low.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+
+from stratos_shared.localmodels import load_tokenizer
+from stratos_trainer.domain.data import Messages
+
+Grader = Callable[[str, str], float]
+"""``grader(completion_text, answer) -> score``; 1.0 for correct and 0.0 for wrong (partial credit allowed)."""
+
+
+@dataclass
+class EvalResult:
+    """Accuracy of a model on a list of (messages, answer) items."""
+
+    accuracy: float
+    """Mean grader score."""
+    n: int
+    """Items evaluated."""
+    outputs: list[str] = field(default_factory=list)
+    """Generated completions, in input order."""
+    scores: list[float] = field(default_factory=list)
+    """Grader scores, in input order."""
+
+
+def eos_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Token ids that end a completion: the tokenizer's eos plus the model's generation eos."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif isinstance(gen_eos, list):
+        ids.update(int(i) for i in gen_eos)
+    return sorted(ids)
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Messages],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+) -> list[str]:
+    """Greedy completions of chat prompts, in input order."""
+    texts = [str(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: list[str] = [""] * len(texts)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    stop = eos_ids(model, tokenizer)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(device) for k, v in enc.items()}
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=stop,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            for i, row in zip(idx, new, strict=True):
+                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+    finally:
+        tokenizer.padding_side = old_side
+        model.train(was_training)
+    return outputs
+
+
+def evaluate(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    items: Sequence[tuple[Messages, str]],
+    grader: Grader,
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+) -> EvalResult:
+    """Greedy-generate a completion per item and grade it against the item's answer."""
+    outputs = generate(model, tokenizer, [m for m, _ in items], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    scores = [float(grader(o, a)) for o, (_, a) in zip(outputs, items, strict=True)]
+    return EvalResult(accuracy=sum(scores) / max(1, len(scores)), n=len(scores), outputs=outputs, scores=scores)
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Load a model directory (full model, or a PEFT adapter directory with its base) and its tokenizer."""
+    path = Path(path)
+    if (path / "adapter_config.json").exists():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model.to(device)
+    return model, load_tokenizer(path)
+
+
+def evaluate_path(
+    path: str | Path,
+    items: Sequence[tuple[Messages, str]],
+    grader: Grader,
+    *,
+    device: str = "cpu",
+    max_new_tokens: int = 64,
+    batch_size: int = 64,
+) -> EvalResult:
+    """:func:`evaluate` on a model directory."""
+    model, tokenizer = load_model(path, device)
+    return evaluate(model, tokenizer, items, grader, max_new_tokens=max_new_tokens, batch_size=batch_size)

@@ -1,0 +1,151 @@
+"""Artifacts (datasets, checkpoints, adapters, reports) addressed by URI.
+
+The default backend is the NATS Object Store (``nats-obj://<bucket>/<job_id>/<name>``),
+so services on different machines share no disk; ``file://`` is the
+alternative for a single host. Every artifact belongs to one job: names are
+checked so that no input can escape its job's folder or the store.
+Directories (model adapters, checkpoints) travel as tar.gz archives.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from nats.js import JetStreamContext
+from nats.js.errors import ObjectNotFoundError
+
+from stratos_shared.bus.names import ARTIFACTS_BUCKET
+from stratos_shared.errors import ArtifactError
+
+SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def artifact_key(job_id: str, name: str) -> str:
+    """`<job_id>/<name>` after checking every segment: no '..', no absolute paths, no odd characters."""
+    segments = [job_id, *name.split("/")]
+    for segment in segments:
+        if not SEGMENT.fullmatch(segment) or segment in (".", "..") or ".." in segment:
+            raise ArtifactError(f"artifact name {name!r} for job {job_id!r} is not allowed (segment {segment!r})")
+    return "/".join(segments)
+
+
+class ArtifactStore(Protocol):
+    """Where stages put and get artifacts; URIs are what events carry."""
+
+    async def put_bytes(self, job_id: str, name: str, data: bytes) -> str: ...
+
+    async def get_bytes(self, uri: str) -> bytes: ...
+
+    async def exists(self, uri: str) -> bool: ...
+
+
+async def put_file(store: ArtifactStore, job_id: str, name: str, path: Path) -> str:
+    return await store.put_bytes(job_id, name, path.read_bytes())
+
+
+async def get_file(store: ArtifactStore, uri: str, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(await store.get_bytes(uri))
+    return dest
+
+
+async def put_dir(store: ArtifactStore, job_id: str, name: str, directory: Path) -> str:
+    """Store a directory (an adapter, a checkpoint) as one tar.gz artifact."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(directory, arcname=".")
+    return await store.put_bytes(job_id, name, buffer.getvalue())
+
+
+async def get_dir(store: ArtifactStore, uri: str, dest: Path) -> Path:
+    """Unpack a directory artifact into `dest`, refusing members that would land outside it."""
+    data = await store.get_bytes(uri)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        archive.extractall(dest, filter="data")
+    return dest
+
+
+class NatsArtifactStore:
+    """Artifacts in the JetStream Object Store bucket ``stratos-artifacts``."""
+
+    scheme = "nats-obj"
+
+    def __init__(self, js: JetStreamContext, bucket: str = ARTIFACTS_BUCKET) -> None:
+        self.js = js
+        self.bucket = bucket
+
+    def uri(self, key: str) -> str:
+        return f"{self.scheme}://{self.bucket}/{key}"
+
+    def _key(self, uri: str) -> str:
+        parsed = urlparse(uri)
+        if parsed.scheme != self.scheme or parsed.netloc != self.bucket:
+            raise ArtifactError(f"{uri!r} is not an artifact of {self.scheme}://{self.bucket}")
+        job_id, _, name = parsed.path.lstrip("/").partition("/")
+        return artifact_key(job_id, name)
+
+    async def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
+        key = artifact_key(job_id, name)
+        store = await self.js.object_store(self.bucket)
+        await store.put(key, data)
+        return self.uri(key)
+
+    async def get_bytes(self, uri: str) -> bytes:
+        store = await self.js.object_store(self.bucket)
+        try:
+            result = await store.get(self._key(uri))
+        except ObjectNotFoundError:
+            raise ArtifactError(f"artifact {uri} does not exist") from None
+        return bytes(result.data or b"")
+
+    async def exists(self, uri: str) -> bool:
+        store = await self.js.object_store(self.bucket)
+        try:
+            await store.get_info(self._key(uri))
+        except ObjectNotFoundError:
+            return False
+        return True
+
+
+class FileArtifactStore:
+    """Artifacts under a local directory (single-host deployments)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def _path(self, uri: str) -> Path:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise ArtifactError(f"{uri!r} is not a file:// artifact")
+        path = Path(parsed.path).resolve()
+        if not path.is_relative_to(self.root):
+            raise ArtifactError(f"{uri!r} is outside the artifact store {self.root}")
+        job_id, _, name = str(path.relative_to(self.root)).partition("/")
+        artifact_key(job_id, name)
+        return path
+
+    async def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
+        path = self.root / artifact_key(job_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+        return path.as_uri()
+
+    async def get_bytes(self, uri: str) -> bytes:
+        path = self._path(uri)
+        if not path.exists():
+            raise ArtifactError(f"artifact {uri} does not exist")
+        return path.read_bytes()
+
+    async def exists(self, uri: str) -> bool:
+        return self._path(uri).exists()

@@ -1,0 +1,130 @@
+"""Math task: extraction, grading, step checks, generator and GSM8K loading."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from stratos_shared.tasks import Example, TaskDataError
+from stratos_shared.tasks.math import MathTask, parse_word_problem
+
+TASK = MathTask([])
+EX = Example(id="1", question="q", answer="1234")
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("Answer: 1,234 apples", "1234"),
+        ("so\nAnswer: $1,234.00", "1234"),
+        ("Answer: 1234.", "1234"),
+        ("blah 5\n#### 1234", "1234"),
+        ("answer: -7 degrees", "-7"),
+        ("Answer: 3.50 dollars", "3.5"),
+        ("end with 'Answer: <number>'\n3 + 4 = 7\nAnswer: 7", "7"),
+        ("Answer: **42**", "42"),
+        ("Answer: the total is 12 pens", "12"),
+        ("The result is 12", None),
+        ("Answer: none", None),
+    ],
+)
+def test_extract_number(output: str, expected: str | None) -> None:
+    assert TASK.extract_answer(output) == expected
+
+
+@pytest.mark.parametrize(
+    ("output", "correct"),
+    [
+        ("Answer: 1,234", True),
+        ("Answer: 1234.0", True),
+        ("Answer: $1234 total", True),
+        ("Answer: 12345", False),
+        ("Answer: 123", False),
+        ("I get 1234 but Answer: 1235", False),
+        ("1234", False),
+    ],
+)
+def test_grade(output: str, correct: bool) -> None:
+    assert TASK.grade(output, EX).correct is correct
+
+
+def test_check_steps() -> None:
+    assert TASK.check_steps("3 + 4 = 7\n7 * 2 = 14\nAnswer: 14", EX).ok
+    assert TASK.check_steps("He has 3 + 4 = 7 apples, then 2 x 7 = 14.\nAnswer: 14", EX).ok
+    assert TASK.check_steps("<<1,000+234=1,234>>\nAnswer: 1234", EX).ok
+    bad = TASK.check_steps("3 + 4 = 7\n7 * 2 = 15\nAnswer: 15", EX)
+    assert not bad.ok and "7 * 2 = 15" in bad.reason
+    assert not TASK.check_steps("The answer is obviously 14.\nAnswer: 14", EX).ok
+    # Arithmetic after the answer line does not count as reasoning.
+    assert not TASK.check_steps("Answer: 7\n3 + 4 = 7", EX).ok
+
+
+@given(st.integers(0, 10_000), st.integers(1, 3))
+def test_generated_problems_round_trip(seed: int, steps: int) -> None:
+    task = MathTask.generate(seed=seed, size=3, min_steps=steps, max_steps=steps)
+    for ex in task.examples():
+        problem = parse_word_problem(ex.question)
+        assert problem is not None and len(problem.steps) == steps
+        assert str(problem.answer()) == ex.answer and int(ex.answer) >= 0
+        trace = task.reference_trace(ex)
+        assert task.grade(trace, ex).correct and task.check_steps(trace, ex).ok
+        wrong = task.wrong_trace(ex, random.Random(seed))
+        assert not task.grade(wrong, ex).correct
+
+
+def test_generator_is_seeded_short_and_stratified() -> None:
+    a = MathTask.generate(seed=3, size=90)
+    b = MathTask.generate(seed=3, size=90)
+    assert a.examples() == b.examples()
+    assert a.examples() != MathTask.generate(seed=4, size=90).examples()
+    assert {e.stratum for e in a.examples()} == {"steps=1", "steps=2", "steps=3"}
+    assert len({e.question for e in a.examples()}) == 90
+    assert max(len(e.question.split()) for e in a.examples()) <= 30
+
+
+def test_gsm8k_loader(tmp_path: Path) -> None:
+    path = tmp_path / "gsm.jsonl"
+    rows = [
+        {"question": "Q1?", "answer": "She has 2+3=<<2+3=5>>5.\n#### 5"},
+        {"id": "x", "question": "Q2?", "answer": "Total 1000+234=<<1000+234=1234>>1234\n#### 1,234"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    task = MathTask.from_jsonl(path)
+    assert [e.answer for e in task.examples()] == ["5", "1234"]
+    assert [e.id for e in task.examples()] == ["line-1", "x"]
+    trace = task.reference_trace(task.examples()[1])
+    assert trace.endswith("Answer: 1234") and "<<" not in trace
+    assert task.grade(trace, task.examples()[1]).correct
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "expected a JSON object"),
+        ('{"question": "q"}', "field 'answer'"),
+        ('{"question": "q", "answer": "no marker"}', "no '#### <number>'"),
+        ('{"question": "q", "answer": "x #### many"}', "no number after"),
+    ],
+)
+def test_gsm8k_loader_refuses_bad_lines(tmp_path: Path, line: str, reason: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"question": "ok", "answer": "#### 1"}\n' + line + "\n")
+    with pytest.raises(TaskDataError) as err:
+        MathTask.from_jsonl(path)
+    assert str(path) in str(err.value) and "line 2" in str(err.value) and reason in str(err.value)
+
+
+def test_loader_refuses_missing_and_duplicate(tmp_path: Path) -> None:
+    with pytest.raises(TaskDataError, match="file not found"):
+        MathTask.from_jsonl(tmp_path / "nope.jsonl")
+    path = tmp_path / "dup.jsonl"
+    path.write_text(
+        '{"id": 1, "question": "a", "answer": "#### 1"}\n{"id": "1", "question": "b", "answer": "#### 2"}\n'
+    )
+    with pytest.raises(TaskDataError, match="line 2: duplicate id '1'"):
+        MathTask.from_jsonl(path)
