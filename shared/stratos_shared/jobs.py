@@ -129,6 +129,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case ServerChosen():
             changes |= {"server_id": event.server.id, "server_revision": event.revision}
             results["server"] = {"id": event.server.id, "revision": event.revision, "reason": event.reason}
+            results["placement"] = event.explanation.model_dump(mode="json")
             if current.stage in ("submitted", "placing"):
                 changes["stage"] = "teacher-eval"
         case TeacherChosen():

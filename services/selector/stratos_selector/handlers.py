@@ -88,7 +88,7 @@ class Planner:
             selection = select(up, spec, exclude=exclude, load=load)
             if isinstance(selection, Infeasible):
                 return selection
-            chosen = selection.chosen
+            chosen = selection.server
             if await self.placements.claim(chosen.id, job_id, chosen.capacity):
                 outcome = ServerChosen(
                     event_id=stable_id(job_id, "server-chosen", revision),

@@ -194,16 +194,20 @@ class CustomRulesTask(Task):
         rng = random.Random(f"custom-rules-questions:{seed}")
         seen: set[str] = set()
         strata = list(range(min_ops, max_ops + 1))
-        attempts = 0
+        misses = dict.fromkeys(strata, 0)
         while len(task._examples) < size:
-            attempts += 1
-            if attempts > size * 50:
+            if not strata:
                 raise TaskConfigError(f"cannot generate {size} distinct custom-rules questions; ask for fewer")
             n_ops = strata[len(task._examples) % len(strata)]
             expr = random_expr(rng, n_ops, task.symbols)
             q = _question(expr)
             if q in seen:
+                # Small strata (one operator: 10 x 10 x rules questions) run out; stop drawing from them.
+                misses[n_ops] += 1
+                if misses[n_ops] > 200:
+                    strata.remove(n_ops)
                 continue
+            misses[n_ops] = 0
             seen.add(q)
             ident = f"custom-rules-{seed}-{len(task._examples)}"
             task._examples.append(

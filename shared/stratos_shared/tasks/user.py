@@ -2,8 +2,10 @@
 
 Built-in graders: ``exact`` (case- and space-insensitive string match),
 ``numeric`` (number equality, as in math), ``set`` (comma-separated items,
-order-free, with precision/recall) and ``regex`` (the stored answer is a
-pattern the extracted answer must fully match). Any other name is looked up as
+order-free, with precision/recall), ``regex`` (the stored answer is a
+pattern the extracted answer must fully match) and ``regex:<pattern>`` (the
+pattern picks the answer out of the output, its first group if it has one,
+then compares it like ``exact``; for outputs without an ``Answer:`` line). Any other name is looked up as
 an entry point in the ``stratos.graders`` group; it must be a callable
 ``(output: str, example: Example) -> Grade``, so a team can plug in its own
 grading without touching Stratos.
@@ -71,10 +73,30 @@ _BUILTIN: dict[str, GraderFn] = {
 }
 
 
+def regex_extractor(pattern: str) -> GraderFn:
+    """``regex:<pattern>``: the pattern finds the answer in the output; compared like ``exact``."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise TaskConfigError(f"grader 'regex:{pattern}' is not a valid regular expression ({exc})") from None
+
+    def grade(output: str, example: Example) -> Grade:
+        matches = list(compiled.finditer(output))
+        if not matches:
+            return Grade(correct=False, extracted=None)
+        last = matches[-1]
+        got = (last.group(1) if compiled.groups else last.group(0)).strip()
+        return Grade(correct=_norm(got) == _norm(example.answer), extracted=got)
+
+    return grade
+
+
 def load_grader(name: str) -> GraderFn:
-    """A built-in grader, or the ``stratos.graders`` entry point of that name."""
+    """A built-in grader, ``regex:<pattern>``, or the ``stratos.graders`` entry point of that name."""
     if name in _BUILTIN:
         return _BUILTIN[name]
+    if name.startswith("regex:"):
+        return regex_extractor(name.removeprefix("regex:"))
     found = [ep for ep in entry_points(group=GRADER_GROUP) if ep.name == name]
     if not found:
         raise TaskConfigError(
@@ -145,6 +167,8 @@ class UserTask(Task):
     def extract_answer(self, output: str) -> str | None:
         if self.grader_name == "numeric":
             return extract_number(output)
+        if self.grader_name.startswith("regex:"):
+            return self._grader(output, Example(id="", question="", answer="")).extracted
         return answer_text(output)
 
     def grade(self, output: str, example: Example) -> Grade:

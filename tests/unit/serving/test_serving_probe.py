@@ -36,9 +36,8 @@ def test_check_accuracy_grades_each_output(cpu_server: RunningServer) -> None:
     first = check_accuracy(url, cpu_server.served_name, [(p, "") for p in prompts], lambda out, ans: False)
     assert first.accuracy == 0.0 and first.total == 4
     # Use the model's own greedy outputs as answers for half the items: greedy is deterministic.
-    items = [
-        (p, out if i % 2 == 0 else "\x00never") for i, (p, out) in enumerate(zip(prompts, first.outputs, strict=False))
-    ]
+    pairs = enumerate(zip(prompts, first.outputs, strict=True))
+    items = [(p, out if i % 2 == 0 else "\x00never") for i, (p, out) in pairs]
     report = check_accuracy(url, cpu_server.served_name, items, lambda out, ans: out == ans)
     assert report.correct == 2 and report.accuracy == 0.5
     assert report.outputs == first.outputs

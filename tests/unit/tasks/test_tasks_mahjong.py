@@ -140,7 +140,8 @@ EX = MahjongTask.example_for(to_counts(parse_tiles("2345m 789p 111s EEE") or [])
 )
 def test_grade_set(output: str, correct: bool, precision: float, recall: float) -> None:
     grade = TASK.grade(output, EX)
-    assert (grade.correct, grade.precision, grade.recall) == (correct, pytest.approx(precision), pytest.approx(recall))
+    assert grade.correct is correct
+    assert grade.precision == pytest.approx(precision) and grade.recall == pytest.approx(recall)
 
 
 def test_check_steps() -> None:

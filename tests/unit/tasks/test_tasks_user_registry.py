@@ -41,6 +41,16 @@ def test_numeric_set_regex_graders(tmp_path: Path) -> None:
     assert not regex.grade("Answer: 555-12345", regex.examples()[0]).correct
 
 
+def test_regex_extractor_grader(tmp_path: Path) -> None:
+    task = build_task("jsonl", grader=r"regex:FINAL=(\w+)", path=write(tmp_path, [{"question": "q", "answer": "Blue"}]))
+    ex = task.examples()[0]
+    assert task.grade("FINAL=red ... no, FINAL=blue", ex).correct
+    assert task.extract_answer("FINAL=blue") == "blue"
+    assert not task.grade("blue", ex).correct
+    with pytest.raises(TaskConfigError, match="not a valid regular expression"):
+        UserTask([], "regex:(")
+
+
 def test_bad_user_data(tmp_path: Path) -> None:
     with pytest.raises(TaskDataError, match="line 1: answer is not a valid regular expression"):
         build_task("jsonl", grader="regex", path=write(tmp_path, [{"question": "q", "answer": "("}]))

@@ -120,7 +120,7 @@ async def test_gives_up_with_clear_errors(sim: RunningSimulator) -> None:
             await c.complete(MSGS)
     sim.simulator.config.faults = Faults(rate_timeout=1.0, timeout_delay_s=3.0)
     async with client(sim, max_retries=1, timeout_s=0.2) as c:
-        with pytest.raises(TeacherUnavailable, match="no answer within 0.2 s"):
+        with pytest.raises(TeacherUnavailable, match=r"no answer within 0\.2 s"):
             await c.complete(MSGS)
     async with TeacherClient("http://127.0.0.1:9/v1", "t", max_retries=1, backoff_base_s=0.01) as c:
         with pytest.raises(TeacherUnavailable, match="connection failed"):

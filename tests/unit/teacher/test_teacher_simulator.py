@@ -78,7 +78,7 @@ def test_unknown_prompt_gets_an_honest_non_answer() -> None:
 def test_dataset_lookup_for_questions_it_cannot_solve(tmp_path: Path) -> None:
     path = tmp_path / "gsm.jsonl"
     path.write_text('{"question": "A hard question?", "answer": "It takes 6*7=<<6*7=42>>42.\\n#### 42"}\n')
-    config = SimulatorConfig(datasets=[{"kind": "math", "path": str(path)}])  # type: ignore[list-item]
+    config = SimulatorConfig(datasets=[{"kind": "math", "path": str(path)}])
     task = build_task("math", path=str(path))
     out = Simulator(config).answer("teacher-sim", task.prompt(task.examples()[0]), 0)
     assert task.grade(out, task.examples()[0]).correct and task.check_steps(out, task.examples()[0]).ok

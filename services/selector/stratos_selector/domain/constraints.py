@@ -126,9 +126,8 @@ def _describe(table: ServerTable, feas: Feasibility, name: str, candidates: NDAr
         )
     if name == "latency":
         i = int(candidates[np.argmin(table.latency_ms[candidates])])
-        return Binding(
-            name, i, f"latency SLO {feas.latency_slo_ms:g} ms; fastest has {table.latency_ms[i]:.1f} ms ({servers[i].id})"
-        )
+        fastest = f"{table.latency_ms[i]:.1f} ms ({servers[i].id})"
+        return Binding(name, i, f"latency SLO {feas.latency_slo_ms:g} ms; fastest has {fastest}")
     i = int(candidates[np.argmin(feas.cost[candidates])])
     return Binding(
         name, i, f"budget ${feas.budget_usd:,.2f}; cheapest estimate is ${feas.cost[i]:,.2f} ({servers[i].id})"

@@ -33,12 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-
-from stratos_selector.domain.constraints import binding, check
-from stratos_selector.domain.estimates import Workload, job_cost, workload_for
-from stratos_selector.domain.grid import cells, normalise_objectives
-from stratos_selector.domain.pareto import pareto_mask
-from stratos_selector.domain.table import ServerTable
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import (
     Alternative,
@@ -49,6 +43,12 @@ from stratos_shared.contracts.selection import (
     SelectionExplanation,
 )
 from stratos_shared.contracts.servers import ServerSpec
+
+from stratos_selector.domain.constraints import binding, check
+from stratos_selector.domain.estimates import Workload, job_cost, workload_for
+from stratos_selector.domain.grid import cells, normalise_objectives
+from stratos_selector.domain.pareto import pareto_mask
+from stratos_selector.domain.table import ServerTable
 
 STRATEGIES = ("pareto", "accuracy-first", "cost-first", "latency-first", "random", "weighted-sum")
 TOP = 10
@@ -224,7 +224,7 @@ def _rank_pareto(f: _Feasible, job: JobSpec) -> tuple[NDArray[np.intp], Why]:
                 return f"higher {label} cell ({f.cell[j, axis]} vs {f.cell[chosen, axis]})"
         gap = f.distance[j] - f.distance[chosen]
         if gap > 0:
-            return f"same Pareto cell but {gap:.2f} farther from ideal"
+            return f"same Pareto cell but {gap:.3f} farther from ideal"
         return "same Pareto cell and distance; loses the tie on server id"
 
     return ranked, why

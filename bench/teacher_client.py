@@ -1,0 +1,124 @@
+"""Benchmark: TeacherClient throughput against the teacher simulator.
+
+1,000 chat completions at 50 ms simulated latency with concurrency 64. The
+ideal wall time is requests / concurrency x latency; the ratio to it shows how
+much the client (and the local HTTP stack) adds. The simulator runs in its own
+process so it does not share the client's event loop or GIL. The same workload
+then goes through distilabel's ``OpenAILLM`` when distilabel is installed.
+
+Run: ``.venv/bin/python bench/teacher_client.py [--requests 1000 --concurrency 64 --latency-ms 50]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+
+from stratos_shared.tasks import build_task
+from stratos_shared.teacher import TeacherClient
+
+MODEL = "bench-teacher"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_simulator(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    config = Path(tempfile.mkdtemp()) / "sim.yaml"
+    config.write_text(f"latency_ms: {latency_ms}\nmodels:\n  {MODEL}: {{default_accuracy: 0.9}}\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stratos_shared.teacher.simulator", "--port", str(port), "--config", str(config)]
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, f"http://127.0.0.1:{port}/v1"
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("simulator did not start")
+
+
+async def run_stratos(base_url: str, prompts: list[list[dict[str, str]]], concurrency: int) -> float:
+    async with TeacherClient(base_url, MODEL, max_concurrency=concurrency, timeout_s=30) as client:
+        await client.complete(prompts[0])  # warm the connection pool outside the timing
+        start = time.perf_counter()
+        results = await asyncio.gather(*(client.complete(p, seed=1) for p in prompts))
+        elapsed = time.perf_counter() - start
+    assert len(results) == len(prompts)
+    return elapsed
+
+
+async def run_distilabel(base_url: str, prompts: list[list[dict[str, str]]], concurrency: int) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from distilabel.models.llms import OpenAILLM
+
+    llm = OpenAILLM(model=MODEL, base_url=base_url, api_key="sk-bench")  # type: ignore[call-arg]
+    llm.load()
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(p: list[dict[str, str]]) -> object:
+        async with sem:
+            return await llm.agenerate(input=p, max_new_tokens=256)  # type: ignore[arg-type]
+
+    await one(prompts[0])
+    start = time.perf_counter()
+    await asyncio.gather(*(one(p) for p in prompts))
+    return time.perf_counter() - start
+
+
+def report(name: str, elapsed: float, ideal: float, n: int) -> None:
+    print(
+        f"{name:<28} wall {elapsed:6.3f} s   ideal {ideal:6.3f} s   ratio {elapsed / ideal:5.2f}x   {n / elapsed:7.1f} req/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    args = parser.parse_args()
+    task = build_task("math", seed=0, size=args.requests)
+    prompts = [task.prompt(ex) for ex in task.examples()]
+    ideal = args.requests / args.concurrency * args.latency_ms / 1000
+    print(
+        f"{args.requests} requests, concurrency {args.concurrency}, latency {args.latency_ms:g} ms, cpus {os.cpu_count()}"
+    )
+    proc, base_url = start_simulator(args.latency_ms)
+    try:
+        runners: list[tuple[str, Callable[..., Awaitable[float]]]] = [("stratos TeacherClient", run_stratos)]
+        try:
+            import distilabel  # noqa: F401
+
+            runners.append(("distilabel OpenAILLM", run_distilabel))
+        except ImportError as exc:
+            print(f"distilabel: skipped ({exc})")
+        for name, runner in runners:
+            elapsed = asyncio.run(runner(base_url, prompts, args.concurrency))
+            report(name, elapsed, ideal, args.requests)
+        print("goal: stratos TeacherClient within 1.2x of ideal")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from stratos_teacher_eval.main import run
+
+run()

@@ -1,0 +1,71 @@
+"""Teacher-eval handlers: on a job's first placement, score the teachers and choose teacher and mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from opentelemetry import trace
+
+from stratos_shared.bus.handler import EventRouter, HandlerContext
+from stratos_shared.contracts.base import Event, stable_id
+from stratos_shared.contracts.events import JobFailed, ServerChosen, TeacherChosen
+from stratos_shared.jobcontext import SpecReader, split_task, task_for
+from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
+from stratos_teacher_eval.evaluation import score_teacher
+from stratos_teacher_eval.settings import TeacherEvalSettings
+
+log = logging.getLogger("stratos.teacher_eval")
+tracer = trace.get_tracer("stratos.teacher_eval")
+
+
+def build_events(settings: TeacherEvalSettings, specs: SpecReader) -> EventRouter:
+    events = EventRouter("teacher-eval", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
+    cache_dir = settings.home / "cache" / "teachers"
+
+    @events.handler(consumes=ServerChosen, publishes=[TeacherChosen, JobFailed], durable="teacher-eval", max_workers=4)
+    async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
+        """Score every candidate teacher on a stratified held-out sample; pick teacher, then mode by tau."""
+        if event.revision > 1:
+            return []  # a re-plan moves the job; the teacher choice does not depend on the server
+        spec = await specs.get(event.job_id)
+        with tracer.start_as_current_span("teacher-eval.choose", attributes={"job.id": event.job_id}) as span:
+            task = task_for(spec.task)
+            sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
+            scores = await asyncio.gather(
+                *(
+                    score_teacher(
+                        teacher, task, sample, cache_dir=cache_dir, concurrency=settings.teacher_concurrency,
+                        timeout_s=settings.teacher_timeout_s, max_retries=settings.teacher_max_retries,
+                    )
+                    for teacher in spec.teachers
+                )
+            )
+            best = choose_teacher(scores)
+            if best is None:
+                reasons = "; ".join(f"{s.name}: {s.error}" for s in scores)
+                return [
+                    JobFailed(
+                        event_id=stable_id(event.job_id, "failed", "teacher-eval"),
+                        job_id=event.job_id,
+                        stage="teacher-eval",
+                        reason=f"every teacher is unreachable ({reasons})",
+                    )
+                ]
+            mode = choose_mode(best.accuracy, spec.distillation.tau)
+            span.set_attributes({"teacher.name": best.name, "teacher.accuracy": best.accuracy, "distillation.mode": mode})
+            log.info("job %s: teacher %s (%.0f%%), mode %s", event.job_id, best.name, best.accuracy * 100, mode)
+            return [
+                TeacherChosen(
+                    event_id=stable_id(event.job_id, "teacher-chosen"),
+                    job_id=event.job_id,
+                    teacher=best.name,
+                    mode=mode,
+                    tau=spec.distillation.tau,
+                    scores=list(scores),
+                    sample_ids=[e.id for e in sample],
+                    cost_usd=sum(s.cost_usd for s in scores),
+                )
+            ]
+
+    return events

@@ -1,0 +1,73 @@
+"""LoRA-SFT and full SFT on chat records with TRL's ``SFTTrainer``.
+
+Loss is on assistant tokens only (``assistant_only_loss``: the local chat
+template marks assistant turns with ``{% generation %}``), so the student
+learns to answer, not to predict prompts. Packing (best-fit-decreasing,
+padding-free) removes padding compute; transformers builds a block-diagonal
+mask from the packed position ids, so this is also correct on CPU/SDPA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer
+
+from stratos_shared.localmodels import load_tokenizer
+from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
+from stratos_trainer.domain.config import TrainingConfig, resolve_precision
+from stratos_trainer.domain.runner import common_args, load_base, run
+
+
+def sft_config(cfg: TrainingConfig, output_dir: Path) -> SFTConfig:
+    """The TRL ``SFTConfig`` for a :class:`TrainingConfig`."""
+    precision = resolve_precision(cfg.device)
+    return SFTConfig(
+        **common_args(cfg, output_dir, precision),
+        max_length=cfg.max_seq_len,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        assistant_only_loss=True,
+    )
+
+
+def lora_config(cfg: TrainingConfig) -> LoraConfig:
+    """The PEFT LoRA config for a :class:`TrainingConfig`."""
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_sft(
+    base_model: str | Path,
+    train: Dataset,
+    cfg: TrainingConfig,
+    output_dir: str | Path,
+    *,
+    resume_from: str | Path | None = None,
+    sink: CheckpointSink | None = None,
+    should_stop: StopFn | None = None,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Fine-tune ``base_model`` on SFT records (see :mod:`.data`); ``cfg.method`` picks LoRA or full SFT."""
+    if cfg.method not in ("lora-sft", "sft"):
+        raise ValueError(f"train_sft cannot run method {cfg.method!r}")
+    out = Path(output_dir)
+    precision = resolve_precision(cfg.device)
+    tokenizer = load_tokenizer(base_model)
+    control = ControlCallback(sink, should_stop, progress)
+    trainer = SFTTrainer(
+        model=load_base(base_model, precision),
+        args=sft_config(cfg, out),
+        train_dataset=train.select_columns(["messages"]),
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg) if cfg.method == "lora-sft" else None,
+        callbacks=[control],
+    )
+    return run(trainer, control, cfg, out, tokenizer, base_model, resume_from)

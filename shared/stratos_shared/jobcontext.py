@@ -1,0 +1,83 @@
+"""What every stage derives the same way from a job spec: the task, its split, the teacher clients.
+
+The split is a pure function of example ids and the task seed, so teacher-eval,
+data-synth, trainer and deployer agree on which examples are held out without
+passing lists around, and the held-out split can never leak into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
+from stratos_shared.errors import JobStateError
+from stratos_shared.tasks import Example, Task, build_task
+from stratos_shared.teacher.cache import DirectoryCache
+from stratos_shared.teacher.client import Pricing, TeacherClient
+from stratos_shared.teacher.secrets import resolve_secret
+
+
+@lru_cache(maxsize=64)
+def task_for(spec: TaskSpec) -> Task:
+    """The job's task (generated tasks are deterministic, so a cache per spec is safe)."""
+    return build_task(
+        spec.kind, path=spec.path, generator=dict(spec.generator) or None, grader=spec.grader, seed=spec.seed,
+        size=spec.size,
+    )
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[Example]
+    eval: list[Example]
+
+
+def _bucket(example_id: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{example_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_task(task: Task, spec: TaskSpec) -> Split:
+    """Held-out examples are those whose hashed id falls under `eval_fraction`; the rest train."""
+    train: list[Example] = []
+    held_out: list[Example] = []
+    for example in task.examples():
+        (held_out if _bucket(example.id, spec.seed) < spec.eval_fraction else train).append(example)
+    return Split(train=train, eval=held_out)
+
+
+def teacher_client(
+    teacher: TeacherSpec, cache_dir: Path, *, concurrency: int = 16, timeout_s: float = 60.0, max_retries: int = 4
+) -> TeacherClient:
+    """A client for one candidate teacher; the key is resolved from its reference here and nowhere else."""
+    return TeacherClient(
+        teacher.base_url,
+        teacher.model,
+        api_key=resolve_secret(teacher.api_key_ref) if teacher.api_key_ref else None,
+        max_concurrency=concurrency,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
+        pricing=Pricing(
+            input_usd_per_1m=teacher.usd_per_1m_input_tokens, output_usd_per_1m=teacher.usd_per_1m_output_tokens
+        ),
+        cache=DirectoryCache(cache_dir),
+    )
+
+
+class SpecReader:
+    """Reads accepted job specs (written by the selector before any stage runs); bound once connected."""
+
+    def __init__(self) -> None:
+        self.kv: TypedKV[JobSpec] | None = None
+
+    async def get(self, job_id: str) -> JobSpec:
+        if self.kv is None:
+            raise JobStateError("the specs bucket is not attached yet")
+        found = await self.kv.get(job_id)
+        if found is None:
+            raise JobStateError(f"job {job_id} has no accepted spec in the specs bucket")
+        return found[0]

@@ -1,0 +1,108 @@
+"""The selector over a real nats-server: placement, rejection of bad input, re-planning on ServerDown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobs import JobState
+from stratos_inventory.main import build as build_inventory
+from stratos_inventory.settings import InventorySettings
+from stratos_selector.main import build as build_selector
+from stratos_selector.settings import SelectorSettings
+from tests.nats.services import common, running
+
+pytestmark = pytest.mark.nats
+
+ROOT = Path(__file__).parents[2]
+
+
+def spec(name: str = "math-small") -> JobSpec:
+    return JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml").model_copy(update={"name": name})
+
+
+async def publish(nc: Client, subject: str, body: bytes, msg_id: str) -> None:
+    await nc.jetstream().publish(subject, body, headers={"Nats-Msg-Id": msg_id})
+
+
+def stack(nats_server, tmp_path):
+    return (
+        build_inventory(InventorySettings(**common(nats_server, tmp_path), catalog=ROOT / "examples" / "servers.yaml")),
+        build_selector(SelectorSettings(**common(nats_server, tmp_path))),
+    )
+
+
+async def test_malformed_job_is_rejected_with_reason_and_next_job_is_served(nats_server, tmp_path, nc, collect) -> None:
+    rejected = await collect("stratos.evt.job.rejected")
+    chosen = await collect("stratos.evt.server.chosen")
+    async with running(*stack(nats_server, tmp_path)):
+        good = json.loads(JobSubmitted(job_id="bad-1", spec=spec()).to_bytes())
+        good["spec"]["constraints"]["budget_usd"] = "lots"
+        await publish(nc, JobSubmitted.SUBJECT, json.dumps(good).encode(), "m1")
+        await publish(nc, JobSubmitted.SUBJECT, b"{not json", "m2")
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="good-1", spec=spec()).to_bytes(), "m3")
+        await chosen.wait_for(lambda c: len(c.messages) == 1)
+        await rejected.wait_for(lambda c: len(c.messages) == 2)
+        jobs = TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState)
+        for _ in range(100):
+            state = await jobs.get("bad-1")
+            if state:
+                break
+            await asyncio.sleep(0.05)
+    first, second = rejected.bodies()
+    assert first["job_id"] == "bad-1"
+    assert "spec.constraints.budget_usd" in first["reason"]
+    assert second["job_id"] is None and "not valid JSON" in second["reason"]
+    assert chosen.bodies()[0]["job_id"] == "good-1"
+    assert state is not None and state[0].status == "rejected"
+
+
+async def test_infeasible_job_is_rejected_naming_the_binding_constraint(nats_server, tmp_path, nc, collect) -> None:
+    rejected = await collect("stratos.evt.job.rejected")
+    async with running(*stack(nats_server, tmp_path)):
+        impossible = spec().model_copy(
+            update={"constraints": spec().constraints.model_copy(update={"latency_slo_ms": 5.0})}
+        )
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="fast-1", spec=impossible).to_bytes(), "m1")
+        await rejected.wait_for(lambda c: len(c.messages) == 1)
+    reason = rejected.bodies()[0]["reason"]
+    assert "latency" in reason.lower()
+
+
+async def test_server_down_replans_only_the_affected_job(nats_server, tmp_path, nc, collect) -> None:
+    chosen = await collect("stratos.evt.server.chosen")
+    async with running(*stack(nats_server, tmp_path)):
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="job-a", spec=spec("a")).to_bytes(), "a")
+        await chosen.wait_for(lambda c: len(c.messages) == 1)
+        # Job b cannot use job a's server: when a's server is full (capacity 2 = a + c), b goes elsewhere.
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="job-b", spec=spec("b")).to_bytes(), "b")
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="job-c", spec=spec("c")).to_bytes(), "c")
+        await chosen.wait_for(lambda c: len(c.messages) == 3)
+        placed = {b["job_id"]: b["server"]["id"] for b in chosen.bodies()}
+        await publish(
+            nc, ServerDownRequested.SUBJECT, ServerDownRequested(server_id=placed["job-a"]).to_bytes(), "down"
+        )
+        await chosen.wait_for(lambda c: any(b["revision"] == 2 for b in c.bodies()))
+        await asyncio.sleep(1.0)  # no other job may move afterwards
+    moved = [b for b in chosen.bodies() if b["revision"] == 2]
+    victims = sorted(job for job, server in placed.items() if server == placed["job-a"])
+    assert sorted(b["job_id"] for b in moved) == victims
+    for body in moved:
+        assert body["server"]["id"] != placed["job-a"]
+        assert body["previous_server_id"] == placed["job-a"]
+        assert "went down" in body["reason"]
+    assert len(chosen.messages) == 3 + len(moved)
+    # capacity is never exceeded
+    servers: dict[str, list[str]] = {}
+    final = {b["job_id"]: b["server"]["id"] for b in chosen.bodies()}
+    for job, server in final.items():
+        servers.setdefault(server, []).append(job)
+    assert all(len(jobs) <= 2 for jobs in servers.values())
