@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import torch
-from stratos_deployer.serving.cpu_server import CpuServerConfig, start_in_thread
+from stratos_deployer.serving.cpu_server import CpuServerConfig, encode_chat, start_in_thread
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 from transformers import AutoModelForCausalLM
 
@@ -42,8 +42,7 @@ def baseline(model_path: Path, requests: Sequence[Messages], max_tokens: int) ->
     start = time.perf_counter()
     with torch.inference_mode():
         for messages in requests:
-            encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+            ids = encode_chat(tokenizer, messages)
             out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False)
             new = out[0, len(ids) :].tolist()
             tokens += sum(1 for t in new if t != eos)
@@ -79,9 +78,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model_path = args.model or ensure_tiny_model("tiny-1m")
     requests = make_requests(args.requests)
-    print(
-        f"model={model_path} requests={args.requests} max_tokens={args.max_tokens} torch_threads={torch.get_num_threads()}"
-    )
+    threads = torch.get_num_threads()
+    print(f"model={model_path} requests={args.requests} max_tokens={args.max_tokens} torch_threads={threads}")
 
     base_s, base_tokens = baseline(model_path, requests, args.max_tokens)
     base_rps, base_tps = len(requests) / base_s, base_tokens / base_s

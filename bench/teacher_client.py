@@ -20,11 +20,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import httpx
-
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import TeacherClient
 
@@ -70,13 +69,13 @@ async def run_distilabel(base_url: str, prompts: list[list[dict[str, str]]], con
         warnings.simplefilter("ignore")
         from distilabel.models.llms import OpenAILLM
 
-    llm = OpenAILLM(model=MODEL, base_url=base_url, api_key="sk-bench")  # type: ignore[call-arg]
+    llm = OpenAILLM(model=MODEL, base_url=base_url, api_key="sk-bench")
     llm.load()
     sem = asyncio.Semaphore(concurrency)
 
     async def one(p: list[dict[str, str]]) -> object:
         async with sem:
-            return await llm.agenerate(input=p, max_new_tokens=256)  # type: ignore[arg-type]
+            return await llm.agenerate(input=p, max_new_tokens=256)
 
     await one(prompts[0])
     start = time.perf_counter()
@@ -86,7 +85,8 @@ async def run_distilabel(base_url: str, prompts: list[list[dict[str, str]]], con
 
 def report(name: str, elapsed: float, ideal: float, n: int) -> None:
     print(
-        f"{name:<28} wall {elapsed:6.3f} s   ideal {ideal:6.3f} s   ratio {elapsed / ideal:5.2f}x   {n / elapsed:7.1f} req/s"
+        f"{name:<28} wall {elapsed:6.3f} s   ideal {ideal:6.3f} s   "
+        f"ratio {elapsed / ideal:5.2f}x   {n / elapsed:7.1f} req/s"
     )
 
 
@@ -100,11 +100,14 @@ def main() -> None:
     prompts = [task.prompt(ex) for ex in task.examples()]
     ideal = args.requests / args.concurrency * args.latency_ms / 1000
     print(
-        f"{args.requests} requests, concurrency {args.concurrency}, latency {args.latency_ms:g} ms, cpus {os.cpu_count()}"
+        f"{args.requests} requests, concurrency {args.concurrency}, "
+        f"latency {args.latency_ms:g} ms, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
     )
     proc, base_url = start_simulator(args.latency_ms)
     try:
-        runners: list[tuple[str, Callable[..., Awaitable[float]]]] = [("stratos TeacherClient", run_stratos)]
+        runners: list[tuple[str, Callable[..., Coroutine[object, object, float]]]] = [
+            ("stratos TeacherClient", run_stratos)
+        ]
         try:
             import distilabel  # noqa: F401
 

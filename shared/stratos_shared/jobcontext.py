@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.tasks import Example, Task, build_task
@@ -20,10 +24,18 @@ from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
 from stratos_shared.teacher.secrets import resolve_secret
 
+if TYPE_CHECKING:
+    from stratos_shared.service import ServiceRuntime
+
+
+def task_for(spec: TaskSpec) -> Task:
+    """The job's task (generated tasks are deterministic, so one cached copy per spec is safe)."""
+    return _task_from_json(spec.model_dump_json())
+
 
 @lru_cache(maxsize=64)
-def task_for(spec: TaskSpec) -> Task:
-    """The job's task (generated tasks are deterministic, so a cache per spec is safe)."""
+def _task_from_json(raw: str) -> Task:
+    spec = TaskSpec.model_validate_json(raw)
     return build_task(
         spec.kind, path=spec.path, generator=dict(spec.generator) or None, grader=spec.grader, seed=spec.seed,
         size=spec.size,
@@ -81,3 +93,25 @@ class SpecReader:
         if found is None:
             raise JobStateError(f"job {job_id} has no accepted spec in the specs bucket")
         return found[0]
+
+
+class StageResources:
+    """What a pipeline stage reads besides its event: accepted specs and the artifact store.
+
+    Handlers are declared before the connection exists; `bind` (an on-start hook)
+    attaches the buckets once the service is connected.
+    """
+
+    def __init__(self) -> None:
+        self.specs = SpecReader()
+        self._artifacts: ArtifactStore | None = None
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if self._artifacts is None:
+            raise JobStateError("the artifact store is not attached yet")
+        return self._artifacts
+
+    async def bind(self, runtime: ServiceRuntime) -> None:
+        self.specs.kv = TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec)
+        self._artifacts = NatsArtifactStore(runtime.js)

@@ -60,6 +60,7 @@ class ServiceRuntime:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             graceful_timeout=10.0,
+            log_level=logging.DEBUG,  # per-message "Received/Processed" lines only at debug level
             **auth,
         )
         for router in self.routers:

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import JobFailed, ServerChosen, TeacherChosen
-from stratos_shared.jobcontext import SpecReader, split_task, task_for
+from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
 from stratos_teacher_eval.evaluation import score_teacher
 from stratos_teacher_eval.settings import TeacherEvalSettings
@@ -19,7 +19,7 @@ log = logging.getLogger("stratos.teacher_eval")
 tracer = trace.get_tracer("stratos.teacher_eval")
 
 
-def build_events(settings: TeacherEvalSettings, specs: SpecReader) -> EventRouter:
+def build_events(settings: TeacherEvalSettings, resources: StageResources) -> EventRouter:
     events = EventRouter("teacher-eval", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
     cache_dir = settings.home / "cache" / "teachers"
 
@@ -28,7 +28,7 @@ def build_events(settings: TeacherEvalSettings, specs: SpecReader) -> EventRoute
         """Score every candidate teacher on a stratified held-out sample; pick teacher, then mode by tau."""
         if event.revision > 1:
             return []  # a re-plan moves the job; the teacher choice does not depend on the server
-        spec = await specs.get(event.job_id)
+        spec = await resources.specs.get(event.job_id)
         with tracer.start_as_current_span("teacher-eval.choose", attributes={"job.id": event.job_id}) as span:
             task = task_for(spec.task)
             sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)

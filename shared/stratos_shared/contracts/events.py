@@ -187,10 +187,10 @@ class DataReady(Event):
     teacher: str
     train_uri: str = Field(description="JSONL, chat format (see docs/datasets.md).")
     eval_uri: str = Field(description="Held-out split: never trained on.")
-    asked: int
-    accepted: int
+    asked: int = Field(description="Teacher traces requested.")
+    accepted: int = Field(description="Training records kept (verified, de-duplicated, at most n per question).")
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
-    acceptance_rate: float = Field(ge=0, le=1)
+    acceptance_rate: float = Field(ge=0, le=1, description="Traces that passed verification / traces asked.")
     teacher_tokens: int = Field(ge=0)
     cost_usd: float = Field(ge=0)
 

@@ -7,11 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
+from selector_helpers import make_job
 from stratos_selector.domain.estimates import lookup_tflops, workload_for
 from stratos_selector.domain.grid import cells, normalise, normalise_objectives
-
-from selector_helpers import make_job
 
 finite = st.floats(-1e9, 1e9, allow_nan=False)
 

@@ -6,15 +6,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from stratos_selector.domain.pareto import pareto_indices, pareto_mask
 
 
 def brute_front(points: np.ndarray) -> np.ndarray:
     """q dominates p iff q <= p everywhere and q < p somewhere."""
-    le = (points[None, :, :] <= points[:, None, :]).all(axis=2)
-    lt = (points[None, :, :] < points[:, None, :]).any(axis=2)
-    return ~(le & lt).any(axis=1)
+    le = np.all(points[None, :, :] <= points[:, None, :], axis=2)
+    lt = np.any(points[None, :, :] < points[:, None, :], axis=2)
+    return np.asarray(~np.any(le & lt, axis=1))
 
 
 @st.composite

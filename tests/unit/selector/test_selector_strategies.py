@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selector_helpers import make_job
-
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.estimates import job_cost, workload_for
 from stratos_selector.domain.strategies import STRATEGIES, Infeasible, Selection, select
@@ -30,7 +30,7 @@ jobs = st.builds(
 )
 
 
-def oracle(servers: list[ServerSpec], job: JobSpec, exclude: set[str], load: dict[str, int]) -> list[dict[str, float]]:
+def oracle(servers: list[ServerSpec], job: JobSpec, exclude: set[str], load: dict[str, int]) -> list[dict[str, Any]]:
     """Plain-Python feasibility and objectives, one server at a time."""
     work = workload_for(job)
     rows = []
@@ -47,11 +47,11 @@ def oracle(servers: list[ServerSpec], job: JobSpec, exclude: set[str], load: dic
             and cost <= job.constraints.budget_usd
         )
         if ok:
-            rows.append({"id": s.id, "h": float(table.hardware[0]), "c": cost, "l": s.latency_ms})  # type: ignore[dict-item]
+            rows.append({"id": s.id, "h": float(table.hardware[0]), "c": cost, "l": s.latency_ms})
     return rows
 
 
-def pareto_rule(rows: list[dict[str, float]], k: int) -> str:
+def pareto_rule(rows: list[dict[str, Any]], k: int) -> str:
     """The documented rule, written out naively."""
 
     def norm(key: str, flip: bool = False) -> list[float]:
@@ -64,12 +64,10 @@ def pareto_rule(rows: list[dict[str, float]], k: int) -> str:
     objs = [(-r["h"], r["c"], r["l"]) for r in rows]
     best = None
     for i, r in enumerate(rows):
-        dominated = any(
-            all(a <= b for a, b in zip(o, objs[i], strict=True)) and o != objs[i] for o in objs
-        )
+        dominated = any(all(a <= b for a, b in zip(o, objs[i], strict=True)) and o != objs[i] for o in objs)
         if dominated:
             continue
-        cell = tuple(min(int(math.floor(v * k)), k - 1) for v in (nc[i], nl[i], nh[i]))
+        cell = tuple(min(math.floor(v * k), k - 1) for v in (nc[i], nl[i], nh[i]))
         key = (*cell, math.sqrt(nh[i] ** 2 + nc[i] ** 2 + nl[i] ** 2), r["id"])
         best = key if best is None or key < best else best
     assert best is not None
@@ -152,7 +150,12 @@ def test_random_depends_on_seed_and_job_name() -> None:
 
 def _srv(i: str, **kw: object) -> ServerSpec:
     base: dict[str, object] = {
-        "id": i, "gpu_model": "A100-80G", "gpu_count": 1, "gpu_memory_gb": 80, "cost_per_hour": 1.0, "latency_ms": 20,
+        "id": i,
+        "gpu_model": "A100-80G",
+        "gpu_count": 1,
+        "gpu_memory_gb": 80,
+        "cost_per_hour": 1.0,
+        "latency_ms": 20,
     }
     return ServerSpec.model_validate(base | kw)
 

@@ -7,13 +7,14 @@ session-scoped; every test talks to the server over real HTTP.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, start_in_thread
+from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, encode_chat, start_in_thread
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 from transformers import AutoModelForCausalLM
 
@@ -39,7 +40,7 @@ def adapter_path(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
             if "lora_B" in name:
                 param.normal_(0.0, 0.5)
     out = tmp_path_factory.mktemp("adapter")
-    peft_model.save_pretrained(out)
+    peft_model.save_pretrained(str(out))
     return out
 
 
@@ -53,18 +54,15 @@ def cpu_server(tiny_model_path: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="session")
-def reference_generate(tiny_model_path: Path):  # type: ignore[no-untyped-def]
+def reference_generate(tiny_model_path: Path) -> Callable[[Sequence[Any], int], str]:
     """Greedy text from plain ``model.generate``, one prompt at a time: the ground truth."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path).train(False)
     tokenizer = load_tokenizer(tiny_model_path)
 
-    def generate(messages: list[dict[str, str]], max_tokens: int) -> str:
-        encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+    def generate(messages: Sequence[Any], max_tokens: int) -> str:
+        ids = encode_chat(tokenizer, list(messages))
         with torch.inference_mode():
-            out = model.generate(
-                torch.tensor([list(ids)]), max_new_tokens=max_tokens, do_sample=False, attention_mask=None
-            )
+            out = model.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False, attention_mask=None)
         return str(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True))
 
     return generate

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, start_in_thread
 
 SERVED_NAME = "student-under-test"  # set by the cpu_server fixture in conftest.py
-PROMPTS = [[{"role": "user", "content": f"What is {a} + {b}?"}] for a, b in [(3, 4), (12, 30), (7, 8), (25, 17)]]
+Chat = list[ChatCompletionMessageParam]
+
+
+def _ask(text: str) -> Chat:
+    return [{"role": "user", "content": text}]
+
+
+PROMPTS = [_ask(f"What is {a} + {b}?") for a, b in [(3, 4), (12, 30), (7, 8), (25, 17)]]
 
 
 def _client(server: RunningServer) -> openai.OpenAI:
@@ -25,12 +34,14 @@ def test_health_and_models(cpu_server: RunningServer) -> None:
     assert [m.id for m in models.data] == [SERVED_NAME]
 
 
-def test_openai_client_matches_model_generate(cpu_server: RunningServer, reference_generate) -> None:  # type: ignore[no-untyped-def]
+def test_openai_client_matches_model_generate(
+    cpu_server: RunningServer, reference_generate: Callable[[Chat, int], str]
+) -> None:
     reply = _client(cpu_server).chat.completions.create(
         model=SERVED_NAME,
         messages=PROMPTS[0],
         max_tokens=24,
-        temperature=0,  # type: ignore[arg-type]
+        temperature=0,
     )
     choice = reply.choices[0]
     assert reply.model == SERVED_NAME
@@ -43,11 +54,11 @@ def test_openai_client_matches_model_generate(cpu_server: RunningServer, referen
 
 def test_openai_client_streaming_equals_non_streaming(cpu_server: RunningServer) -> None:
     client = _client(cpu_server)
-    full = client.chat.completions.create(model=SERVED_NAME, messages=PROMPTS[1], max_tokens=20, temperature=0)  # type: ignore[arg-type]
+    full = client.chat.completions.create(model=SERVED_NAME, messages=PROMPTS[1], max_tokens=20, temperature=0)
     chunks = list(
         client.chat.completions.create(
             model=SERVED_NAME,
-            messages=PROMPTS[1],  # type: ignore[arg-type]
+            messages=PROMPTS[1],
             max_tokens=20,
             temperature=0,
             stream=True,
@@ -89,9 +100,11 @@ def test_raw_httpx_non_streaming_shape(cpu_server: RunningServer) -> None:
         assert usage["completion_tokens"] == 5
 
 
-def test_concurrent_requests_are_batched_and_stay_correct(cpu_server: RunningServer, reference_generate) -> None:  # type: ignore[no-untyped-def]
-    prompts = [[{"role": "user", "content": f"What is {i} + {2 * i + 1}?"}] for i in range(8)]
-    before = sum(n for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
+def test_concurrent_requests_are_batched_and_stay_correct(
+    cpu_server: RunningServer, reference_generate: Callable[[Chat, int], str]
+) -> None:
+    prompts = [_ask(f"What is {i} + {2 * i + 1}?") for i in range(8)]
+    before = sum(int(n) for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
 
     async def run_all() -> list[str]:
         client = openai.AsyncOpenAI(base_url=cpu_server.url + "/v1", api_key="unused")
@@ -99,13 +112,13 @@ def test_concurrent_requests_are_batched_and_stay_correct(cpu_server: RunningSer
             *(
                 client.chat.completions.create(model=SERVED_NAME, messages=p, max_tokens=16, temperature=0)
                 for p in prompts
-            )  # type: ignore[arg-type]
+            )
         )
         return [r.choices[0].message.content or "" for r in replies]
 
     outputs = asyncio.run(run_all())
     stats = httpx.get(cpu_server.url + "/stats").json()
-    after = sum(n for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
+    after = sum(int(n) for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
     assert after > before, f"no decode step ran more than one request: {stats}"
     assert stats["max_batch_size_seen"] > 1
     # Left padding and batching must not change greedy results.
@@ -114,7 +127,7 @@ def test_concurrent_requests_are_batched_and_stay_correct(cpu_server: RunningSer
 
 def test_stop_string_truncates(cpu_server: RunningServer) -> None:
     client = _client(cpu_server)
-    full = client.chat.completions.create(model=SERVED_NAME, messages=PROMPTS[0], max_tokens=24, temperature=0)  # type: ignore[arg-type]
+    full = client.chat.completions.create(model=SERVED_NAME, messages=PROMPTS[0], max_tokens=24, temperature=0)
     text = full.choices[0].message.content or ""
     assert len(text) >= 4, f"need some output to pick a stop string from: {text!r}"
     stop = text[2:4]
@@ -123,7 +136,7 @@ def test_stop_string_truncates(cpu_server: RunningServer) -> None:
         messages=PROMPTS[0],
         max_tokens=24,
         temperature=0,
-        stop=[stop],  # type: ignore[arg-type]
+        stop=[stop],
     )
     assert cut.choices[0].message.content == text[: text.find(stop)]
     assert cut.choices[0].finish_reason == "stop"
@@ -135,7 +148,7 @@ def test_sampling_settings_are_accepted(cpu_server: RunningServer) -> None:
         messages=PROMPTS[0],
         max_tokens=6,
         temperature=0.8,
-        top_p=0.9,  # type: ignore[arg-type]
+        top_p=0.9,
     )
     assert reply.usage is not None and reply.usage.completion_tokens <= 6
 
@@ -152,14 +165,14 @@ def test_adapter_changes_greedy_output(tiny_model_path: Path, adapter_path: Path
     messages = PROMPTS[0]
     base = _client(cpu_server).chat.completions.create(
         model=SERVED_NAME, messages=messages, max_tokens=16, temperature=0
-    )  # type: ignore[arg-type]
+    )
     config = CpuServerConfig(model_path=tiny_model_path, adapter_path=adapter_path, served_name="with-adapter", port=0)
     with start_in_thread(config) as tuned_server:
         tuned = _client(tuned_server).chat.completions.create(
             model="with-adapter",
             messages=messages,
             max_tokens=16,
-            temperature=0,  # type: ignore[arg-type]
+            temperature=0,
         )
     assert tuned.choices[0].message.content != base.choices[0].message.content
 

@@ -156,10 +156,15 @@ def _parse_chat(body: Any, tokenizer: Any, default_max_tokens: int) -> tuple[lis
     )
     if params.max_tokens < 1 or params.temperature < 0 or not 0 < params.top_p <= 1:
         raise ValueError("need max_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
-    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    prompt_ids = list(encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded)
+    prompt_ids = encode_chat(tokenizer, messages)
     options = body.get("stream_options") or {}
     return prompt_ids, params, bool(body.get("stream", False)), bool(options.get("include_usage", False))
+
+
+def encode_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt token ids from the chat template (transformers 5 may return a dict, 4 a list)."""
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return [int(i) for i in (encoded["input_ids"] if hasattr(encoded, "keys") else encoded)]
 
 
 async def _collect(handle: RequestHandle, completion_id: str, model: str) -> dict[str, Any]:

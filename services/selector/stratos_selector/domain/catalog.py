@@ -56,20 +56,36 @@ def generate_catalog(n: int, seed: int = 0) -> list[ServerSpec]:
         latency = round(lat_lo + (lat_hi - lat_lo) * float(u_lat[i]), 1)
         if u_cpu[i] < CPU_ONLY_SHARE:
             cores = int(2 ** (3 + int(u_count[i] * 4)))
-            servers.append(ServerSpec(
-                id=f"cpu{cores}-{region}-{i:07d}", cpu_cores=cores, memory_gb=4.0 * cores,
-                cost_per_hour=round(0.04 * cores * mult * (0.8 + 0.4 * float(u_price[i])), 4),
-                region=region, latency_ms=latency, capacity=int(capacity[i]),
-            ))
+            servers.append(
+                ServerSpec(
+                    id=f"cpu{cores}-{region}-{i:07d}",
+                    cpu_cores=cores,
+                    memory_gb=4.0 * cores,
+                    cost_per_hour=round(0.04 * cores * mult * (0.8 + 0.4 * float(u_price[i])), 4),
+                    region=region,
+                    latency_ms=latency,
+                    capacity=int(capacity[i]),
+                )
+            )
             continue
         model, mem, tflops, (lo, hi), counts = GPU_MODELS[models[i]]
         count = counts[int(u_count[i] * len(counts))]
         price = count * mult * (lo + (hi - lo) * float(u_price[i]))
-        servers.append(ServerSpec(
-            id=f"{model.split('-')[0].lower()}x{count}-{region}-{i:07d}", gpu_model=model, gpu_count=count,
-            gpu_memory_gb=mem, gpu_tflops=tflops, cpu_cores=min(4096, 16 * count), memory_gb=float(128 * count),
-            cost_per_hour=round(price, 4), region=region, latency_ms=latency, capacity=int(capacity[i]),
-        ))
+        servers.append(
+            ServerSpec(
+                id=f"{model.split('-')[0].lower()}x{count}-{region}-{i:07d}",
+                gpu_model=model,
+                gpu_count=count,
+                gpu_memory_gb=mem,
+                gpu_tflops=tflops,
+                cpu_cores=min(4096, 16 * count),
+                memory_gb=float(128 * count),
+                cost_per_hour=round(price, 4),
+                region=region,
+                latency_ms=latency,
+                capacity=int(capacity[i]),
+            )
+        )
     return servers
 
 
@@ -91,9 +107,7 @@ def load_catalog_yaml(path: str | Path) -> list[ServerSpec]:
     try:
         catalog = ServerCatalog.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5])
         raise CatalogError(f"{path}: invalid catalog: {problems}") from exc
     ids = [s.id for s in catalog.servers]
     if len(set(ids)) != len(ids):

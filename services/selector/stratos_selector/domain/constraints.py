@@ -121,7 +121,8 @@ def _describe(table: ServerTable, feas: Feasibility, name: str, candidates: NDAr
         i = int(candidates[np.argmin(short)])
         s = servers[i]
         return Binding(
-            name, i,
+            name,
+            i,
             f"needs {feas.memory_needed[i]:.1f} GiB per device; best has {table.gpu_memory_gib[i]:.1f} GiB ({s.id})",
         )
     if name == "latency":

@@ -156,9 +156,9 @@ def workload_for(job: JobSpec) -> Workload:
     )
 
 
-def effective_tflops(gpu_count: NDArray[np.float64], tflops: NDArray[np.float64], cpu_cores: NDArray[np.float64]) -> (
-    NDArray[np.float64]
-):
+def effective_tflops(
+    gpu_count: NDArray[np.float64], tflops: NDArray[np.float64], cpu_cores: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Sustained TFLOPS: GPUs × peak × utilisation (× scaling loss when >1 GPU); CPU cores when GPU-less."""
     scaling = np.where(gpu_count > 1, MULTI_GPU_EFFICIENCY, 1.0)
     gpu = gpu_count * tflops * UTILISATION * scaling
@@ -170,8 +170,6 @@ def hardware_score(total_tflops: NDArray[np.float64], total_memory_gib: NDArray[
     return np.log2(1.0 + total_tflops) + np.log2(1.0 + total_memory_gib)
 
 
-def job_cost(workload: Workload, hours: NDArray[np.float64], cost_per_hour: NDArray[np.float64]) -> (
-    NDArray[np.float64]
-):
+def job_cost(workload: Workload, hours: NDArray[np.float64], cost_per_hour: NDArray[np.float64]) -> NDArray[np.float64]:
     """Estimated USD: (training hours + serving hours) × price per hour."""
     return (hours + workload.serving_hours) * cost_per_hour

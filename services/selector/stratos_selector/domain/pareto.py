@@ -1,6 +1,8 @@
 """Exact non-dominated set for minimisation objectives (built for 3-D, correct for any d ≥ 1).
 
-Two phases, both exact:
+Two phases, both exact (when one objective takes few distinct values, as the hardware
+score of a real catalog does, phase 1 is skipped and phase 2 runs one vectorised step
+per distinct value instead of one Python step per point):
 
 1. **Cull** (vectorised): the ``MAX_PIVOTS`` points of smallest normalised sum
    are good pivots (the smallest is always non-dominated: a dominator would
@@ -25,6 +27,7 @@ non-dominated point are kept (and all copies of a dominated one dropped).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +35,11 @@ from numpy.typing import NDArray
 MAX_PIVOTS = 128
 MIN_PIVOT_YIELD = 1 / 64
 SMALL = 64
+PROBE = 4096
+PROBE_GROUPS = 256
+"""If the first PROBE rows hold at most this many distinct values of a column, sweep by groups directly."""
+GROUP_COST_POINTS = 48
+"""A vectorised per-group step costs about as much as this many per-point Python steps."""
 """Below this many survivors the cull's per-pivot overhead isn't worth it."""
 
 
@@ -47,6 +55,11 @@ def pareto_mask(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[n
     mask = np.zeros(n, dtype=np.bool_)
     if n == 0:
         return mask
+    if pts.shape[1] == 3 and n > SMALL:
+        pts = _few_values_first(pts)
+        if np.unique(pts[:PROBE, 0]).size <= PROBE_GROUPS:
+            mask[_sweep(pts)] = True  # few distinct obj0: the vectorised group sweep needs no cull
+            return mask
     survivors = _cull(pts)
     front = survivors[_sweep(pts[survivors])]
     mask[front] = True
@@ -56,6 +69,49 @@ def pareto_mask(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[n
 def pareto_indices(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.intp]:
     """Indices (ascending) of the non-dominated rows."""
     return np.flatnonzero(pareto_mask(points))
+
+
+def _few_values_first(pts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Reorder columns so the one with the fewest distinct values (in a probe) comes first.
+
+    Dominance does not depend on the column order, and the group sweep runs one step per distinct
+    value of the first column (the hardware score of a catalog takes a few dozen values).
+    """
+    distinct = [np.unique(pts[:PROBE, j]).size for j in range(pts.shape[1])]
+    first = int(np.argmin(distinct))
+    if first == 0:
+        return pts
+    return pts[:, [first, *[j for j in range(pts.shape[1]) if j != first]]]
+
+
+def _lex_order(pts: NDArray[np.float64]) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """Lexicographic order by column 0, then 1, ..., and which sorted rows start a run of identical rows.
+
+    Each column becomes its dense rank (one unstable, SIMD-fast sort each) and the ranks are packed
+    into one int64 key, so a single unstable argsort gives the exact lexicographic order; equal keys
+    are exactly identical rows. np.lexsort (stable, several passes) is the fallback when the packed
+    key would overflow.
+    """
+    m, d = pts.shape
+    codes, radix = [], 1
+    for j in range(d):
+        values, code = np.unique(pts[:, j], return_inverse=True)
+        codes.append(code.reshape(-1))
+        radix *= max(1, values.size)
+    if radix < 2**62:
+        key = codes[0].astype(np.int64)
+        for j in range(1, d):
+            key = key * int(codes[j].max() + 1) + codes[j]
+        order = np.argsort(key)
+        sorted_key = key[order]
+        starts = np.ones(m, dtype=np.bool_)
+        starts[1:] = sorted_key[1:] != sorted_key[:-1]
+        return order, starts
+    order = np.lexsort(pts.T[::-1])
+    srt = pts[order]
+    starts = np.ones(m, dtype=np.bool_)
+    starts[1:] = np.any(srt[1:] != srt[:-1], axis=1)
+    return order, starts
 
 
 def _cull(pts: NDArray[np.float64]) -> NDArray[np.intp]:
@@ -99,12 +155,8 @@ def _sweep(pts: NDArray[np.float64]) -> NDArray[np.intp]:
     m, d = pts.shape
     if m == 0:
         return np.empty(0, dtype=np.intp)
-    order = np.lexsort(pts.T[::-1])  # by obj0, then obj1, ...
-    srt = pts[order]
-    new_group = np.ones(m, dtype=np.bool_)
-    new_group[1:] = np.any(srt[1:] != srt[:-1], axis=1)
-    starts = np.flatnonzero(new_group)
-    uniq = srt[starts]
+    order, new_group = _lex_order(pts)
+    uniq = pts[order[new_group]]
     if d == 1:
         keep_unique = np.zeros(len(uniq), dtype=np.bool_)
         keep_unique[0] = True
@@ -113,7 +165,11 @@ def _sweep(pts: NDArray[np.float64]) -> NDArray[np.intp]:
         keep_unique = np.ones(len(uniq), dtype=np.bool_)
         keep_unique[1:] = uniq[1:, 1] < best[:-1]
     elif d == 3:
-        keep_unique = _staircase_sweep(uniq[:, 1].tolist(), uniq[:, 2].tolist())
+        group_starts = np.flatnonzero(np.diff(uniq[:, 0])) + 1
+        if (group_starts.size + 1) * GROUP_COST_POINTS <= len(uniq):
+            keep_unique = _group_sweep(uniq, group_starts)
+        else:
+            keep_unique = _staircase_sweep(uniq[:, 1].tolist(), uniq[:, 2].tolist())
     else:
         keep_unique = _brute_sweep(uniq)
     group_of = np.cumsum(new_group) - 1
@@ -135,6 +191,40 @@ def _staircase_sweep(ys: list[float], zs: list[float]) -> NDArray[np.bool_]:
         stair_y[start:stop] = [y]
         stair_negz[start:stop] = [-z]
     return keep
+
+
+def _group_sweep(uniq: NDArray[np.float64], group_starts: NDArray[np.intp]) -> NDArray[np.bool_]:
+    """The staircase sweep one run of equal obj0 at a time, vectorised (few distinct obj0 values).
+
+    Earlier groups have strictly smaller obj0, so a point is dominated by them iff the staircase
+    holds (y', z') ≤ (y, z). Within a group (rows distinct, equal obj0, sorted by y then z) a point is
+    dominated iff an earlier one has z' ≤ z.
+    """
+    ys, zs = uniq[:, 1], uniq[:, 2]
+    keep = np.zeros(len(uniq), dtype=np.bool_)
+    stair_y = np.empty(0)
+    stair_z = np.empty(0)
+    bounds = np.concatenate(([0], group_starts, [len(uniq)])).tolist()
+    for a, b in pairwise(bounds):
+        gy, gz = ys[a:b], zs[a:b]
+        minimal = np.ones(b - a, dtype=np.bool_)
+        minimal[1:] = gz[1:] < np.minimum.accumulate(gz)[:-1]
+        ok = minimal
+        if stair_y.size:
+            at = np.searchsorted(stair_y, gy, side="right") - 1
+            ok = minimal & ((at < 0) | (stair_z[np.maximum(at, 0)] > gz))
+        keep[a:b] = ok
+        stair_y, stair_z = _staircase(np.concatenate((stair_y, gy[minimal])), np.concatenate((stair_z, gz[minimal])))
+    return keep
+
+
+def _staircase(y: NDArray[np.float64], z: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """2-D minimal points of (y, z): y ascending, z strictly descending."""
+    order = np.lexsort((z, y))
+    y, z = y[order], z[order]
+    minimal = np.ones(y.size, dtype=np.bool_)
+    minimal[1:] = z[1:] < np.minimum.accumulate(z)[:-1]
+    return y[minimal], z[minimal]
 
 
 def _brute_sweep(uniq: NDArray[np.float64]) -> NDArray[np.bool_]:

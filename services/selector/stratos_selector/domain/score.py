@@ -54,9 +54,13 @@ def score_choice(table: ServerTable, job: JobSpec, server_id: str) -> ChoiceScor
     cost = job_cost(work, hours, table.cost_per_hour)
     n = len(table)
     feas = check(
-        table, memory_needed=work.memory_per_gpu_gib(table.gpu_count), cost=cost,
-        latency_slo_ms=job.constraints.latency_slo_ms, budget_usd=job.constraints.budget_usd,
-        excluded=np.zeros(n, dtype=np.bool_), load=np.zeros(n),
+        table,
+        memory_needed=work.memory_per_gpu_gib(table.gpu_count),
+        cost=cost,
+        latency_slo_ms=job.constraints.latency_slo_ms,
+        budget_usd=job.constraints.budget_usd,
+        excluded=np.zeros(n, dtype=np.bool_),
+        load=np.zeros(n),
     ).feasible
     i = next(k for k, s in enumerate(table.servers) if s.id == server_id)
     if not feas[i]:

@@ -115,8 +115,13 @@ def select(
         else np.zeros(len(table), dtype=np.bool_)
     )
     feas = check(
-        table, memory_needed=memory, cost=cost, latency_slo_ms=job.constraints.latency_slo_ms,
-        budget_usd=job.constraints.budget_usd, excluded=excluded, load=table.load_array(load),
+        table,
+        memory_needed=memory,
+        cost=cost,
+        latency_slo_ms=job.constraints.latency_slo_ms,
+        budget_usd=job.constraints.budget_usd,
+        excluded=excluded,
+        load=table.load_array(load),
     )
     rows = np.flatnonzero(feas.feasible)
     k = job.selection.grid_k
@@ -128,10 +133,17 @@ def select(
         bind = binding(table, feas)
         closest = None if bind.closest_index is None else table.servers[bind.closest_index]
         return Infeasible(
-            constraint=bind.constraint, reason=bind.reason, closest=closest,
+            constraint=bind.constraint,
+            reason=bind.reason,
+            closest=closest,
             explanation=SelectionExplanation(
-                strategy=name, total_count=len(table), feasible_count=0, pareto_size=0, grid_k=k,
-                excluded=feas.counts_by_first_reason(), binding_constraint=bind.constraint,
+                strategy=name,
+                total_count=len(table),
+                feasible_count=0,
+                pareto_size=0,
+                grid_k=k,
+                excluded=feas.counts_by_first_reason(),
+                binding_constraint=bind.constraint,
                 infeasible_reason=bind.reason,
                 estimate=None if bind.closest_index is None else estimate(bind.closest_index),
             ),
@@ -145,19 +157,29 @@ def select(
         server=table.servers[row],
         alternatives=tuple(alternatives),
         explanation=SelectionExplanation(
-            strategy=name, total_count=len(table), feasible_count=int(rows.size),
-            pareto_size=int(np.count_nonzero(f.front)), grid_k=k, chosen_server_id=f.ids[chosen],
-            chosen_cell=alternatives[0].cell, excluded=feas.counts_by_first_reason(),
-            alternatives=alternatives, estimate=estimate(row),
+            strategy=name,
+            total_count=len(table),
+            feasible_count=int(rows.size),
+            pareto_size=int(np.count_nonzero(f.front)),
+            grid_k=k,
+            chosen_server_id=f.ids[chosen],
+            chosen_cell=alternatives[0].cell,
+            excluded=feas.counts_by_first_reason(),
+            alternatives=alternatives,
+            estimate=estimate(row),
         ),
     )
 
 
 def _estimate(work: Workload, per_gpu: float, hours: float, cost: float) -> ResourceEstimate:
     return ResourceEstimate(
-        memory_gb_needed=round(work.memory_gib, 3), memory_gb_per_gpu=round(per_gpu, 3),
-        training_hours=round(hours, 4), serving_hours=work.serving_hours, estimated_cost_usd=round(cost, 2),
-        student_params_b=work.params_b, method=work.method,
+        memory_gb_needed=round(work.memory_gib, 3),
+        memory_gb_per_gpu=round(per_gpu, 3),
+        training_hours=round(hours, 4),
+        serving_hours=work.serving_hours,
+        estimated_cost_usd=round(cost, 2),
+        student_params_b=work.params_b,
+        method=work.method,
     )
 
 
@@ -165,7 +187,12 @@ def _feasible(table: ServerTable, rows: NDArray[np.intp], cost: NDArray[np.float
     hardware, latency = table.hardware[rows], table.latency_ms[rows]
     norm = normalise_objectives(hardware, cost, latency)
     return _Feasible(
-        rows=rows, hardware=hardware, cost=cost, latency=latency, norm=norm, cell=cells(norm, k),
+        rows=rows,
+        hardware=hardware,
+        cost=cost,
+        latency=latency,
+        norm=norm,
+        cell=cells(norm, k),
         distance=np.sqrt((norm * norm).sum(axis=1)),
         front=pareto_mask(np.column_stack((-hardware, cost, latency))),
         ids=_LazyIds(table, rows),
@@ -238,15 +265,14 @@ def _dominated_by(f: _Feasible, j: int, chosen: int) -> str:
     dom = front[np.all(objs[front] <= me, axis=1) & np.any(objs[front] < me, axis=1)]
     best = chosen if chosen in set(dom.tolist()) else int(dom[np.argmin(f.distance[dom])])
     better = [
-        label for axis, label in ((0, "stronger hardware"), (1, "cheaper"), (2, "lower latency"))
+        label
+        for axis, label in ((0, "stronger hardware"), (1, "cheaper"), (2, "lower latency"))
         if objs[best, axis] < me[axis]
     ]
     return f"dominated by {f.ids[best]} ({' and '.join(better)})"
 
 
-def _by_key(labels: Sequence[tuple[str, Callable[[_Feasible], NDArray[np.float64]], Callable[[float], str]]]) -> (
-    Ranker
-):
+def _by_key(labels: Sequence[tuple[str, Callable[[_Feasible], NDArray[np.float64]], Callable[[float], str]]]) -> Ranker:
     """A baseline ranking by lexicographic keys; why_not names the first key where it loses."""
 
     def rank(f: _Feasible, job: JobSpec) -> tuple[NDArray[np.intp], Why]:
@@ -303,9 +329,12 @@ _RANKERS: dict[str, Ranker] = {
 def _alternative(f: _Feasible, j: int, rank: int, why_not: str | None) -> Alternative:
     n, c = f.norm[j], f.cell[j]
     return Alternative(
-        server_id=f.ids[j], rank=rank,
+        server_id=f.ids[j],
+        rank=rank,
         objectives=Objectives(hardware=float(f.hardware[j]), cost_usd=float(f.cost[j]), latency_ms=float(f.latency[j])),
         normalised=NormalisedObjectives(hardware=float(n[0]), cost=float(n[1]), latency=float(n[2])),
         cell=GridCell(hardware=int(c[0]), cost=int(c[1]), latency=int(c[2])),
-        on_front=bool(f.front[j]), distance=float(f.distance[j]), why_not=why_not,
+        on_front=bool(f.front[j]),
+        distance=float(f.distance[j]),
+        why_not=why_not,
     )

@@ -1,0 +1,3 @@
+from stratos_data_synth.main import run
+
+run()
