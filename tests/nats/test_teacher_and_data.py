@@ -131,3 +131,51 @@ async def test_weak_teachers_mean_injection_and_every_record_reasons_to_the_righ
         assert task.grade(trace, example).correct
         assert task.check_steps(trace, example).ok
         assert "The correct final answer is" not in record["messages"][1]["content"]
+
+
+async def test_data_synth_killed_midway_resumes_without_paying_twice(nats_server, tmp_path, nc, collect) -> None:
+    """SIGKILL data-synth mid-run; a new process finishes from the teacher cache: only in-flight calls repeat."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = SimulatorConfig(seed=3, latency_ms=100, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}),
+                                                            "sim-weak": ModelSpec(accuracy={"math": 0.1})})
+    concurrency = 4
+    with running_simulator(config) as sim:
+        spec = job("math-alignment.yaml", sim)
+        progress = await collect("stratos.evt.data.progress")
+        ready = await collect("stratos.evt.data.ready")
+        teacher = await collect("stratos.evt.teacher.chosen")
+        base = common(nats_server, tmp_path)
+        env = {
+            **os.environ, "NATS_URL": nats_server.url, "STRATOS_HOME": str(base["home"]),
+            "STRATOS_TEACHER_CONCURRENCY": str(concurrency), "STRATOS_PROGRESS_EVERY": "4",
+            "STRATOS_ACK_WAIT_S": "3",
+        }
+        command = [sys.executable, "-m", "stratos_data_synth"]
+        async with running(*services(nats_server, tmp_path)[:3]):
+            await submit(nc, "math-kill", spec)
+            await teacher.wait_for(lambda c: len(c.messages) == 1)
+            sim.simulator.reset_stats()
+            first = subprocess.Popen(command, env=env)
+            try:
+                await progress.wait_for(lambda c: len(c.messages) >= 3, timeout_s=60)
+                first.send_signal(signal.SIGKILL)
+                first.wait(10)
+                asked_before_kill = sim.simulator.stats()["requests"]["sim-strong"]
+                second = subprocess.Popen(command, env=env)
+                try:
+                    await ready.wait_for(lambda c: len(c.messages) == 1, timeout_s=120)
+                finally:
+                    second.terminate()
+                    second.wait(10)
+            finally:
+                first.kill()
+        total = sim.simulator.stats()["requests"]["sim-strong"]
+    questions = len(split_task(task_for(spec.task), spec.task).train)
+    assert 0 < asked_before_kill < questions, "the kill did not land mid-run"
+    # every question asked once, plus at most the requests that were in flight when the process died
+    assert questions <= total <= questions + concurrency, (total, questions)
+    assert ready.bodies()[0]["accepted"] > 0

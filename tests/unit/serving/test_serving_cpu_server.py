@@ -20,6 +20,12 @@ def _ask(text: str) -> Chat:
     return [{"role": "user", "content": text}]
 
 
+def _multi_row_steps(server: RunningServer) -> int:
+    """Decode steps so far that ran more than one request together."""
+    assert server.batcher is not None
+    return sum(count for size, count in server.batcher.batch_sizes.items() if size > 1)
+
+
 PROMPTS = [_ask(f"What is {a} + {b}?") for a, b in [(3, 4), (12, 30), (7, 8), (25, 17)]]
 
 
@@ -104,7 +110,7 @@ def test_concurrent_requests_are_batched_and_stay_correct(
     cpu_server: RunningServer, reference_generate: Callable[[Chat, int], str]
 ) -> None:
     prompts = [_ask(f"What is {i} + {2 * i + 1}?") for i in range(8)]
-    before = sum(int(n) for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
+    before = _multi_row_steps(cpu_server)
 
     async def run_all() -> list[str]:
         client = openai.AsyncOpenAI(base_url=cpu_server.url + "/v1", api_key="unused")
@@ -118,7 +124,7 @@ def test_concurrent_requests_are_batched_and_stay_correct(
 
     outputs = asyncio.run(run_all())
     stats = httpx.get(cpu_server.url + "/stats").json()
-    after = sum(int(n) for size, n in cpu_server.batcher.batch_sizes.items() if size > 1)  # type: ignore[union-attr]
+    after = _multi_row_steps(cpu_server)
     assert after > before, f"no decode step ran more than one request: {stats}"
     assert stats["max_batch_size_seen"] > 1
     # Left padding and batching must not change greedy results.
