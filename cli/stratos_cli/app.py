@@ -34,6 +34,7 @@ from stratos_shared.contracts.events import (
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.parsing import describe_validation_error
 from stratos_shared.jobs import JobState
+from stratos_shared.telemetry import setup_tracing
 
 T = TypeVar("T")
 
@@ -93,7 +94,9 @@ def submit(
             with trace.get_tracer("stratos.cli").start_as_current_span("stratos.submit", attributes={"job.id": job}):
                 await client.publish(js, event)
 
+    provider = setup_tracing("cli", client.home_dir() / "traces")
     _run(send())
+    provider.force_flush()
     console.print(f"submitted [bold]{job}[/]  (stratos status {job})")
     if watch_job:
         watch(job, nats_url=nats_url)
@@ -179,6 +182,25 @@ def explain(job_id: str, nats_url: NatsOption = None) -> None:
         err.print(f"[red]error:[/] job {job_id!r} has no placement yet")
         raise typer.Exit(1)
     console.print(render_explanation(placement))
+
+
+@app.command("trace")
+def trace_command(
+    job_id: str,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write a standalone HTML page here.")] = None,
+    trace_dir: Annotated[Path | None, typer.Option(help="Span store (default: <STRATOS_HOME>/traces).")] = None,
+) -> None:
+    """Show a job's trace as a waterfall: services, stages, durations, errors."""
+    from stratos_cli.tracing import html_page, job_spans, read_spans, waterfall
+
+    spans = job_spans(read_spans(trace_dir or client.home_dir() / "traces"), job_id)
+    if not spans:
+        err.print(f"[red]error:[/] no spans for job {job_id!r} (with OTLP export, open it in Jaeger instead)")
+        raise typer.Exit(1)
+    console.print(waterfall(spans, job_id))
+    if html_out is not None:
+        html_out.write_text(html_page(spans, job_id), encoding="utf-8")
+        console.print(f"wrote {html_out}")
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.bus.kv import TypedKV
@@ -103,8 +103,13 @@ class Planner:
             load = {**load, chosen.id: chosen.capacity}  # lost the race for its last slot: treat it as full
         if outcome is None:
             raise RuntimeError(f"could not claim a server slot for {job_id} in {MAX_CLAIM_ATTEMPTS} attempts")
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
         await self.placements.record(
-            JobPlacement(job_id=job_id, server_id=outcome.server.id, revision=revision, failed_servers=failed)
+            JobPlacement(
+                job_id=job_id, server_id=outcome.server.id, revision=revision, failed_servers=failed,
+                trace_context=carrier,
+            )
         )
         return outcome
 
@@ -172,28 +177,39 @@ def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.
             if placement.server_id != event.server_id:
                 continue
             failed = [*placement.failed_servers, event.server_id]
-            outcome = await planner.place(
-                job_id,
-                spec_entry[0],
-                revision=placement.revision + 1,
-                failed=failed,
-                reason=f"server {event.server_id} went down ({event.reason})",
-                previous=event.server_id,
-            )
-            await planner.placements.release(event.server_id, job_id)
-            if isinstance(outcome, Infeasible):
-                await ctx.publish(
-                    JobFailed(
-                        event_id=stable_id(job_id, "failed", "replan", placement.revision),
-                        job_id=job_id,
-                        stage="placement",
-                        reason=f"server {event.server_id} went down and no other server fits: {outcome.reason}",
-                    )
+            # Re-plan inside the job's own trace, linked to the ServerDown that caused it.
+            job_context = propagate.extract(placement.trace_context)
+            cause = trace.Link(trace.get_current_span().get_span_context())
+            with tracer.start_as_current_span(
+                "selector.replan",
+                context=job_context,
+                links=[cause],
+                attributes={"job.id": job_id, "server.down": event.server_id, "replan.revision": placement.revision + 1},
+            ):
+                outcome = await planner.place(
+                    job_id,
+                    spec_entry[0],
+                    revision=placement.revision + 1,
+                    failed=failed,
+                    reason=f"server {event.server_id} went down ({event.reason})",
+                    previous=event.server_id,
                 )
-                await planner.placements.record(placement.model_copy(update={"active": False, "failed_servers": failed}))
-            else:
-                await ctx.publish(outcome)
-                moved += 1
+                await planner.placements.release(event.server_id, job_id)
+                if isinstance(outcome, Infeasible):
+                    await ctx.publish(
+                        JobFailed(
+                            event_id=stable_id(job_id, "failed", "replan", placement.revision),
+                            job_id=job_id,
+                            stage="placement",
+                            reason=f"server {event.server_id} went down and no other server fits: {outcome.reason}",
+                        )
+                    )
+                    await planner.placements.record(
+                        placement.model_copy(update={"active": False, "failed_servers": failed})
+                    )
+                else:
+                    await ctx.publish(outcome)
+                    moved += 1
         log.info("re-planned %d jobs off %s in %.1f ms", moved, event.server_id, (time.perf_counter() - started) * 1e3)
         return []
 

@@ -23,6 +23,9 @@ class JobPlacement(BaseModel):
     revision: int
     failed_servers: list[str] = Field(default_factory=list)
     active: bool = True
+    trace_context: dict[str, str] = Field(
+        default_factory=dict, description="W3C headers of the job's trace, so a re-plan joins the job's trace."
+    )
 
 
 class ServerLoad(BaseModel):
