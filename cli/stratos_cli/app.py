@@ -204,6 +204,26 @@ def trace_command(
 
 
 @app.command()
+def report(
+    job_id: str,
+    out: Annotated[Path, typer.Option(help="Folder for report.md, report.html, report.json and the plots.")] = Path(
+        "reports"
+    ),
+    nats_url: NatsOption = None,
+) -> None:
+    """Fetch a finished job's report: Markdown and HTML with plots (accuracy, loss curve, cost)."""
+    from stratos_cli.reports import fetch_report
+
+    state = _run(_get_state(job_id, nats_url))
+    if state is None or not state.report_uri:
+        err.print(f"[red]error:[/] job {job_id!r} has no report yet (status: {state.status if state else 'unknown'})")
+        raise typer.Exit(1)
+    folder = _run(fetch_report(state.report_uri, out / job_id, nats_url))
+    console.print((folder / "report.md").read_text(encoding="utf-8"))
+    console.print(f"report files in {folder}")
+
+
+@app.command()
 def schema() -> None:
     """Print the job spec's JSON Schema."""
     console.print_json(json.dumps(JobSpec.model_json_schema()))

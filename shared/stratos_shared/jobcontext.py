@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 
 from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import SPECS_BUCKET
+from stratos_shared.bus.names import JOBS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
+from stratos_shared.jobs import JobState
 from stratos_shared.tasks import Example, Task, build_task
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
@@ -105,6 +106,7 @@ class StageResources:
     def __init__(self) -> None:
         self.specs = SpecReader()
         self._artifacts: ArtifactStore | None = None
+        self._jobs: TypedKV[JobState] | None = None
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -112,6 +114,18 @@ class StageResources:
             raise JobStateError("the artifact store is not attached yet")
         return self._artifacts
 
+    @property
+    def jobs(self) -> TypedKV[JobState]:
+        """The job ledger (read-only for stages): current server, results of earlier stages."""
+        if self._jobs is None:
+            raise JobStateError("the jobs bucket is not attached yet")
+        return self._jobs
+
+    async def job_state(self, job_id: str) -> JobState | None:
+        found = await self.jobs.get(job_id)
+        return found[0] if found else None
+
     async def bind(self, runtime: ServiceRuntime) -> None:
         self.specs.kv = TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec)
         self._artifacts = NatsArtifactStore(runtime.js)
+        self._jobs = TypedKV(await runtime.js.key_value(JOBS_BUCKET), JobState)

@@ -37,6 +37,7 @@ STAGES = ["submitted", "placing", "teacher-eval", "data-synth", "training", "dep
 
 MAX_HISTORY = 200
 MAX_SEEN = 500
+MAX_CURVE = 500
 
 
 class HistoryEntry(BaseModel):
@@ -128,29 +129,48 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():
             changes |= {"server_id": event.server.id, "server_revision": event.revision}
-            results["server"] = {"id": event.server.id, "revision": event.revision, "reason": event.reason}
+            results["server"] = {**event.server.model_dump(mode="json"), "revision": event.revision, "reason": event.reason}
             results["placement"] = event.explanation.model_dump(mode="json")
             if current.stage in ("submitted", "placing"):
                 changes["stage"] = "teacher-eval"
         case TeacherChosen():
             changes |= {"teacher": event.teacher, "mode": event.mode, "stage": "data-synth"}
             results["teacher"] = {s.name: s.accuracy for s in event.scores}
+            results["teacher_eval"] = {
+                "teacher": event.teacher, "mode": event.mode, "tau": event.tau, "cost_usd": event.cost_usd,
+                "scores": [s.model_dump(mode="json") for s in event.scores],
+            }
         case DataProgress():
             progress["data-synth"] = Progress(done=event.done, total=event.total, detail=f"{event.accepted} accepted")
         case DataReady():
             changes["stage"] = "training"
-            results["data"] = {"accepted": event.accepted, "asked": event.asked, "rate": event.acceptance_rate}
+            results["data"] = {
+                "accepted": event.accepted, "asked": event.asked, "rate": event.acceptance_rate,
+                "rejected": event.rejected_by_reason, "cost_usd": event.cost_usd, "mode": event.mode,
+            }
         case StudentChosen():
             changes["student"] = event.student
+            results["students"] = [s.model_dump(mode="json") for s in event.screens]
         case TrainingProgress():
             loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
             progress["training"] = Progress(done=event.step, total=event.total_steps, detail=loss)
+            if event.loss is not None:
+                curve = [*results.get("loss_curve", []), [event.step, event.loss]]
+                results["loss_curve"] = curve[-MAX_CURVE:]
         case ModelTrained():
             changes["stage"] = "deploying"
-            results["training"] = {"before": event.accuracy_before, "after": event.accuracy_after}
+            results["training"] = {
+                "before": event.accuracy_before, "after": event.accuracy_after, "cost_usd": event.cost_usd,
+                "seconds": event.training_seconds, "steps": event.steps, "tokens": event.tokens,
+                "method": event.method, "student": event.student, "resumed_from_step": event.resumed_from_step,
+            }
         case ModelDeployed():
             changes["endpoint"] = event.endpoint
-            results["deployment"] = {"p50_ms": event.latency_p50_ms, "accuracy": event.accuracy}
+            results["deployment"] = {
+                "p50_ms": event.latency_p50_ms, "p95_ms": event.latency_p95_ms, "ttft_p50_ms": event.ttft_p50_ms,
+                "accuracy": event.accuracy, "backend": event.backend, "server_id": event.server_id,
+                "revision": event.revision,
+            }
         case JobCompleted():
             changes |= {"status": "completed", "stage": "completed", "report_uri": event.report_uri}
         case JobFailed():

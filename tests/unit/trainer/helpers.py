@@ -6,7 +6,6 @@ import random
 import re
 from typing import Any
 
-SYSTEM = "Add the numbers column by column, then end with the line 'Answer: <sum>'."
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")
 
 
@@ -15,11 +14,12 @@ def trace(a: int, b: int) -> str:
     ones = a % 10 + b % 10
     carry = ones // 10
     tens = a // 10 + b // 10 + carry
-    return f"{a % 10} + {b % 10} = {ones}, carry {carry}\n{a // 10} + {b // 10} + {carry} = {tens}\nAnswer: {a + b}"
+    return f"{a % 10} + {b % 10} = {ones}\n{a // 10} + {b // 10} + {carry} = {tens}\nAnswer: {a + b}"
 
 
 def prompt(a: int, b: int) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"What is {a} + {b}?"}]
+    # No system turn: every token costs CPU time in tests, and the format is learned from the traces.
+    return [{"role": "user", "content": f"What is {a} + {b}?"}]
 
 
 def records(n: int, seed: int) -> list[dict[str, Any]]:

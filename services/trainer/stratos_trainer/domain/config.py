@@ -73,6 +73,8 @@ class TrainingConfig:
     """GRPO: KL penalty to the reference model; 0 skips the reference model (halves memory, TRL's default)."""
     temperature: float = 1.0
     """GRPO: sampling temperature of the rollouts."""
+    grpo_use_lora: bool = False
+    """GRPO: train a LoRA adapter instead of all weights (for students too big to update fully)."""
     seed: int = 0
     """Seed for data order, LoRA init and sampling."""
     device: Device = "auto"
@@ -81,8 +83,13 @@ class TrainingConfig:
     """Extra keyword arguments passed verbatim to TRL's ``SFTConfig``/``GRPOConfig`` (escape hatch)."""
 
     def resolved(self) -> TrainingConfig:
-        """A copy with per-method defaults filled in."""
+        """A copy with per-method defaults filled in; raises ``ValueError`` on inconsistent settings."""
+        if self.method not in METHOD_DEFAULTS:
+            raise ValueError(f"unknown method {self.method!r}; expected one of {sorted(METHOD_DEFAULTS)}")
         defaults = METHOD_DEFAULTS[self.method]
+        batch = self.batch_size if self.batch_size is not None else int(defaults["batch_size"])
+        if self.method == "grpo" and batch % self.num_generations:
+            raise ValueError(f"GRPO batch_size {batch} must be a multiple of num_generations {self.num_generations}")
         return replace(
             self,
             learning_rate=self.learning_rate if self.learning_rate is not None else float(defaults["learning_rate"]),

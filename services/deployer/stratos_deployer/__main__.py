@@ -1,0 +1,3 @@
+from stratos_deployer.main import run
+
+run()

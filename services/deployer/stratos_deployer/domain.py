@@ -1,0 +1,61 @@
+"""Assembling the job report from the ledger and the deployer's own measurements (no I/O)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobs import JobState
+from stratos_shared.report import CostBreakdown, JobReport, multi_objective_score
+
+SECONDS_PER_HOUR = 3600.0
+
+
+def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving: dict[str, Any]) -> JobReport:
+    """The report for a deployed job; `server` is the placement's ServerSpec (as dict), `serving` the measurements."""
+    results = state.results
+    teacher_eval = results.get("teacher_eval", {})
+    chosen_score = next((s for s in teacher_eval.get("scores", []) if s["name"] == teacher_eval.get("teacher")), {})
+    placement = results.get("placement", {})
+    training = results.get("training", {})
+    data = results.get("data", {})
+    cost = CostBreakdown(
+        teacher_eval_usd=float(teacher_eval.get("cost_usd", 0.0)),
+        data_synth_usd=float(data.get("cost_usd", 0.0)),
+        training_usd=float(training.get("cost_usd", 0.0)),
+        serving_usd=spec.constraints.serving_hours * float(server.get("cost_per_hour", 0.0)),
+        budget_usd=spec.constraints.budget_usd,
+    )
+    total_latency = float(server.get("latency_ms", 0.0)) + float(serving.get("latency_p50_ms", 0.0))
+    serving = {
+        **serving,
+        "network_latency_ms": float(server.get("latency_ms", 0.0)),
+        "total_latency_ms": total_latency,
+        "slo_ms": spec.constraints.latency_slo_ms,
+        "meets_slo": total_latency <= spec.constraints.latency_slo_ms,
+    }
+    score = multi_objective_score(
+        float(serving.get("accuracy", 0.0)), total_latency, spec.constraints.latency_slo_ms, cost.total_usd,
+        spec.constraints.budget_usd,
+    )
+    return JobReport(
+        job_id=state.job_id,
+        name=spec.name,
+        task=spec.task.kind,
+        server={
+            **server,
+            "revision": state.server_revision,
+            "reason": results.get("server", {}).get("reason"),
+            "strategy": placement.get("strategy"),
+            "feasible_count": placement.get("feasible_count"),
+            "total_count": placement.get("total_count"),
+            "pareto_size": placement.get("pareto_size"),
+        },
+        teacher={**teacher_eval, "accuracy": chosen_score.get("accuracy")},
+        data=data,
+        student={**training, "student": state.student or training.get("student")},
+        serving=serving,
+        cost=cost,
+        score=score,
+        loss_curve=[(int(step), float(loss)) for step, loss in results.get("loss_curve", [])],
+    )

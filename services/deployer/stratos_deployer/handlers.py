@@ -1,0 +1,204 @@
+"""Deployer handlers: serve the trained student, measure it, report; follow re-plans; tear down on cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry import trace
+
+from stratos_shared.artifacts import get_dir
+from stratos_shared.bus.handler import EventRouter, HandlerContext
+from stratos_shared.contracts.base import Event, stable_id
+from stratos_shared.contracts.events import JobCancelRequested, JobCompleted, ModelDeployed, ModelTrained, ServerChosen
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.errors import JobStateError
+from stratos_shared.jobcontext import StageResources, split_task, task_for
+from stratos_shared.jobs import JobState
+from stratos_shared.models import resolve_model
+from stratos_shared.report import render_markdown, render_plots
+from stratos_shared.tasks import Example
+from stratos_deployer.domain import build_report
+from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
+from stratos_deployer.serving.cpu_server import free_port
+from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
+from stratos_deployer.settings import DeployerSettings
+
+log = logging.getLogger("stratos.deployer")
+tracer = trace.get_tracer("stratos.deployer")
+
+LEDGER_WAIT_S = 10.0
+
+
+@dataclass
+class Deployment:
+    job_id: str
+    revision: int
+    server_id: str
+    endpoint: str
+    backend: ServingBackend
+    trained: ModelTrained
+
+
+class Deployments:
+    """The endpoints this deployer runs, one per job."""
+
+    def __init__(self) -> None:
+        self.by_job: dict[str, Deployment] = {}
+
+    async def stop(self, job_id: str) -> bool:
+        deployment = self.by_job.pop(job_id, None)
+        if deployment is None:
+            return False
+        await asyncio.to_thread(deployment.backend.stop)
+        return True
+
+    async def stop_all(self) -> None:
+        for job_id in list(self.by_job):
+            await self.stop(job_id)
+
+
+async def current_state(resources: StageResources, job_id: str, min_revision: int = 1) -> JobState:
+    """The ledger's view of the job, waiting briefly for it to catch up with events we already saw."""
+    deadline = asyncio.get_running_loop().time() + LEDGER_WAIT_S
+    while True:
+        state = await resources.job_state(job_id)
+        if state is not None and state.server_revision >= min_revision and "training" in state.results:
+            return state
+        if asyncio.get_running_loop().time() > deadline:
+            raise JobStateError(f"job {job_id} is not in the ledger with a placement and training results yet")
+        await asyncio.sleep(0.2)
+
+
+class Deployer:
+    """Starts a backend for a trained model on the job's current server and measures it."""
+
+    def __init__(self, settings: DeployerSettings, resources: StageResources, deployments: Deployments) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.deployments = deployments
+        self.workdir = settings.home / "deployments"
+
+    async def deploy(self, trained: ModelTrained, spec: JobSpec, state: JobState) -> tuple[ModelDeployed, dict[str, float | str]]:
+        revision = state.server_revision
+        model_dir = await get_dir(
+            self.resources.artifacts, trained.model_uri, self.workdir / trained.job_id / f"rev{revision}" / "model"
+        )
+        student = next(s for s in spec.students if s.name == trained.student)
+        base = resolve_model(student.model)
+        model_path, adapter = (Path(base), model_dir) if trained.is_adapter else (model_dir, None)
+        backend = choose_backend(has_gpu(), None if self.settings.serving_backend == "auto" else self.settings.serving_backend,
+                                 served_name=trained.job_id)
+        with tracer.start_as_current_span(
+            "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
+        ):
+            endpoint = await asyncio.to_thread(backend.start, model_path, adapter, free_port())
+        await self.deployments.stop(trained.job_id)
+        self.deployments.by_job[trained.job_id] = Deployment(
+            trained.job_id, revision, state.server_id or "", endpoint, backend, trained
+        )
+        measured = await self.measure(trained.job_id, spec, endpoint)
+        deployed = ModelDeployed(
+            event_id=stable_id(trained.job_id, "deployed", revision),
+            job_id=trained.job_id,
+            server_id=state.server_id or "",
+            revision=revision,
+            endpoint=endpoint,
+            backend="vllm" if backend.name == "vllm" else "cpu",
+            ttft_p50_ms=float(measured["ttft_p50_ms"]),
+            ttft_p95_ms=float(measured["ttft_p95_ms"]),
+            latency_p50_ms=float(measured["latency_p50_ms"]),
+            latency_p95_ms=float(measured["latency_p95_ms"]),
+            accuracy=float(measured["accuracy"]),
+        )
+        return deployed, {**measured, "endpoint": endpoint, "backend": deployed.backend, "server_id": deployed.server_id}
+
+    async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
+        """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint."""
+        task = task_for(spec.task)
+        held_out = split_task(task, spec.task).eval[: self.settings.accuracy_samples]
+        by_id: dict[str, Example] = {e.id: e for e in held_out}
+        with tracer.start_as_current_span("deployer.probe", attributes={"job.id": job_id}) as span:
+            latency = await probe_latency_async(
+                endpoint, job_id, [task.prompt(e) for e in held_out], n_requests=self.settings.probe_requests,
+                max_tokens=self.settings.max_tokens,
+            )
+            accuracy = await check_accuracy_async(
+                endpoint, job_id, [(task.prompt(e), e.id) for e in held_out],
+                lambda output, example_id: task.grade(output, by_id[example_id]).correct,
+                max_tokens=self.settings.max_tokens,
+            )
+            span.set_attributes({"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000})
+        return {
+            "ttft_p50_ms": latency.ttft_p50 * 1000,
+            "ttft_p95_ms": latency.ttft_p95 * 1000,
+            "latency_p50_ms": latency.e2e_p50 * 1000,
+            "latency_p95_ms": latency.e2e_p95 * 1000,
+            "accuracy": accuracy.accuracy,
+        }
+
+    async def write_report(self, spec: JobSpec, state: JobState, serving: dict[str, float | str]) -> str:
+        report = build_report(spec, state, state.results.get("server", {}), dict(serving))
+        store = self.resources.artifacts
+        plots: dict[str, str] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, path in render_plots(report, Path(tmp)).items():
+                plots[name] = await store.put_bytes(state.job_id, f"report/{name}.png", path.read_bytes())
+        report = report.model_copy(update={"plots": plots})
+        await store.put_bytes(state.job_id, "report/report.md", render_markdown(report).encode())
+        return await store.put_bytes(state.job_id, "report/report.json", json.dumps(report.model_dump(mode="json"), indent=2).encode())
+
+
+def build_events(settings: DeployerSettings, resources: StageResources, deployments: Deployments) -> EventRouter:
+    events = EventRouter("deployer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
+    deployer = Deployer(settings, resources, deployments)
+
+    @events.handler(consumes=ModelTrained, publishes=[ModelDeployed, JobCompleted], durable="deployer")
+    async def on_model_trained(event: ModelTrained, ctx: HandlerContext) -> list[Event]:
+        """Serve the student on the job's server, measure latency and accuracy, write the report, complete the job."""
+        spec = await resources.specs.get(event.job_id)
+        state = await current_state(resources, event.job_id)
+        if state.status == "cancelled":
+            return []
+        deployed, serving = await deployer.deploy(event, spec, state)
+        await ctx.publish(deployed)
+        state = await current_state(resources, event.job_id)
+        report_uri = await deployer.write_report(spec, state, serving)
+        return [
+            JobCompleted(
+                event_id=stable_id(event.job_id, "completed"),
+                job_id=event.job_id,
+                report_uri=report_uri,
+                summary={
+                    "student_accuracy": deployed.accuracy,
+                    "latency_p50_ms": deployed.latency_p50_ms,
+                    "endpoint": deployed.endpoint,
+                    "server_id": deployed.server_id,
+                },
+            )
+        ]
+
+    @events.handler(consumes=ServerChosen, publishes=[ModelDeployed], durable="deployer-replan")
+    async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
+        """A deployed job's server went away: serve it on the new server and update the endpoint."""
+        current = deployments.by_job.get(event.job_id)
+        if current is None or event.revision <= current.revision:
+            return []
+        spec = await resources.specs.get(event.job_id)
+        state = await current_state(resources, event.job_id, min_revision=event.revision)
+        with tracer.start_as_current_span("deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}):
+            deployed, _ = await deployer.deploy(current.trained, spec, state)
+        log.info("job %s redeployed on %s at %s", event.job_id, event.server.id, deployed.endpoint)
+        return [deployed]
+
+    @events.handler(consumes=JobCancelRequested, publishes=[], durable="deployer-cancel")
+    async def on_cancel(event: JobCancelRequested, ctx: HandlerContext) -> None:
+        """A cancelled job's endpoint is torn down."""
+        if await deployments.stop(event.job_id):
+            log.info("job %s cancelled: deployment stopped", event.job_id)
+
+    return events

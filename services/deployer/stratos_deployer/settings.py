@@ -1,0 +1,19 @@
+"""Deployer settings (environment prefix STRATOS_)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from stratos_shared.settings import StratosSettings
+
+
+class DeployerSettings(StratosSettings):
+    serving_backend: Literal["auto", "cpu", "vllm"] = Field(
+        default="auto", description="auto: vLLM when this host has a GPU, the CPU server otherwise."
+    )
+    probe_requests: int = Field(default=16, ge=1, le=10_000, description="Requests in the latency probe.")
+    accuracy_samples: int = Field(default=100, ge=1, description="Held-out items checked through the endpoint.")
+    max_tokens: int = Field(default=160, ge=1, description="Generation limit for probes and the accuracy check.")
+    ready_timeout_s: float = Field(default=300.0, gt=0, description="How long a backend may take to become ready.")
