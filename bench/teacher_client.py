@@ -6,6 +6,13 @@ much the client (and the local HTTP stack) adds. The simulator runs in its own
 process so it does not share the client's event loop or GIL. The same workload
 then goes through distilabel's ``OpenAILLM`` when distilabel is installed.
 
+A first row times the same fan-out with ``asyncio.sleep`` instead of HTTP: the
+floor this machine's event loop and scheduler allow right now (on a loaded box
+it is above the ideal). ``TeacherClient`` uses aiohttp when it is installed and
+httpx otherwise; ``--engine httpx`` forces httpx (sets
+``STRATOS_TEACHER_HTTP_ENGINE``), ``--cache`` adds a row with a
+``DirectoryCache`` (its file I/O runs off the event loop).
+
 Run: ``.venv/bin/python bench/teacher_client.py [--requests 1000 --concurrency 64 --latency-ms 50]``
 """
 
@@ -13,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +34,8 @@ from pathlib import Path
 
 import httpx
 from stratos_shared.tasks import build_task
-from stratos_shared.teacher import TeacherClient
+from stratos_shared.teacher import DirectoryCache, TeacherClient
+from stratos_shared.teacher.engines import ENGINE_ENV
 
 MODEL = "bench-teacher"
 
@@ -54,9 +64,24 @@ def start_simulator(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("simulator did not start")
 
 
-async def run_stratos(base_url: str, prompts: list[list[dict[str, str]]], concurrency: int) -> float:
-    async with TeacherClient(base_url, MODEL, max_concurrency=concurrency, timeout_s=30) as client:
-        await client.complete(prompts[0])  # warm the connection pool outside the timing
+async def run_floor(latency_s: float, n: int, concurrency: int) -> float:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with sem:
+            await asyncio.sleep(latency_s)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    return time.perf_counter() - start
+
+
+async def run_stratos(
+    base_url: str, prompts: list[list[dict[str, str]]], concurrency: int, cache_dir: Path | None = None
+) -> float:
+    cache = DirectoryCache(cache_dir) if cache_dir is not None else None
+    async with TeacherClient(base_url, MODEL, max_concurrency=concurrency, timeout_s=30, cache=cache) as client:
+        await client.complete(prompts[0], seed=2)  # warm the connection pool outside the timing (a cache miss)
         start = time.perf_counter()
         results = await asyncio.gather(*(client.complete(p, seed=1) for p in prompts))
         elapsed = time.perf_counter() - start
@@ -95,7 +120,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--engine", choices=["aiohttp", "httpx"], help="force TeacherClient's HTTP engine")
+    parser.add_argument("--cache", action="store_true", help="also time TeacherClient with a DirectoryCache")
+    parser.add_argument("--repeat", type=int, default=1, help="time each client this many times")
     args = parser.parse_args()
+    if args.engine:
+        os.environ[ENGINE_ENV] = args.engine
     task = build_task("math", seed=0, size=args.requests)
     prompts = [task.prompt(ex) for ex in task.examples()]
     ideal = args.requests / args.concurrency * args.latency_ms / 1000
@@ -104,23 +134,35 @@ def main() -> None:
         f"latency {args.latency_ms:g} ms, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
     )
     proc, base_url = start_simulator(args.latency_ms)
+    engine = TeacherClient(base_url, MODEL).engine
+    cache_root = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     try:
         runners: list[tuple[str, Callable[..., Coroutine[object, object, float]]]] = [
-            ("stratos TeacherClient", run_stratos)
+            ("asyncio.sleep floor", lambda *_: run_floor(args.latency_ms / 1000, args.requests, args.concurrency)),
+            (f"stratos TeacherClient/{engine}", run_stratos),
         ]
+        if args.cache:
+            runs = itertools.count()
+
+            def cached(base: str, p: list[list[dict[str, str]]], c: int) -> Coroutine[object, object, float]:
+                return run_stratos(base, p, c, cache_root / str(next(runs)))  # empty cache: every call misses
+
+            runners.append((f"stratos +DirectoryCache/{engine}", cached))
         try:
             import distilabel  # noqa: F401
 
             runners.append(("distilabel OpenAILLM", run_distilabel))
         except ImportError as exc:
             print(f"distilabel: skipped ({exc})")
-        for name, runner in runners:
-            elapsed = asyncio.run(runner(base_url, prompts, args.concurrency))
-            report(name, elapsed, ideal, args.requests)
-        print("goal: stratos TeacherClient within 1.2x of ideal")
+        for _ in range(args.repeat):
+            for name, runner in runners:
+                elapsed = asyncio.run(runner(base_url, prompts, args.concurrency))
+                report(name, elapsed, ideal, args.requests)
+        print(f"goal: stratos TeacherClient within 1.2x of ideal; load now {os.getloadavg()[0]:.1f}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        shutil.rmtree(cache_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ class ArtifactStore(Protocol):
 
     async def exists(self, uri: str) -> bool: ...
 
+    def uri_for(self, job_id: str, name: str) -> str:
+        """The URI an artifact has, or will have once put."""
+        ...
+
 
 async def put_file(store: ArtifactStore, job_id: str, name: str, path: Path) -> str:
     return await store.put_bytes(job_id, name, path.read_bytes())
@@ -86,6 +90,9 @@ class NatsArtifactStore:
     def uri(self, key: str) -> str:
         return f"{self.scheme}://{self.bucket}/{key}"
 
+    def uri_for(self, job_id: str, name: str) -> str:
+        return self.uri(artifact_key(job_id, name))
+
     def _key(self, uri: str) -> str:
         parsed = urlparse(uri)
         if parsed.scheme != self.scheme or parsed.netloc != self.bucket:
@@ -121,6 +128,9 @@ class FileArtifactStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+
+    def uri_for(self, job_id: str, name: str) -> str:
+        return (self.root / artifact_key(job_id, name)).as_uri()
 
     def _path(self, uri: str) -> Path:
         parsed = urlparse(uri)

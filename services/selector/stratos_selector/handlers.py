@@ -1,15 +1,20 @@
 """Selector handlers: place jobs, re-plan them when their server goes down, keep the job ledger.
 
 All decisions come from the pure `stratos_selector.domain` package; this module
-only reads the inventory and placements from KV, claims slots with
-compare-and-set, and publishes the outcome.
+keeps a local copy of the inventory and of the server loads (KV watchers), claims
+slots with compare-and-set, and publishes the outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
+import numpy as np
+from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
 from stratos_shared.bus.handler import EventRouter, HandlerContext
@@ -28,7 +33,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.errors import InvalidEventError
 from stratos_shared.jobs import JobState, apply
-from stratos_selector.domain import Infeasible, select
+from stratos_selector.domain import Infeasible, ServerTable, select
 from stratos_selector.placements import JobPlacement, Placements
 
 log = logging.getLogger("stratos.selector")
@@ -38,13 +43,25 @@ MAX_CLAIM_ATTEMPTS = 20
 
 
 class Planner:
-    """Chooses servers for jobs and records the choice; bound to KV once connected."""
+    """Chooses servers for jobs and records the choice; bound to KV once connected.
+
+    With `follow_inventory` running, the server records are a local copy kept current by a KV
+    watcher, and the `ServerTable` is cached per inventory version: rebuilt from the specs only
+    when a spec is added, changed or removed; a status change (up/down) only re-cuts the table of
+    servers that are up (`ServerTable.take`, no spec re-read). Without it, each placement reads
+    the bucket as before.
+    """
 
     def __init__(self) -> None:
         self._servers: TypedKV[ServerRecord] | None = None
         self._specs: TypedKV[JobSpec] | None = None
         self._placements: Placements | None = None
         self._jobs: TypedKV[JobState] | None = None
+        self._records: dict[str, ServerRecord] | None = None
+        self._full: ServerTable | None = None
+        self._up: ServerTable | None = None
+        self._down_hints: set[str] = set()
+        self._spec_cache: dict[str, JobSpec] = {}
 
     def attach(
         self,
@@ -75,22 +92,101 @@ class Planner:
         assert self._placements is not None, "planner used before attach()"
         return self._placements
 
-    async def place(
+    # --- inventory cache -------------------------------------------------------------------------
+
+    async def follow_inventory(self) -> Callable[[], Awaitable[None]]:
+        """Load the server records and return the loop that keeps them current (run it in the background)."""
+        watcher = await self.servers.kv.watchall()
+        self._records = {}
+        async for entry in watcher:
+            if entry is None:  # end of the initial values
+                break
+            self._apply_server(entry)
+
+        async def follow() -> None:
+            try:
+                async for entry in watcher:
+                    if entry is not None:
+                        self._apply_server(entry)
+            finally:
+                self._records = None  # fall back to reading KV
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+
+        return follow
+
+    def _apply_server(self, entry: KeyValue.Entry) -> None:
+        records = self._records
+        if records is None:
+            return
+        self._up = None
+        if entry.operation is not None or not entry.value:
+            if records.pop(entry.key, None) is not None:
+                self._full = None
+            return
+        record = ServerRecord.model_validate_json(entry.value)
+        before = records.get(entry.key)
+        records[entry.key] = record
+        if before is None or before.spec != record.spec:
+            self._full = None
+        if record.status == "down":
+            self._down_hints.discard(record.spec.id)  # the bucket has caught up with the ServerDown
+
+    def server_down(self, server_id: str) -> None:
+        """A ServerDown arrived: stop offering the server even before the watcher delivers its record."""
+        self._down_hints.add(server_id)
+        self._up = None
+
+    async def table(self) -> ServerTable:
+        """The servers that are up, as a table (cached per inventory version when following)."""
+        records = self._records
+        if records is None:
+            items = await self.servers.items()
+            return ServerTable.from_servers(
+                [r.spec for r in items.values() if r.status == "up" and r.spec.id not in self._down_hints]
+            )
+        if self._up is None:
+            if self._full is None:
+                self._full = ServerTable.from_servers([r.spec for r in records.values()])
+            up = np.fromiter(
+                (r.status == "up" and r.spec.id not in self._down_hints for r in records.values()),
+                dtype=np.bool_,
+                count=len(records),
+            )
+            self._up = self._full if up.all() else self._full.take(np.flatnonzero(up))
+        return self._up
+
+    async def spec_of(self, job_id: str) -> JobSpec | None:
+        """A job's spec (write-once in KV, so a local copy never goes stale)."""
+        spec = self._spec_cache.get(job_id)
+        if spec is None:
+            found = await self.specs.get(job_id)
+            if found is None:
+                return None
+            spec = self._spec_cache[job_id] = found[0]
+        return spec
+
+    async def accept(self, job_id: str, spec: JobSpec) -> None:
+        """Store the job's spec (first writer wins)."""
+        if await self.specs.create(job_id, spec):
+            self._spec_cache[job_id] = spec
+
+    # --- decisions -------------------------------------------------------------------------------
+
+    async def choose(
         self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
     ) -> ServerChosen | Infeasible:
-        """Select, claim a slot (retrying when a race fills the server), record and describe the placement."""
-        records = await self.servers.items()
-        up = [r.spec for r in records.values() if r.status == "up"]
+        """Select and claim a slot (retrying when a race fills the server); nothing recorded yet."""
+        table = await self.table()
         load = await self.placements.load()
         exclude = set(failed)
-        outcome: ServerChosen | Infeasible | None = None
         for _ in range(MAX_CLAIM_ATTEMPTS):
-            selection = select(up, spec, exclude=exclude, load=load)
+            selection = select(table, spec, exclude=exclude, load=load)
             if isinstance(selection, Infeasible):
                 return selection
             chosen = selection.server
             if await self.placements.claim(chosen.id, job_id, chosen.capacity):
-                outcome = ServerChosen(
+                return ServerChosen(
                     event_id=stable_id(job_id, "server-chosen", revision),
                     job_id=job_id,
                     revision=revision,
@@ -99,18 +195,31 @@ class Planner:
                     reason=reason,
                     explanation=selection.explanation,
                 )
-                break
             load = {**load, chosen.id: chosen.capacity}  # lost the race for its last slot: treat it as full
-        if outcome is None:
-            raise RuntimeError(f"could not claim a server slot for {job_id} in {MAX_CLAIM_ATTEMPTS} attempts")
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        raise RuntimeError(f"could not claim a server slot for {job_id} in {MAX_CLAIM_ATTEMPTS} attempts")
+
+    async def remember(self, outcome: ServerChosen, failed: list[str], carrier: dict[str, str]) -> None:
+        """Record the job's placement (with its trace context, so a later re-plan joins the trace)."""
+        assert outcome.job_id is not None
         await self.placements.record(
             JobPlacement(
-                job_id=job_id, server_id=outcome.server.id, revision=revision, failed_servers=failed,
+                job_id=outcome.job_id,
+                server_id=outcome.server.id,
+                revision=outcome.revision,
+                failed_servers=failed,
                 trace_context=carrier,
             )
         )
+
+    async def place(
+        self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
+    ) -> ServerChosen | Infeasible:
+        """Select, claim a slot, record and describe the placement."""
+        outcome = await self.choose(job_id, spec, revision=revision, failed=failed, reason=reason, previous=previous)
+        if isinstance(outcome, ServerChosen):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            await self.remember(outcome, failed, carrier)
         return outcome
 
     async def finish(self, job_id: str) -> None:
@@ -133,7 +242,9 @@ def reject_submission(invalid: InvalidEventError, subject: str) -> list[Event]:
     ]
 
 
-def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.0, with_ledger: bool = True) -> EventRouter:
+def build_events(
+    planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.0, with_ledger: bool = True
+) -> EventRouter:
     """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough)."""
     events = EventRouter("selector", max_deliver=max_deliver, ack_wait_s=ack_wait_s)
 
@@ -146,7 +257,7 @@ def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.
     async def on_job_submitted(event: JobSubmitted, ctx: HandlerContext) -> list[Event]:
         """Accept the job (store its spec) and place it, or reject it naming the binding constraint."""
         with tracer.start_as_current_span("selector.place", attributes={"job.id": event.job_id}) as span:
-            await planner.specs.create(event.job_id, event.spec)
+            await planner.accept(event.job_id, event.spec)
             existing = await planner.placements.get(event.job_id)
             if existing is not None:
                 log.info("job %s already placed on %s; nothing to do", event.job_id, existing.server_id)
@@ -166,13 +277,22 @@ def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.
 
     @events.handler(consumes=ServerDown, publishes=[ServerChosen, JobFailed], durable="selector-server-down")
     async def on_server_down(event: ServerDown, ctx: HandlerContext) -> list[Event]:
-        """Re-plan every active job on the lost server, excluding servers that already failed it."""
+        """Re-plan every active job on the lost server, excluding servers that already failed it.
+
+        One read of the server's job list, the jobs' placements and specs read concurrently, then per
+        job: select from the cached table, claim with compare-and-set and publish its ServerChosen
+        at once; the placement records and the release of the lost slots are written after all of
+        the decisions are out.
+        """
         started = time.perf_counter()
+        planner.server_down(event.server_id)
+        job_ids = await planner.placements.on_server(event.server_id)
+        placements = await asyncio.gather(*(planner.placements.get(job_id) for job_id in job_ids))
+        specs = await asyncio.gather(*(planner.spec_of(job_id) for job_id in job_ids))
         moved = 0
-        for job_id in await planner.placements.on_server(event.server_id):
-            placement = await planner.placements.get(job_id)
-            spec_entry = await planner.specs.get(job_id)
-            if placement is None or spec_entry is None or not placement.active:
+        afterwards: list[Awaitable[None]] = []
+        for job_id, placement, spec in zip(job_ids, placements, specs, strict=True):
+            if placement is None or spec is None or not placement.active:
                 continue
             if placement.server_id != event.server_id:
                 continue
@@ -184,17 +304,20 @@ def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.
                 "selector.replan",
                 context=job_context,
                 links=[cause],
-                attributes={"job.id": job_id, "server.down": event.server_id, "replan.revision": placement.revision + 1},
+                attributes={
+                    "job.id": job_id,
+                    "server.down": event.server_id,
+                    "replan.revision": placement.revision + 1,
+                },
             ):
-                outcome = await planner.place(
+                outcome = await planner.choose(
                     job_id,
-                    spec_entry[0],
+                    spec,
                     revision=placement.revision + 1,
                     failed=failed,
                     reason=f"server {event.server_id} went down ({event.reason})",
                     previous=event.server_id,
                 )
-                await planner.placements.release(event.server_id, job_id)
                 if isinstance(outcome, Infeasible):
                     await ctx.publish(
                         JobFailed(
@@ -204,12 +327,19 @@ def build_events(planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.
                             reason=f"server {event.server_id} went down and no other server fits: {outcome.reason}",
                         )
                     )
-                    await planner.placements.record(
-                        placement.model_copy(update={"active": False, "failed_servers": failed})
+                    afterwards.append(
+                        planner.placements.record(
+                            placement.model_copy(update={"active": False, "failed_servers": failed})
+                        )
                     )
                 else:
                     await ctx.publish(outcome)
+                    carrier: dict[str, str] = {}
+                    propagate.inject(carrier)
+                    afterwards.append(planner.remember(outcome, failed, carrier))
                     moved += 1
+            afterwards.append(planner.placements.release(event.server_id, job_id))
+        await asyncio.gather(*afterwards)
         log.info("re-planned %d jobs off %s in %.1f ms", moved, event.server_id, (time.perf_counter() - started) * 1e3)
         return []
 

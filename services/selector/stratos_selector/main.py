@@ -22,12 +22,19 @@ def build(settings: SelectorSettings | None = None) -> ServiceRuntime:
 
     async def start(runtime: ServiceRuntime) -> None:
         placements_kv = await runtime.js.key_value(PLACEMENTS_BUCKET)
+        placements = Placements(TypedKV(placements_kv, JobPlacement), TypedKV(placements_kv, ServerLoad))
         planner.attach(
             servers=TypedKV(await runtime.js.key_value(SERVERS_BUCKET), ServerRecord),
             specs=TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec),
-            placements=Placements(TypedKV(placements_kv, JobPlacement), TypedKV(placements_kv, ServerLoad)),
+            placements=placements,
             jobs=TypedKV(await runtime.js.key_value(JOBS_BUCKET), JobState),
         )
+        # Local copies kept current by KV watchers: the inventory (ServerTable cached per version)
+        # and the server loads. Both are loaded before the handlers start consuming.
+        follow_inventory = await planner.follow_inventory()
+        follow_loads = await placements.follow_loads()
+        runtime.spawn(follow_inventory())
+        runtime.spawn(follow_loads())
 
     return ServiceRuntime(SERVICE, settings, [events], on_start=[start])
 

@@ -10,9 +10,14 @@ once) can never double-book a server.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.kv import MAX_CAS_ATTEMPTS, TypedKV
 
 
 class JobPlacement(BaseModel):
@@ -44,11 +49,98 @@ def server_key(server_id: str) -> str:
 
 
 class Placements:
-    """Claims and releases of server slots, and the placement of each job."""
+    """Claims and releases of server slots, and the placement of each job.
+
+    ``follow_loads`` keeps a local copy of every ``server.*`` key (value and KV revision) from a
+    watcher, so `load` costs no round trip and a claim is one compare-and-set against the cached
+    revision; a stale copy only costs a retry (the compare-and-set fails, the key is re-read).
+    Without the watcher every call reads KV as before.
+    """
 
     def __init__(self, jobs: TypedKV[JobPlacement], loads: TypedKV[ServerLoad]) -> None:
         self.jobs = jobs
         self.loads = loads
+        self._cache: dict[str, tuple[ServerLoad, int]] | None = None
+
+    # --- the local copy of the server.* keys --------------------------------------------------
+
+    async def follow_loads(self) -> Callable[[], Awaitable[None]]:
+        """Load the current server.* keys and return the loop that keeps them current (run it in the background)."""
+        watcher = await self.loads.kv.watch("server.>")
+        self._cache = {}
+        async for entry in watcher:
+            if entry is None:  # end of the initial values
+                break
+            self._apply(entry)
+
+        async def follow() -> None:
+            try:
+                async for entry in watcher:
+                    if entry is not None:
+                        self._apply(entry)
+            finally:
+                self._cache = None  # fall back to reading KV
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+
+        return follow
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        if self._cache is None:
+            return
+        revision = entry.revision or 0
+        cached = self._cache.get(entry.key)
+        if cached is not None and cached[1] >= revision:
+            return  # we already hold this write (our own) or a newer one
+        if entry.operation is not None or not entry.value:
+            self._cache[entry.key] = (ServerLoad(server_id=entry.key.removeprefix("server.")), revision)
+        else:
+            self._cache[entry.key] = (ServerLoad.model_validate_json(entry.value), revision)
+
+    def _remember(self, key: str, value: ServerLoad, revision: int) -> None:
+        if self._cache is not None:
+            cached = self._cache.get(key)
+            if cached is None or cached[1] < revision:
+                self._cache[key] = (value, revision)
+
+    async def _read(self, key: str, *, fresh: bool) -> tuple[ServerLoad | None, int]:
+        if not fresh and self._cache is not None:
+            cached = self._cache.get(key)
+            return cached if cached is not None else (None, 0)
+        found = await self.loads.get(key)
+        if found is None:
+            return None, 0
+        self._remember(key, *found)
+        return found
+
+    async def _change(
+        self, server_id: str, change: Callable[[ServerLoad | None], ServerLoad | None]
+    ) -> ServerLoad | None:
+        """Compare-and-set ``change`` on the server's key, starting from the cached revision; the value now stored."""
+        key = server_key(server_id)
+        fresh = False
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current, revision = await self._read(key, fresh=fresh)
+            new = change(current)
+            if new is None:
+                if fresh or current is None:
+                    return current
+                fresh = True  # the cached copy says "nothing to do": make sure it is not stale
+                continue
+            data = new.model_dump_json().encode()
+            try:
+                if revision:
+                    written = await self.loads.kv.update(key, data, last=revision)
+                else:
+                    written = await self.loads.kv.create(key, data)
+            except KeyWrongLastSequenceError:
+                fresh = True
+                continue
+            self._remember(key, new, written)
+            return new
+        raise RuntimeError(f"KV key {key!r} is too contended: {MAX_CAS_ATTEMPTS} compare-and-set attempts lost")
+
+    # --- claims ---------------------------------------------------------------------------------
 
     async def claim(self, server_id: str, job_id: str, capacity: int) -> bool:
         """Take a slot on the server for the job; False when it is full (someone else won the race)."""
@@ -59,7 +151,7 @@ class Placements:
                 return None
             return ServerLoad(server_id=server_id, jobs=[*jobs, job_id])
 
-        stored, _ = await self.loads.update(server_key(server_id), add)
+        stored = await self._change(server_id, add)
         return stored is not None and job_id in stored.jobs
 
     async def release(self, server_id: str, job_id: str) -> None:
@@ -68,11 +160,15 @@ class Placements:
                 return None
             return ServerLoad(server_id=server_id, jobs=[j for j in current.jobs if j != job_id])
 
-        await self.loads.update(server_key(server_id), remove)
+        await self._change(server_id, remove)
 
     async def load(self) -> dict[str, int]:
-        """Jobs placed per server now."""
-        return {load.server_id: len(load.jobs) for load in (await self.loads.items(prefix="server.")).values() if load.jobs}
+        """Jobs placed per server now (from the local copy when following)."""
+        if self._cache is not None:
+            return {load.server_id: len(load.jobs) for load, _ in self._cache.values() if load.jobs}
+        return {
+            load.server_id: len(load.jobs) for load in (await self.loads.items(prefix="server.")).values() if load.jobs
+        }
 
     async def get(self, job_id: str) -> JobPlacement | None:
         found = await self.jobs.get(job_key(job_id))

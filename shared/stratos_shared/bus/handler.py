@@ -76,6 +76,14 @@ async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -
     await broker.publish(raw.data, subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
 
 
+class Redeliver(Exception):  # noqa: N818 - a signal, not an error
+    """Hand the message back to the queue now: not a failure (e.g. a training job moving to another server)."""
+
+    def __init__(self, reason: str, delay_s: float = 0.5) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
 @dataclass
 class HandlerContext:
     """What a handler may use besides its event: publishing mid-work, delivery count, the broker."""
@@ -194,6 +202,10 @@ class EventRouter:
                 await publish_event(broker, out)
         except asyncio.CancelledError:
             raise
+        except Redeliver as again:
+            log.info("%s hands %s back to the queue: %s", self.service, raw.subject, again)
+            await raw.nak(delay=again.delay_s)
+            return
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             if delivery >= self.max_deliver:

@@ -23,7 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="write the model to exactly this directory (always rebuilds); default: the content-addressed cache",
     )
-    build.add_argument("--cache-dir", default=None, help="cache root (default $STRATOS_MODEL_CACHE or ~/.cache/stratos/models)")
+    build.add_argument(
+        "--cache-dir", default=None, help="cache root (default $STRATOS_MODEL_CACHE or ~/.cache/stratos/models)"
+    )
     sub.add_parser("list", help="list the named model sizes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

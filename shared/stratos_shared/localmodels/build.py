@@ -119,7 +119,9 @@ def build_tiny_model(recipe: TinyModelRecipe, out_dir: str | Path) -> Path:
     return out
 
 
-def _pretrain(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, texts: list[str], recipe: TinyModelRecipe) -> list[float]:
+def _pretrain(
+    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, texts: list[str], recipe: TinyModelRecipe
+) -> list[float]:
     """Plain causal-LM training on packed sequences; a bare loop is faster than Trainer at this size."""
     pre = recipe.pretrain
     ids: list[int] = []

@@ -20,7 +20,7 @@ _NAMES = ["Ana", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo"]
 _NOUNS = ["apple", "river", "stone", "book", "lamp", "cloud", "garden", "train", "window", "bird", "cat", "road"]
 _VERBS = ["sees", "finds", "likes", "draws", "moves", "holds", "reads", "opens", "counts", "paints"]
 _ADJS = ["small", "red", "quiet", "old", "bright", "green", "cold", "round", "tall", "soft"]
-_WORDS = _NOUNS + ["sun", "map", "key", "door", "fish", "tree", "milk", "ship", "moon", "star"]
+_WORDS = [*_NOUNS, "sun", "map", "key", "door", "fish", "tree", "milk", "ship", "moon", "star"]
 
 
 def _sentence(rng: random.Random) -> str:

@@ -89,7 +89,7 @@ _GENERIC_CLASSES = {"PreTrainedTokenizerFast", "TokenizersBackend"}
 
 
 def _saved_class(path: Path) -> str | None:
-    """The tokenizer class recorded in ``tokenizer_config.json`` (checkpoints and adapters of our models have no marker)."""
+    """The tokenizer class in ``tokenizer_config.json`` (our checkpoints and adapters carry no marker)."""
     try:
         cls = json.loads((path / "tokenizer_config.json").read_text()).get("tokenizer_class")
     except (OSError, ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import random
 import time
@@ -23,7 +22,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from stratos_shared.teacher.cache import ResponseCache, cache_key
+from stratos_shared.teacher.cache import MemoryCache, ResponseCache, cache_key
+from stratos_shared.teacher.engines import EngineConnectionError, EngineTimeout, HttpEngine, dumps, loads, make_engine
 from stratos_shared.teacher.errors import TeacherBadResponse, TeacherRequestRejected, TeacherUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,17 @@ class TeacherClient:
         self.usage = UsageTotals()
         self._n_supported: bool | None = None
         self._sem = asyncio.Semaphore(max_concurrency)
-        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), limits=limits, transport=transport)
+        # aiohttp when installed, else httpx; a given httpx transport always goes through httpx.
+        self._http: HttpEngine = make_engine(max_connections=max_concurrency, timeout_s=timeout_s, transport=transport)
+        self._url = f"{self.base_url}/chat/completions"
+        # Cache backends are synchronous; anything but the in-memory one may touch disk or network, so its
+        # calls run in a worker thread instead of stalling every in-flight request on the event loop.
+        self._cache_in_thread = cache is not None and not isinstance(cache, MemoryCache)
+
+    @property
+    def engine(self) -> str:
+        """Which HTTP engine this client uses: ``"aiohttp"`` or ``"httpx"``."""
+        return self._http.name
 
     def __repr__(self) -> str:
         return (
@@ -150,11 +159,11 @@ class TeacherClient:
             raise ValueError("n must be at least 1")
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed, **(extra or {})}
         params = {k: v for k, v in params.items() if v is not None}
-        keys = [cache_key(self.model, messages, params, i) for i in range(n)]
+        keys = [cache_key(self.model, messages, params, i) for i in range(n)] if self.cache is not None else []
         texts: list[str | None] = [None] * n
         if self.cache is not None:
-            for i, key in enumerate(keys):
-                hit = self.cache.get(key)
+            hits = await self._cache_call(_cache_get_many, self.cache, keys)
+            for i, hit in enumerate(hits):
                 if hit is not None and isinstance(hit.get("text"), str):
                     texts[i] = hit["text"]
         missing = [i for i, t in enumerate(texts) if t is None]
@@ -166,8 +175,9 @@ class TeacherClient:
             reply = await self._fetch(messages, params, missing, whole=len(missing) == n)
             for i, text in zip(missing, reply.texts, strict=True):
                 texts[i] = text
-                if self.cache is not None:
-                    self.cache.put(keys[i], {"model": self.model, "text": text})
+            if self.cache is not None:
+                entries = [(keys[i], {"model": self.model, "text": texts[i]}) for i in missing]
+                await self._cache_call(_cache_put_many, self.cache, entries)
         cost = self.pricing.cost(reply.input_tokens, reply.output_tokens)
         self.usage.input_tokens += reply.input_tokens
         self.usage.output_tokens += reply.output_tokens
@@ -182,6 +192,11 @@ class TeacherClient:
             cached=not missing,
             http_calls=reply.calls,
         )
+
+    async def _cache_call(self, fn: Any, *args: Any) -> Any:
+        if self._cache_in_thread:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     # ------------------------------------------------------------------ sampling
 
@@ -236,7 +251,9 @@ class TeacherClient:
 
     async def _request(self, body: dict[str, Any], *, want: int) -> _Reply:
         """POST once per attempt until success or the retry budget is spent."""
-        url = f"{self.base_url}/chat/completions"
+        url = self._url
+        payload = dumps(body)
+        headers = self._headers()
         last_problem = "no attempt made"
         bad_body = False
         calls = 0
@@ -247,13 +264,13 @@ class TeacherClient:
                 self.usage.http_calls += 1
                 try:
                     async with asyncio.timeout(self.timeout_s):
-                        resp = await self._http.post(url, json=body, headers=self._headers())
-                except (TimeoutError, httpx.TimeoutException):
+                        resp = await self._http.post(url, payload, headers)
+                except (TimeoutError, EngineTimeout):
                     last_problem, bad_body = f"no answer within {self.timeout_s:g} s", False
-                except httpx.TransportError as exc:
-                    last_problem, bad_body = f"connection failed ({type(exc).__name__})", False
+                except EngineConnectionError as exc:
+                    last_problem, bad_body = f"connection failed ({exc.kind})", False
                 else:
-                    if resp.status_code == 200:
+                    if resp.status == 200:
                         try:
                             reply = _parse_reply(resp.content)
                         except TeacherBadResponse as exc:
@@ -261,14 +278,14 @@ class TeacherClient:
                         else:
                             reply.calls = calls
                             return reply
-                    elif resp.status_code in RETRY_STATUSES:
-                        last_problem, bad_body = f"HTTP {resp.status_code}", False
-                        retry_after = _retry_after(resp.headers.get("retry-after"))
+                    elif resp.status in RETRY_STATUSES:
+                        last_problem, bad_body = f"HTTP {resp.status}", False
+                        retry_after = _retry_after(resp.retry_after)
                     else:
                         snippet = self._redact(resp.text[:300])
                         raise TeacherRequestRejected(
-                            resp.status_code,
-                            f"teacher '{self.model}' rejected the request: HTTP {resp.status_code}: {snippet}",
+                            resp.status,
+                            f"teacher '{self.model}' rejected the request: HTTP {resp.status}: {snippet}",
                         )
             if attempt == self.max_retries:
                 break
@@ -292,6 +309,15 @@ class TeacherClient:
         return random.uniform(ceiling / 2, ceiling)
 
 
+def _cache_get_many(cache: ResponseCache, keys: list[str]) -> list[dict[str, Any] | None]:
+    return [cache.get(key) for key in keys]
+
+
+def _cache_put_many(cache: ResponseCache, entries: list[tuple[str, dict[str, Any]]]) -> None:
+    for key, value in entries:
+        cache.put(key, value)
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
     if value is None:
@@ -312,8 +338,8 @@ def _retry_after(value: str | None) -> float | None:
 def _parse_reply(content: bytes) -> _Reply:
     """Texts and usage from a chat-completions body; TeacherBadResponse when it is not one."""
     try:
-        data = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = loads(content)
+    except ValueError:  # json.JSONDecodeError, orjson.JSONDecodeError and UnicodeDecodeError all are
         raise TeacherBadResponse(f"teacher answered with invalid JSON ({len(content)} bytes)") from None
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices:

@@ -47,6 +47,29 @@ from stratos_shared.tasks.base import ANSWER_MARKER, Example, Task
 from stratos_shared.tasks.errors import TaskError
 from stratos_shared.tasks.registry import build_task
 
+try:  # optional: about 3x cheaper than json on the completions hot path
+    import orjson
+
+    def _json_loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+    def _json_dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:
+
+    def _json_loads(data: bytes) -> Any:
+        return json.loads(data)
+
+    def _json_dumps(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class _FastJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _json_dumps(content)
+
+
 REVERSE_MARKER = "\n\nThe correct final answer is: "
 """How ``Task.reverse_prompt`` joins question and answer; the simulator splits on it."""
 
@@ -198,8 +221,8 @@ def create_app(config: SimulatorConfig | Simulator) -> Starlette:
 
     async def completions(request: Request) -> Response:
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = _json_loads(await request.body())
+        except ValueError:  # json's and orjson's JSONDecodeError, UnicodeDecodeError
             return _error(400, "request body is not JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return _error(400, "'messages' must be a list", "invalid_request_error")
@@ -229,7 +252,7 @@ def create_app(config: SimulatorConfig | Simulator) -> Starlette:
         texts = [sim.answer(model, messages, base + i) for i in range(n)]
         prompt_tokens = sum(_tokens(m["content"]) for m in messages)
         completion_tokens = sum(_tokens(t) for t in texts)
-        return JSONResponse(
+        return _FastJSONResponse(
             {
                 "id": f"simcmpl-{hashlib.sha1(repr((model, messages, base, n)).encode()).hexdigest()[:16]}",
                 "object": "chat.completion",

@@ -27,7 +27,11 @@ def records(n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     pairs = rng.sample([(a, b) for a in range(10, 100) for b in range(10, 100)], n)
     return [
-        {"id": f"add-{seed}-{i}", "messages": [*prompt(a, b), {"role": "assistant", "content": trace(a, b)}], "answer": str(a + b)}
+        {
+            "id": f"add-{seed}-{i}",
+            "messages": [*prompt(a, b), {"role": "assistant", "content": trace(a, b)}],
+            "answer": str(a + b),
+        }
         for i, (a, b) in enumerate(pairs)
     ]
 

@@ -109,11 +109,7 @@ def select(
     memory = work.memory_per_gpu_gib(table.gpu_count)
     hours = work.training_hours(table.effective_tflops)
     cost = job_cost(work, hours, table.cost_per_hour)
-    excluded = (
-        np.fromiter((s.id in exclude for s in table.servers), dtype=np.bool_, count=len(table))
-        if exclude
-        else np.zeros(len(table), dtype=np.bool_)
-    )
+    excluded = table.excluded_array(exclude)
     feas = check(
         table,
         memory_needed=memory,

@@ -90,7 +90,9 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 class ControlCallback(TrainerCallback):  # type: ignore[misc]
     """Polls ``should_stop`` each step, forces a save at stop and at the end, notifies the sink, reports progress."""
 
-    def __init__(self, sink: CheckpointSink | None = None, should_stop: StopFn | None = None, progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self, sink: CheckpointSink | None = None, should_stop: StopFn | None = None, progress: ProgressFn | None = None
+    ) -> None:
         self.sink = sink
         self.should_stop = should_stop
         self.progress = progress
@@ -126,7 +128,14 @@ class ControlCallback(TrainerCallback):  # type: ignore[misc]
                 )
             )
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, float] | None = None, **kw: Any) -> None:
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
         if logs and "loss" in logs:
             self.last_loss = float(logs["loss"])
 

@@ -136,3 +136,29 @@ def resolve_precision(device: Device = "auto") -> Precision:
     if dev == "cpu":
         return Precision(device="cpu", bf16=False, gradient_checkpointing=False, use_cpu=True, dtype=torch.float32)
     return Precision(device=dev, bf16=True, gradient_checkpointing=False, use_cpu=False, dtype=torch.bfloat16)
+
+
+@dataclass
+class PrescreenConfig:
+    """Student capacity pre-screening: few-shot accuracy of each candidate base before any training."""
+
+    k_shots: int = 3
+    """Verified reasoning traces shown in context before each question.
+
+    Enough to show the format, short enough for small context windows."""
+    n_eval: int = 64
+    """Task items per candidate; 64 keeps the standard error near 6 points at mid accuracies."""
+    threshold: float = 0.1
+    """Candidates below this screened accuracy are dropped.
+
+    They cannot yet follow the format or the task in context: distillation would have to teach everything."""
+    tolerance: float = 0.05
+    """Among passing candidates, pick the smallest within this of the best accuracy (size drives serving cost)."""
+    max_new_tokens: int = 64
+    """Generation budget per answer."""
+    batch_size: int = 32
+    """Prompts per generation batch."""
+    seed: int = 0
+    """Seed for picking the shots and items."""
+    device: Device = "auto"
+    """Device for the candidates' forward passes."""

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
-
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.data import Messages
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 Grader = Callable[[str, str], float]
 """``grader(completion_text, answer) -> score``; 1.0 for correct and 0.0 for wrong (partial credit allowed)."""
@@ -103,7 +102,9 @@ def evaluate(
     return EvalResult(accuracy=sum(scores) / max(1, len(scores)), n=len(scores), outputs=outputs, scores=scores)
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[Any, PreTrainedTokenizerBase]:
+def load_model(
+    path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Any, PreTrainedTokenizerBase]:
     """Load a model directory (full model, or a PEFT adapter directory with its base) and its tokenizer."""
     path = Path(path)
     if (path / "adapter_config.json").exists():

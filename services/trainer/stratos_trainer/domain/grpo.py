@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from trl import GRPOConfig, GRPOTrainer
-
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
 from stratos_trainer.domain.config import TrainingConfig, resolve_precision
 from stratos_trainer.domain.evaluate import Grader
 from stratos_trainer.domain.runner import common_args, load_base, run
 from stratos_trainer.domain.sft import lora_config
+from trl import GRPOConfig, GRPOTrainer
 
 REWARD_NAME = "correctness"
 REWARD_METRICS = ["reward", "reward_std", f"rewards/{REWARD_NAME}/mean", "completions/mean_length"]

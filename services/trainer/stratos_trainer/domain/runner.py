@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
-
 from stratos_shared.localmodels.tokenizer import MARKER_FILE
 from stratos_trainer.domain.checkpoints import ControlCallback, TrainResult, history, latest_checkpoint, series
 from stratos_trainer.domain.config import Precision, TrainingConfig
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, PrinterCallback
 
 
 def common_args(cfg: TrainingConfig, output_dir: Path, precision: Precision) -> dict[str, Any]:
@@ -58,6 +57,7 @@ def run(
     metric_keys: list[str] | None = None,
 ) -> TrainResult:
     """Train (resuming when asked), then save a loadable model and return the result."""
+    trainer.remove_callback(PrinterCallback)  # progress goes through ControlCallback, not stdout
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
     tokens_per_second, wall = control.throughput(state)

@@ -1,0 +1,3 @@
+from stratos_trainer.main import run
+
+run()

@@ -1,0 +1,47 @@
+"""Wires a trainer process: settings -> telemetry -> broker -> handlers, plus re-plan/cancel signals."""
+
+from __future__ import annotations
+
+from nats.aio.msg import Msg
+
+from stratos_shared.contracts.events import JobCancelRequested, ServerChosen
+from stratos_shared.contracts.parsing import parse_event
+from stratos_shared.errors import InvalidEventError
+from stratos_shared.jobcontext import StageResources
+from stratos_shared.service import ServiceRuntime, run_service
+from stratos_trainer.handlers import build_events
+from stratos_trainer.jobs import JobSignals
+from stratos_trainer.settings import TrainerSettings
+
+SERVICE = "trainer"
+
+
+def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
+    settings = settings or TrainerSettings()
+    resources = StageResources()
+    signals = JobSignals()
+
+    async def listen(runtime: ServiceRuntime) -> None:
+        async def on_server_chosen(msg: Msg) -> None:
+            try:
+                signals.on_server_chosen(parse_event(ServerChosen, msg.data))
+            except InvalidEventError:
+                pass  # the selector's own consumers dead-letter bad payloads; a signal listener just ignores them
+
+        async def on_cancel(msg: Msg) -> None:
+            try:
+                signals.on_cancel(parse_event(JobCancelRequested, msg.data))
+            except InvalidEventError:
+                pass
+
+        await runtime.nc.subscribe(ServerChosen.SUBJECT, cb=on_server_chosen)
+        await runtime.nc.subscribe(JobCancelRequested.SUBJECT, cb=on_cancel)
+
+    return ServiceRuntime(
+        SERVICE, settings, [build_events(settings, resources, signals)], on_start=[resources.bind, listen]
+    )
+
+
+def run() -> None:
+    settings = TrainerSettings()
+    run_service(lambda: build(settings), settings.log_level, SERVICE)

@@ -1,0 +1,294 @@
+"""One job's training on this trainer: pre-screen, resume, train, evaluate, upload.
+
+Training runs in a worker thread (TRL is synchronous); checkpoints are uploaded
+to the artifact store as they are written, so any trainer on any machine can
+resume the job after a re-plan or a crash, losing at most one checkpoint
+interval of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from pydantic import BaseModel
+
+from stratos_shared.artifacts import get_dir, get_file, put_dir
+from stratos_shared.bus.handler import Redeliver
+from stratos_shared.contracts.base import Event, stable_id
+from stratos_shared.contracts.events import (
+    DataReady,
+    JobFailed,
+    ModelTrained,
+    StudentChosen,
+    StudentScreen,
+    TrainingProgress,
+)
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.errors import ArtifactError
+from stratos_shared.jobcontext import StageResources, split_task, task_for
+from stratos_shared.jobs import JobState
+from stratos_shared.models import resolve_model
+from stratos_shared.tasks import Example, Task
+from stratos_trainer.domain.checkpoints import Progress
+from stratos_trainer.domain.config import PrescreenConfig, TrainingConfig
+from stratos_trainer.domain.data import grpo_dataset, read_jsonl, sft_dataset, to_grpo_records
+from stratos_trainer.domain.evaluate import evaluate_path
+from stratos_trainer.domain.grpo import train_grpo
+from stratos_trainer.domain.prescreen import prescreen
+from stratos_trainer.domain.sft import train_sft
+from stratos_trainer.jobs import JobSignals
+from stratos_trainer.settings import TrainerSettings
+
+log = logging.getLogger("stratos.trainer")
+tracer = trace.get_tracer("stratos.trainer")
+
+Publish = Callable[[Event], Awaitable[None]]
+PROGRESS_EVERY_S = 1.0
+
+
+class CheckpointRecord(BaseModel):
+    """The newest uploaded checkpoint of a job (``checkpoints/latest.json``)."""
+
+    step: int
+    uri: str
+    wall_seconds: float
+    server_id: str
+
+
+class Graded:
+    """Grades by example id, so the training code can stay task-agnostic (its 'answer' is our id)."""
+
+    def __init__(self, task: Task, examples: list[Example]) -> None:
+        self.task = task
+        self.by_id = {e.id: e for e in examples}
+
+    def __call__(self, output: str, example_id: str) -> bool:
+        return self.task.grade(output, self.by_id[example_id]).correct
+
+
+def training_config(spec: JobSpec) -> TrainingConfig:
+    training = spec.training
+    config = TrainingConfig(method=training.method, checkpoint_interval=training.checkpoint_every_steps)
+    if training.epochs is not None:
+        config.epochs = training.epochs
+    if training.max_steps is not None:
+        config.max_steps = training.max_steps
+    if training.learning_rate is not None:
+        config.learning_rate = training.learning_rate
+    return config
+
+
+class TrainingRun:
+    """Trains one job; `run` returns the events to publish when it is done."""
+
+    def __init__(self, settings: TrainerSettings, resources: StageResources, signals: JobSignals) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.signals = signals
+
+    async def _artifact_json(self, job_id: str, name: str) -> dict[str, Any] | None:
+        store = self.resources.artifacts
+        try:
+            return json.loads(await store.get_bytes(store.uri_for(job_id, name)))  # type: ignore[no-any-return]
+        except ArtifactError:
+            return None
+
+    async def _put_json(self, job_id: str, name: str, value: dict[str, Any]) -> str:
+        return await self.resources.artifacts.put_bytes(job_id, name, json.dumps(value).encode())
+
+    async def choose_student(
+        self, event: DataReady, spec: JobSpec, task: Task, held_out: list[Example], shots: list[list[dict[str, str]]]
+    ) -> tuple[StudentChosen | None, str]:
+        """Pre-screen the candidates once per job (the decision is stored, so a resumed job reuses it)."""
+        stored = await self._artifact_json(event.job_id, "training/prescreen.json")
+        if stored is None:
+            paths = {s.name: await asyncio.to_thread(resolve_model, s.model) for s in spec.students}
+            config = PrescreenConfig(
+                k_shots=self.settings.prescreen_shots, n_eval=self.settings.prescreen_items,
+                threshold=spec.distillation.prescreen_threshold, tolerance=self.settings.prescreen_tolerance,
+                max_new_tokens=self.settings.max_new_tokens, seed=spec.task.seed,
+            )
+            items = [(task.prompt(e), e.id) for e in held_out]
+            with tracer.start_as_current_span("trainer.prescreen", attributes={"job.id": event.job_id}):
+                result = await asyncio.to_thread(
+                    prescreen, list(paths.values()), shots, items, Graded(task, held_out), config
+                )
+            by_path = {path: name for name, path in paths.items()}
+            screens = [
+                StudentScreen(
+                    name=by_path[s.path], model=next(x.model for x in spec.students if x.name == by_path[s.path]),
+                    params=s.num_parameters, screened_accuracy=s.accuracy, passed=s in result.passed,
+                ).model_dump(mode="json")
+                for s in result.scores
+            ]
+            stored = {
+                "chosen": by_path[result.chosen.path] if result.chosen else None,
+                "reason": result.reason,
+                "screens": screens,
+            }
+            await self._put_json(event.job_id, "training/prescreen.json", stored)
+        if stored["chosen"] is None:
+            return None, str(stored["reason"])
+        student = next(s for s in spec.students if s.name == stored["chosen"])
+        return (
+            StudentChosen(
+                event_id=stable_id(event.job_id, "student-chosen"),
+                job_id=event.job_id,
+                student=student.name,
+                model=student.model,
+                threshold=spec.distillation.prescreen_threshold,
+                screens=[StudentScreen.model_validate(s) for s in stored["screens"]],
+            ),
+            str(stored["reason"]),
+        )
+
+    async def run(self, event: DataReady, state: JobState, publish: Publish) -> list[Event]:
+        spec = await self.resources.specs.get(event.job_id)
+        task = task_for(spec.task)
+        held_out = split_task(task, spec.task).eval[: self.settings.eval_samples]
+        workdir = self.settings.home / "trainer" / event.job_id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        store = self.resources.artifacts
+        train_records = read_jsonl(await get_file(store, event.train_uri, workdir / "train.jsonl"))
+        shots_source = train_records
+        if spec.training.method == "grpo":
+            traces_uri = store.uri_for(event.job_id, "data/traces.jsonl")
+            if await store.exists(traces_uri):
+                shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
+        shots = [r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r]
+
+        chosen, reason = await self.choose_student(event, spec, task, held_out, shots)
+        if chosen is None:
+            return [
+                JobFailed(
+                    event_id=stable_id(event.job_id, "failed", "prescreen"), job_id=event.job_id, stage="prescreen",
+                    reason=f"no candidate student is capable enough: {reason}; lower "
+                    "distillation.prescreen_threshold or add a larger student",
+                )
+            ]
+        await publish(chosen)
+        base_path = await asyncio.to_thread(resolve_model, chosen.model)
+        items = [(task.prompt(e), e.id) for e in held_out]
+        grader = Graded(task, held_out)
+
+        before = await self._artifact_json(event.job_id, "training/before.json")
+        if before is None:
+            result = await asyncio.to_thread(
+                evaluate_path, base_path, items, grader, max_new_tokens=self.settings.max_new_tokens
+            )
+            before = {"accuracy": result.accuracy}
+            await self._put_json(event.job_id, "training/before.json", before)
+
+        latest_raw = await self._artifact_json(event.job_id, "checkpoints/latest.json")
+        latest = CheckpointRecord.model_validate(latest_raw) if latest_raw else None
+        resume_from: Path | None = None
+        if latest is not None:
+            resume_from = await get_dir(store, latest.uri, workdir / "resume" / f"checkpoint-{latest.step}")
+            log.info("job %s resumes from step %d (saved on %s)", event.job_id, latest.step, latest.server_id)
+
+        revision = state.server_revision
+        server_id = state.server_id or ""
+        loop = asyncio.get_running_loop()
+        last_progress = 0.0
+        started_wall = latest.wall_seconds if latest else 0.0
+
+        def on_checkpoint(step: int, path: Path) -> None:
+            async def upload() -> None:
+                uri = await put_dir(store, event.job_id, f"checkpoints/step-{step}.tar.gz", path)
+                record = CheckpointRecord(
+                    step=step, uri=uri, wall_seconds=started_wall + (time.monotonic() - t0), server_id=server_id
+                )
+                await self._put_json(event.job_id, "checkpoints/latest.json", record.model_dump())
+                await publish(
+                    TrainingProgress(job_id=event.job_id, server_id=server_id, step=step, total_steps=step,
+                                     checkpoint_uri=uri)
+                )
+
+            asyncio.run_coroutine_threadsafe(upload(), loop).result(timeout=600)
+
+        def on_progress(progress: Progress) -> None:
+            nonlocal last_progress
+            if time.monotonic() - last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
+                return
+            last_progress = time.monotonic()
+            message = TrainingProgress(
+                job_id=event.job_id, server_id=server_id, step=progress.step, total_steps=progress.max_steps,
+                loss=progress.loss, tokens_per_s=progress.tokens_per_second, eta_s=progress.eta_seconds,
+            )
+            asyncio.run_coroutine_threadsafe(publish(message), loop)
+
+        def should_stop() -> bool:
+            return self.signals.must_stop(event.job_id, revision)
+
+        config = training_config(spec)
+        out = workdir / "run"
+        t0 = time.monotonic()
+        with tracer.start_as_current_span(
+            "trainer.train",
+            attributes={"job.id": event.job_id, "server.id": server_id, "training.method": config.method,
+                        "training.resumed_from_step": latest.step if latest else 0,
+                        "data.records": len(train_records)},
+        ) as span:
+            if config.method == "grpo":
+                records = [{**r, "answer": r["id"]} for r in to_grpo_records(train_records)]
+                result = await asyncio.to_thread(
+                    train_grpo, base_path, grpo_dataset(records), grader, config, out, resume_from=resume_from,
+                    sink=_Sink(on_checkpoint), should_stop=should_stop, progress=on_progress,
+                )
+            else:
+                result = await asyncio.to_thread(
+                    train_sft, base_path, sft_dataset(train_records), config, out, resume_from=resume_from,
+                    sink=_Sink(on_checkpoint), should_stop=should_stop, progress=on_progress,
+                )
+            span.set_attributes({"training.steps": result.global_step, "training.tokens": result.tokens_seen})
+        if result.stopped_early:
+            if event.job_id in self.signals.cancelled:
+                return []
+            raise Redeliver(f"job {event.job_id} moved off {server_id}; resuming from step {result.global_step}")
+
+        after = await asyncio.to_thread(
+            evaluate_path, result.model_dir, items, grader, max_new_tokens=self.settings.max_new_tokens
+        )
+        is_adapter = result.adapter_dir is not None
+        model_uri = await put_dir(
+            store, event.job_id, "model/adapter.tar.gz" if is_adapter else "model/full.tar.gz",
+            result.adapter_dir if result.adapter_dir is not None else result.model_dir,
+        )
+        seconds = started_wall + result.wall_seconds
+        price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
+        return [
+            ModelTrained(
+                event_id=stable_id(event.job_id, "trained"),
+                job_id=event.job_id,
+                server_id=server_id,
+                student=chosen.student,
+                base_model=chosen.model,
+                method=config.method,
+                model_uri=model_uri,
+                is_adapter=is_adapter,
+                accuracy_before=float(before["accuracy"]),
+                accuracy_after=after.accuracy,
+                training_seconds=seconds,
+                steps=result.global_step,
+                tokens=result.tokens_seen,
+                resumed_from_step=latest.step if latest else 0,
+                cost_usd=seconds / 3600 * price,
+            )
+        ]
+
+
+class _Sink:
+    def __init__(self, callback: Callable[[int, Path], None]) -> None:
+        self.callback = callback
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        self.callback(step, path)

@@ -1,0 +1,57 @@
+"""Training config defaults and validation, precision, and the dataset formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import helpers
+import pytest
+import torch
+from stratos_trainer.domain.config import METHOD_DEFAULTS, TrainingConfig, resolve_precision
+from stratos_trainer.domain.data import (
+    DataFormatError,
+    eval_items,
+    load_grpo_jsonl,
+    load_sft_jsonl,
+    sft_dataset,
+    write_jsonl,
+)
+
+
+def test_per_method_defaults_and_overrides() -> None:
+    for method, defaults in METHOD_DEFAULTS.items():
+        cfg = TrainingConfig(method=method).resolved()  # type: ignore[arg-type]
+        assert cfg.learning_rate == defaults["learning_rate"]
+        assert cfg.batch_size == defaults["batch_size"]
+    assert TrainingConfig(method="sft", learning_rate=0.1).lr == 0.1
+
+
+def test_grpo_batch_must_be_a_multiple_of_num_generations() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        TrainingConfig(method="grpo", batch_size=12, num_generations=8).resolved()
+    with pytest.raises(ValueError, match="unknown method"):
+        TrainingConfig(method="dpo").resolved()  # type: ignore[arg-type]
+
+
+def test_cpu_precision_is_fp32_without_checkpointing() -> None:
+    p = resolve_precision("cpu")
+    assert (p.bf16, p.gradient_checkpointing, p.use_cpu, p.dtype) == (False, False, True, torch.float32)
+
+
+def test_jsonl_round_trip_both_formats(tmp_path: Path) -> None:
+    recs = helpers.records(5, seed=1)
+    path = write_jsonl(tmp_path / "d.jsonl", recs)
+    sft = load_sft_jsonl(path)
+    assert sft.column_names == ["id", "messages", "answer"] and len(sft) == 5
+    grpo = load_grpo_jsonl(path)  # SFT records convert to prompts
+    assert all(m["role"] != "assistant" for m in grpo[0]["prompt"])
+    assert grpo[0]["answer"] == recs[0]["answer"]
+    assert eval_items(recs)[0] == (recs[0]["messages"][:-1], recs[0]["answer"])
+
+
+def test_bad_records_are_rejected() -> None:
+    bad = {"id": "x", "messages": [{"role": "user", "content": "hi"}], "answer": "1"}
+    with pytest.raises(DataFormatError, match="assistant"):
+        sft_dataset([bad])
+    with pytest.raises(DataFormatError, match="bad message"):
+        sft_dataset([{"id": "y", "messages": [{"role": "robot", "content": "x"}]}])
