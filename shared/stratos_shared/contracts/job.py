@@ -120,7 +120,15 @@ class DistillationSpec(_Frozen):
     keep_per_question: int = Field(default=1, ge=1, le=16, description="n traces kept per question at most.")
     max_retries_per_question: int = Field(default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace.")
     min_dataset_size: int = Field(default=32, ge=1, description="Fewer accepted records than this fails the job.")
-    prescreen_threshold: float = Field(default=0.0, ge=0, le=1, description="Students screening below this are dropped.")
+    prescreen_threshold: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Students whose few-shot accuracy (prompted with verified teacher traces) is below this are dropped "
+            "before training; 0 keeps every candidate (tiny models that cannot learn in context)."
+        ),
+    )
 
 
 class JobSpec(_Frozen):

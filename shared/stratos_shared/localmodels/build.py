@@ -93,14 +93,14 @@ def build_tiny_model(recipe: TinyModelRecipe, out_dir: str | Path) -> Path:
         max_position_embeddings=spec.max_position_embeddings,
         tie_word_embeddings=True,
         bos_token_id=None,
-        eos_token_id=tokenizer.convert_tokens_to_ids(EOS_TOKEN),
-        pad_token_id=tokenizer.convert_tokens_to_ids(PAD_TOKEN),
+        eos_token_id=_token_id(tokenizer, EOS_TOKEN),
+        pad_token_id=_token_id(tokenizer, PAD_TOKEN),
         rms_norm_eps=1e-5,
     )
     model = LlamaForCausalLM(config)
     losses = _pretrain(model, tokenizer, texts, recipe)
 
-    model.generation_config = GenerationConfig(
+    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
         eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id, do_sample=False
     )
     model.save_pretrained(str(out))
@@ -117,6 +117,12 @@ def build_tiny_model(recipe: TinyModelRecipe, out_dir: str | Path) -> Path:
     (out / MARKER_FILE).write_text(json.dumps(marker, indent=2))
     log.info("built %s (%d params) in %.1fs", spec.name, n_params, marker["build_seconds"])
     return out
+
+
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    tid = tokenizer.convert_tokens_to_ids(token)
+    assert isinstance(tid, int)
+    return tid
 
 
 def _pretrain(
@@ -156,5 +162,5 @@ def _pretrain(
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return losses

@@ -31,17 +31,18 @@ import ssl
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from types import ModuleType
+from typing import Any, Protocol
 
 import httpx
 
-if TYPE_CHECKING:
-    import aiohttp
-
+_aiohttp: ModuleType | None
 try:
-    import aiohttp as _aiohttp
+    import aiohttp as _aiohttp_module
+
+    _aiohttp = _aiohttp_module
 except ImportError:  # optional: the httpx engine is the fallback
-    _aiohttp = None  # type: ignore[assignment]
+    _aiohttp = None
 
 ENGINE_ENV = "STRATOS_TEACHER_HTTP_ENGINE"
 HTTPX_SHARD_SIZE = 8
@@ -88,10 +89,8 @@ class HttpxEngine:
         self, *, max_connections: int, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         timeout = httpx.Timeout(timeout_s)
-        if transport is not None:
-            shards = 1  # a caller's transport (a mock, a proxy mount) is used as given
-        else:
-            shards = max(1, -(-max_connections // HTTPX_SHARD_SIZE))
+        # A caller's transport (a mock, a proxy mount) is used as given, in one client.
+        shards = 1 if transport is not None else max(1, -(-max_connections // HTTPX_SHARD_SIZE))
         per_shard = -(-max_connections // shards)
         limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
         self._clients = [httpx.AsyncClient(timeout=timeout, limits=limits, transport=transport) for _ in range(shards)]
@@ -120,11 +119,11 @@ class AiohttpEngine:
             raise RuntimeError("aiohttp is not installed")
         self._limit = max_connections
         self._timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Any = None  # aiohttp.ClientSession (aiohttp is optional, so not named in types)
         self._closed = False
         self._proxies: dict[tuple[str, str], str | None] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self) -> Any:
         assert _aiohttp is not None
         if self._closed:
             raise RuntimeError("engine is closed")
@@ -152,7 +151,8 @@ class AiohttpEngine:
         key = (split.scheme, split.netloc)
         if key not in self._proxies:
             proxy = urllib.request.getproxies_environment().get(split.scheme)
-            if proxy and urllib.request.proxy_bypass_environment(split.hostname or ""):
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if proxy and bypass(split.hostname or ""):
                 proxy = None
             self._proxies[key] = proxy or None
         return self._proxies[key]
@@ -177,32 +177,25 @@ class AiohttpEngine:
             self._session = None
 
 
-def aiohttp_available() -> bool:
-    return _aiohttp is not None
+def engine_name(transport: httpx.AsyncBaseTransport | None = None) -> str:
+    """The engine :func:`make_engine` picks: aiohttp when installed and no httpx transport was given
+    (``STRATOS_TEACHER_HTTP_ENGINE`` overrides), else httpx."""
+    forced = os.environ.get(ENGINE_ENV, "").strip().lower()
+    if forced not in ("", "aiohttp", "httpx"):
+        raise ValueError(f"{ENGINE_ENV} must be 'aiohttp' or 'httpx', not {forced!r}")
+    if transport is not None or forced == "httpx" or (forced == "" and _aiohttp is None):
+        return "httpx"
+    if _aiohttp is None:
+        raise RuntimeError(f"{ENGINE_ENV}=aiohttp but aiohttp is not installed")
+    return "aiohttp"
 
 
 def make_engine(
     *, max_connections: int, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> HttpEngine:
-    """aiohttp when installed and no httpx transport was given (or as forced by the environment), else httpx."""
-    forced = os.environ.get(ENGINE_ENV, "").strip().lower()
-    if forced not in ("", "aiohttp", "httpx"):
-        raise ValueError(f"{ENGINE_ENV} must be 'aiohttp' or 'httpx', not {forced!r}")
-    if transport is not None or forced == "httpx" or (forced == "" and _aiohttp is None):
+    if engine_name(transport) == "httpx":
         return HttpxEngine(max_connections=max_connections, timeout_s=timeout_s, transport=transport)
-    if _aiohttp is None:
-        raise RuntimeError(f"{ENGINE_ENV}=aiohttp but aiohttp is not installed")
     return AiohttpEngine(max_connections=max_connections, timeout_s=timeout_s)
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON (orjson when installed)."""
-    return _dumps(obj)
-
-
-def loads(data: bytes) -> Any:
-    """Parse JSON bytes; raises ValueError (json.JSONDecodeError or UnicodeDecodeError) when invalid."""
-    return _loads(data)
 
 
 def _std_dumps(obj: Any) -> bytes:
@@ -218,7 +211,17 @@ try:
         except TypeError:  # e.g. ints beyond 64 bits or non-str keys in caller-supplied extras
             return _std_dumps(obj)
 
-    _loads = orjson.loads
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
 except ImportError:  # optional speed-up
     _dumps = _std_dumps
-    _loads = json.loads
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+
+dumps = _dumps
+"""Compact UTF-8 JSON bytes (orjson when installed)."""
+loads = _loads
+"""Parse JSON bytes; raises ValueError (json's or orjson's JSONDecodeError, UnicodeDecodeError) when invalid."""

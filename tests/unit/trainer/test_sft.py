@@ -36,7 +36,7 @@ def test_lora_sft_learns_addition(
     base_model: Path, task_data: Any, base_eval: EvalResult, held_out: Any, tmp_path: Path
 ) -> None:
     cfg = TrainingConfig(
-        method="lora-sft", max_steps=500, learning_rate=1e-2, batch_size=32, packing=False, checkpoint_interval=10_000
+        method="lora-sft", max_steps=400, learning_rate=4e-3, batch_size=32, packing=False, checkpoint_interval=10_000
     )
     result = train_sft_cached(base_model, task_data[0], cfg, tmp_path)
     assert result.adapter_dir is not None and (result.adapter_dir / "adapter_config.json").exists()

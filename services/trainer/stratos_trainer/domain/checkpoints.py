@@ -87,7 +87,7 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-class ControlCallback(TrainerCallback):  # type: ignore[misc]
+class ControlCallback(TrainerCallback):
     """Polls ``should_stop`` each step, forces a save at stop and at the end, notifies the sink, reports progress."""
 
     def __init__(
@@ -141,7 +141,7 @@ class ControlCallback(TrainerCallback):  # type: ignore[misc]
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if self.sink is not None:
-            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            path = Path(str(args.output_dir)) / f"checkpoint-{state.global_step}"
             self.sink.on_checkpoint(state.global_step, path)
 
     def throughput(self, state: TrainerState) -> tuple[float, float]:

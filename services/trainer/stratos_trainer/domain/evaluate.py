@@ -80,7 +80,7 @@ def generate(
             )
             new = out[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new, strict=True):
-                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
+                outputs[i] = str(tokenizer.decode(row, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = old_side
         model.train(was_training)

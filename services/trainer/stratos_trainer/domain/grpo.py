@@ -20,17 +20,17 @@ from stratos_trainer.domain.config import TrainingConfig, resolve_precision
 from stratos_trainer.domain.evaluate import Grader
 from stratos_trainer.domain.runner import common_args, load_base, run
 from stratos_trainer.domain.sft import lora_config
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
 
 REWARD_NAME = "correctness"
 REWARD_METRICS = ["reward", "reward_std", f"rewards/{REWARD_NAME}/mean", "completions/mean_length"]
 """Series copied into ``TrainResult.metrics`` (TRL's log keys)."""
 
 
-def correctness_reward(grader: Grader) -> Callable[..., list[float]]:
+def correctness_reward(grader: Grader) -> Callable[..., list[float | None]]:
     """Adapt ``grader(text, answer)`` to TRL's reward signature (completions plus dataset columns)."""
 
-    def correctness(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+    def correctness(completions: list[Any], answer: list[str], **_: Any) -> list[float | None]:
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
         return [float(grader(t, a)) for t, a in zip(texts, answer, strict=True)]
 

@@ -1,0 +1,152 @@
+"""`stratos demo`: the whole pipeline on one machine, two jobs, a server failure, live.
+
+Starts embedded NATS, the six services and the teacher simulator as processes,
+builds (once, cached) the tiny local student models, submits an alignment job
+and an injection job, marks the first job's server down while it trains, and
+follows both to completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from stratos_cli import client
+from stratos_cli.stack import SERVICES, launch_service, service_env, start_nats, stop_pids
+from stratos_cli.views import stage_table
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.embedded import free_port, wait_for_port
+from stratos_shared.jobs import JobState
+from stratos_shared.telemetry import setup_tracing
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+JOBS = ["math-alignment.yaml", "rules-injection.yaml"]
+
+
+def demo_spec(path: Path, teacher_url: str) -> JobSpec:
+    spec = JobSpec.from_yaml(path)
+    teachers = [t.model_copy(update={"base_url": teacher_url, "api_key_ref": None}) for t in spec.teachers]
+    return spec.model_copy(update={"teachers": teachers})
+
+
+def summary(states: list[JobState]) -> Table:
+    table = Table(title="results")
+    for column in ("job", "status", "server", "teacher (acc)", "mode", "student before → after", "p50 ms", "report"):
+        table.add_column(column)
+    for state in states:
+        r = state.results
+        teacher = r.get("teacher_eval", {})
+        acc = next((s["accuracy"] for s in teacher.get("scores", []) if s["name"] == teacher.get("teacher")), None)
+        training = r.get("training", {})
+        table.add_row(
+            state.name, state.status, f"{state.server_id} (rev {state.server_revision})",
+            f"{teacher.get('teacher')} ({acc:.0%})" if acc is not None else "-", state.mode or "-",
+            f"{training.get('before', 0):.0%} → {training.get('after', 0):.0%}" if training else "-",
+            f"{r.get('deployment', {}).get('p50_ms', 0):.0f}" if "deployment" in r else "-",
+            state.report_uri or state.reason or "-",
+        )
+    return table
+
+
+async def follow(job_ids: list[str], url: str, console: Console, fail_server_of: str | None, timeout_s: float) -> list[JobState]:
+    async with client.connect(url) as (_, js):
+        jobs = TypedKV(await js.key_value(JOBS_BUCKET), JobState)
+        failed_once = False
+        deadline = time.monotonic() + timeout_s
+        states: dict[str, JobState] = {}
+        with Live(console=console, refresh_per_second=4) as live:
+            while time.monotonic() < deadline:
+                for job_id in job_ids:
+                    found = await jobs.get(job_id)
+                    if found:
+                        states[job_id] = found[0]
+                live.update(Group(*(stage_table(s) for s in states.values())))
+                target = states.get(fail_server_of or "")
+                if (
+                    not failed_once and target is not None and target.stage == "training"
+                    and "training" in target.progress and target.server_id
+                ):
+                    failed_once = True
+                    console.print(f"[yellow]marking server {target.server_id} down while {target.name} trains[/]")
+                    await client.publish(js, ServerDownRequested(server_id=target.server_id, reason="demo: simulated failure"))
+                if len(states) == len(job_ids) and all(s.status != "running" for s in states.values()):
+                    break
+                await asyncio.sleep(0.5)
+        return [states[j] for j in job_ids if j in states]
+
+
+def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> int:
+    home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / "demo")
+    os.environ["STRATOS_HOME"] = str(home)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]Stratos demo")
+    console.print("building the tiny local student models (cached after the first run) ...")
+    from stratos_shared.localmodels import ensure_tiny_model
+
+    for name in ("tiny-1m", "tiny-4m"):
+        started = time.monotonic()
+        path = ensure_tiny_model(name)
+        console.print(f"  {name}: {path} ({time.monotonic() - started:.0f} s)")
+
+    sim_port = free_port()
+    sim_log = (home / "logs" / "teacher-sim.log").open("ab")
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "stratos_shared.teacher.simulator", "--port", str(sim_port),
+         "--config", str(EXAMPLES / "teacher-sim.yaml")], stdout=sim_log, stderr=subprocess.STDOUT,
+    )
+    pids: dict[str, int] = {"teacher-sim": simulator.pid}
+    try:
+        wait_for_port(sim_port, 30)
+        url, nats_pids = start_nats(home, free_port(), 1)
+        pids.update(nats_pids)
+        env = service_env(home, url, 1, {"STRATOS_CATALOG": str(EXAMPLES / "servers.yaml")})
+        for service in SERVICES:
+            pids[service] = launch_service(service, home, env)
+        console.print(f"NATS {url}; services {', '.join(SERVICES)}; teacher simulator on port {sim_port}")
+        teacher_url = f"http://127.0.0.1:{sim_port}/v1"
+        job_ids = []
+        provider = setup_tracing("cli", home / "traces")
+
+        async def submit_all() -> None:
+            from opentelemetry import trace
+
+            async with client.connect(url) as (_, js):
+                for name in JOBS:
+                    spec = demo_spec(EXAMPLES / name, teacher_url)
+                    job_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
+                    with trace.get_tracer("stratos.cli").start_as_current_span(
+                        "stratos.submit", attributes={"job.id": job_id}
+                    ):
+                        await client.publish(js, JobSubmitted(job_id=job_id, spec=spec, submitted_by="demo"))
+                    job_ids.append(job_id)
+                    console.print(f"submitted {job_id} ({name})")
+
+        asyncio.run(submit_all())
+        provider.force_flush()
+        states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s))
+        console.print(summary(states))
+        console.print(f"reports: stratos report JOB   traces: stratos trace JOB   (STRATOS_HOME={home}, NATS_URL={url})")
+        for state in states:
+            console.print(f"  stratos trace {state.job_id}")
+        ok = len(states) == len(job_ids) and all(s.status == "completed" for s in states)
+        if keep:
+            console.print("stack left running (--keep); stop it with `stratos down`")
+            from stratos_cli.stack import StackState
+
+            StackState(nats_url=url, pids=pids).save(home)
+            pids = {}
+        return 0 if ok else 1
+    finally:
+        stop_pids(pids)

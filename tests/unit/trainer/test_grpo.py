@@ -1,0 +1,61 @@
+"""GRPO end to end from a partly trained student.
+
+What is asserted, honestly: GRPO runs on CPU with the task grader as reward,
+the mean reward over its last steps beats the first steps, and held-out greedy
+accuracy does not get worse. Thirty steps on a 1M model are too few to demand a
+large accuracy gain, so none is asserted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helpers
+from stratos_trainer.domain.checkpoints import TrainResult
+from stratos_trainer.domain.config import TrainingConfig
+from stratos_trainer.domain.data import grpo_dataset
+from stratos_trainer.domain.evaluate import evaluate_path
+from stratos_trainer.domain.grpo import correctness_reward, train_grpo
+
+STEPS = 30
+
+
+def _warm_start(sft_student: TrainResult, held_out: Any) -> tuple[Path, float]:
+    """An intermediate SFT checkpoint with middling accuracy: reward must vary within groups for GRPO to learn."""
+    best: tuple[Path, float] | None = None
+    for step in (200, 100, 300):
+        path = sft_student.output_dir / f"checkpoint-{step}"
+        acc = evaluate_path(path, held_out, helpers.grade).accuracy
+        if 0.1 <= acc <= 0.8:
+            return path, acc
+        best = best or (path, acc)
+    assert best is not None
+    return best
+
+
+def test_reward_adapter_reads_chat_completions() -> None:
+    reward = correctness_reward(helpers.grade)
+    completions = [[{"role": "assistant", "content": "x\nAnswer: 5"}], [{"role": "assistant", "content": "Answer: 6"}]]
+    assert reward(completions=completions, answer=["5", "5"], prompts=None) == [1.0, 0.0]
+
+
+def test_grpo_improves_reward(sft_student: TrainResult, task_data: Any, held_out: Any, tmp_path: Path) -> None:
+    warm, warm_acc = _warm_start(sft_student, held_out)
+    cfg = TrainingConfig(
+        method="grpo",
+        max_steps=STEPS,
+        learning_rate=5e-4,
+        batch_size=64,
+        num_generations=8,
+        max_completion_length=32,
+        checkpoint_interval=10_000,
+    )
+    result = train_grpo(warm, grpo_dataset(task_data[0][:1000]), helpers.grade, cfg, tmp_path)
+    assert result.global_step == STEPS
+    rewards = result.metrics["reward"]
+    assert len(rewards) == STEPS
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
+    assert last > first, rewards
+    after = evaluate_path(result.model_dir, held_out, helpers.grade).accuracy
+    assert after >= warm_acc - 0.02, (warm_acc, after)
