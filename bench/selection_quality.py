@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.score import score_choice
 from stratos_selector.domain.strategies import STRATEGIES, Selection, select

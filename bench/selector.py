@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.estimates import job_cost, workload_for
 from stratos_selector.domain.pareto import pareto_mask
@@ -148,6 +149,7 @@ def _percentile(values: list[float], q: float) -> float:
 async def replan_bench(n_servers: int, n_jobs: int, n_downs: int) -> None:
     """ServerDown → ServerChosen (revision 2) latency over a real nats-server (see module docstring)."""
     import nats
+
     from stratos_inventory.main import build as build_inventory
     from stratos_inventory.settings import InventorySettings
     from stratos_selector.main import build as build_selector

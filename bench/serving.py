@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import torch
+from transformers import AutoModelForCausalLM
+
 from stratos_deployer.serving.cpu_server import CpuServerConfig, encode_chat, start_in_thread
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
-from transformers import AutoModelForCausalLM
 
 Messages = list[dict[str, str]]
 

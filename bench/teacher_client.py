@@ -33,6 +33,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import httpx
+
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import DirectoryCache, TeacherClient
 from stratos_shared.teacher.engines import ENGINE_ENV, engine_name

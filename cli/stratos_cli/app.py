@@ -9,8 +9,8 @@ import runpy
 import sys
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -255,7 +255,9 @@ def server_up(server_id: str, nats_url: NatsOption = None) -> None:
 
 @app.command()
 def up(
-    catalog: Annotated[Path, typer.Option(help="Server catalog YAML for the inventory.")] = Path("examples/servers.yaml"),
+    catalog: Annotated[Path, typer.Option(help="Server catalog YAML for the inventory.")] = Path(
+        "examples/servers.yaml"
+    ),
     cluster: Annotated[int, typer.Option(help="Run a JetStream cluster of this many nodes (3 for R3).")] = 1,
     port: Annotated[int, typer.Option(help="NATS port (single server).")] = 4222,
     trainers: Annotated[int, typer.Option(help="Trainer processes to start.")] = 1,

@@ -51,8 +51,11 @@ def summary(states: list[JobState]) -> Table:
         acc = next((s["accuracy"] for s in teacher.get("scores", []) if s["name"] == teacher.get("teacher")), None)
         training = r.get("training", {})
         table.add_row(
-            state.name, state.status, f"{state.server_id} (rev {state.server_revision})",
-            f"{teacher.get('teacher')} ({acc:.0%})" if acc is not None else "-", state.mode or "-",
+            state.name,
+            state.status,
+            f"{state.server_id} (rev {state.server_revision})",
+            f"{teacher.get('teacher')} ({acc:.0%})" if acc is not None else "-",
+            state.mode or "-",
             f"{training.get('before', 0):.0%} → {training.get('after', 0):.0%}" if training else "-",
             f"{r.get('deployment', {}).get('p50_ms', 0):.0f}" if "deployment" in r else "-",
             state.report_uri or state.reason or "-",
@@ -60,7 +63,9 @@ def summary(states: list[JobState]) -> Table:
     return table
 
 
-async def follow(job_ids: list[str], url: str, console: Console, fail_server_of: str | None, timeout_s: float) -> list[JobState]:
+async def follow(
+    job_ids: list[str], url: str, console: Console, fail_server_of: str | None, timeout_s: float
+) -> list[JobState]:
     async with client.connect(url) as (_, js):
         jobs = TypedKV(await js.key_value(JOBS_BUCKET), JobState)
         failed_once = False
@@ -75,12 +80,17 @@ async def follow(job_ids: list[str], url: str, console: Console, fail_server_of:
                 live.update(Group(*(stage_table(s) for s in states.values())))
                 target = states.get(fail_server_of or "")
                 if (
-                    not failed_once and target is not None and target.stage == "training"
-                    and "training" in target.progress and target.server_id
+                    not failed_once
+                    and target is not None
+                    and target.stage == "training"
+                    and "training" in target.progress
+                    and target.server_id
                 ):
                     failed_once = True
                     console.print(f"[yellow]marking server {target.server_id} down while {target.name} trains[/]")
-                    await client.publish(js, ServerDownRequested(server_id=target.server_id, reason="demo: simulated failure"))
+                    await client.publish(
+                        js, ServerDownRequested(server_id=target.server_id, reason="demo: simulated failure")
+                    )
                 if len(states) == len(job_ids) and all(s.status != "running" for s in states.values()):
                     break
                 await asyncio.sleep(0.5)
@@ -103,8 +113,17 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
     sim_port = free_port()
     sim_log = (home / "logs" / "teacher-sim.log").open("ab")
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "stratos_shared.teacher.simulator", "--port", str(sim_port),
-         "--config", str(EXAMPLES / "teacher-sim.yaml")], stdout=sim_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "stratos_shared.teacher.simulator",
+            "--port",
+            str(sim_port),
+            "--config",
+            str(EXAMPLES / "teacher-sim.yaml"),
+        ],
+        stdout=sim_log,
+        stderr=subprocess.STDOUT,
     )
     pids: dict[str, int] = {"teacher-sim": simulator.pid}
     try:
@@ -137,7 +156,9 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         provider.force_flush()
         states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s))
         console.print(summary(states))
-        console.print(f"reports: stratos report JOB   traces: stratos trace JOB   (STRATOS_HOME={home}, NATS_URL={url})")
+        console.print(
+            f"reports: stratos report JOB   traces: stratos trace JOB   (STRATOS_HOME={home}, NATS_URL={url})"
+        )
         for state in states:
             console.print(f"  stratos trace {state.job_id}")
         ok = len(states) == len(job_ids) and all(s.status == "completed" for s in states)

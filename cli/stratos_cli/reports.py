@@ -7,18 +7,17 @@ import json
 from pathlib import Path
 
 from stratos_cli import client
-from stratos_shared.artifacts import NatsArtifactStore
+from stratos_shared.artifacts import NatsArtifactStore, get_file
 from stratos_shared.report import JobReport, render_markdown
 
 
 async def fetch_report(report_uri: str, folder: Path, nats_url: str | None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     async with client.connect(nats_url) as (_, js):
         store = NatsArtifactStore(js)
         report = JobReport.model_validate(json.loads(await store.get_bytes(report_uri)))
         images: dict[str, str] = {}
         for name, uri in report.plots.items():
-            (folder / f"{name}.png").write_bytes(await store.get_bytes(uri))
+            await get_file(store, uri, folder / f"{name}.png")
             images[name] = f"{name}.png"
     (folder / "report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
     markdown = render_markdown(report.model_copy(update={"plots": images}))
@@ -29,7 +28,9 @@ async def fetch_report(report_uri: str, folder: Path, nats_url: str | None) -> P
 
 def to_html(report: JobReport, markdown: str, images: dict[str, str]) -> str:
     """A standalone page: the Markdown as preformatted text plus the plots inline."""
-    figures = "".join(f'<figure><img src="{html.escape(p)}" alt="{html.escape(n)}"></figure>' for n, p in images.items())
+    figures = "".join(
+        f'<figure><img src="{html.escape(p)}" alt="{html.escape(n)}"></figure>' for n, p in images.items()
+    )
     return (
         f"<!doctype html><meta charset='utf-8'><title>Stratos report {html.escape(report.job_id)}</title>"
         "<style>body{font:14px system-ui;max-width:60em;margin:2em auto}pre{white-space:pre-wrap}"

@@ -69,7 +69,10 @@ def launch_service(service: str, home: Path, env: dict[str, str], replica: int =
     suffix = f"-{replica}" if replica else ""
     log = (home / "logs" / f"{service}{suffix}.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", module_of(service)], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", module_of(service)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     return process.pid

@@ -43,10 +43,16 @@ def read_spans(trace_dir: Path) -> list[Span]:
                 continue  # a line cut by a crash mid-write
             spans.append(
                 Span(
-                    trace_id=raw["trace_id"], span_id=raw["span_id"], parent_id=raw.get("parent_id"),
-                    name=raw["name"], service=raw.get("service") or "?", start_ns=raw["start_ns"],
-                    end_ns=raw.get("end_ns") or raw["start_ns"], status=raw.get("status", "UNSET"),
-                    attributes=raw.get("attributes") or {}, links=raw.get("links") or [],
+                    trace_id=raw["trace_id"],
+                    span_id=raw["span_id"],
+                    parent_id=raw.get("parent_id"),
+                    name=raw["name"],
+                    service=raw.get("service") or "?",
+                    start_ns=raw["start_ns"],
+                    end_ns=raw.get("end_ns") or raw["start_ns"],
+                    status=raw.get("status", "UNSET"),
+                    attributes=raw.get("attributes") or {},
+                    links=raw.get("links") or [],
                 )
             )
     return spans
@@ -88,8 +94,10 @@ def waterfall(spans: list[Span], job_id: str) -> Table:
     start = min(s.start_ns for s in spans)
     end = max(s.end_ns for s in spans)
     total = max(1, end - start)
-    table = Table(title=f"trace of {job_id}: {len(spans)} spans, {total / 1e9:.1f} s, "
-                        f"{len({s.service for s in spans})} services", box=None)
+    table = Table(
+        title=f"trace of {job_id}: {len(spans)} spans, {total / 1e9:.1f} s, {len({s.service for s in spans})} services",
+        box=None,
+    )
     table.add_column("service", style="cyan")
     table.add_column("span")
     table.add_column("duration", justify="right")
@@ -118,7 +126,8 @@ def html_page(spans: list[Span], job_id: str) -> str:
             f'<tr title="{attributes}"><td>{html.escape(span.service)}</td>'
             f'<td style="padding-left:{depth * 14}px">{html.escape(span.name)}</td>'
             f"<td>{span.duration_ms:,.0f} ms</td>"
-            f'<td class="lane"><div style="margin-left:{left:.2f}%;width:{width:.2f}%;background:{colour}"></div></td></tr>'
+            f'<td class="lane"><div style="margin-left:{left:.2f}%;width:{width:.2f}%;'
+            f'background:{colour}"></div></td></tr>'
         )
     return (
         "<!doctype html><meta charset='utf-8'><title>Stratos trace " + html.escape(job_id) + "</title>"

@@ -9,6 +9,7 @@ Directories (model adapters, checkpoints) travel as tar.gz archives.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
@@ -50,32 +51,45 @@ class ArtifactStore(Protocol):
 
 
 async def put_file(store: ArtifactStore, job_id: str, name: str, path: Path) -> str:
-    return await store.put_bytes(job_id, name, path.read_bytes())
+    return await store.put_bytes(job_id, name, await asyncio.to_thread(path.read_bytes))
 
 
 async def get_file(store: ArtifactStore, uri: str, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(await store.get_bytes(uri))
+    data = await store.get_bytes(uri)
+    await asyncio.to_thread(_write, dest, data)
     return dest
+
+
+def _write(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
 
 
 async def put_dir(store: ArtifactStore, job_id: str, name: str, directory: Path) -> str:
     """Store a directory (an adapter, a checkpoint) as one tar.gz artifact."""
+    return await store.put_bytes(job_id, name, await asyncio.to_thread(_pack, directory))
+
+
+def _pack(directory: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         archive.add(directory, arcname=".")
-    return await store.put_bytes(job_id, name, buffer.getvalue())
+    return buffer.getvalue()
 
 
 async def get_dir(store: ArtifactStore, uri: str, dest: Path) -> Path:
     """Unpack a directory artifact into `dest`, refusing members that would land outside it."""
     data = await store.get_bytes(uri)
+    await asyncio.to_thread(_unpack, data, dest)
+    return dest
+
+
+def _unpack(data: bytes, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         archive.extractall(dest, filter="data")
-    return dest
 
 
 class NatsArtifactStore:

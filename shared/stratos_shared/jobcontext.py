@@ -11,7 +11,6 @@ import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
@@ -38,7 +37,11 @@ def task_for(spec: TaskSpec) -> Task:
 def _task_from_json(raw: str) -> Task:
     spec = TaskSpec.model_validate_json(raw)
     return build_task(
-        spec.kind, path=spec.path, generator=dict(spec.generator) or None, grader=spec.grader, seed=spec.seed,
+        spec.kind,
+        path=spec.path,
+        generator=dict(spec.generator) or None,
+        grader=spec.grader,
+        seed=spec.seed,
         size=spec.size,
     )
 

@@ -129,7 +129,11 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():
             changes |= {"server_id": event.server.id, "server_revision": event.revision}
-            results["server"] = {**event.server.model_dump(mode="json"), "revision": event.revision, "reason": event.reason}
+            results["server"] = {
+                **event.server.model_dump(mode="json"),
+                "revision": event.revision,
+                "reason": event.reason,
+            }
             results["placement"] = event.explanation.model_dump(mode="json")
             if current.stage in ("submitted", "placing"):
                 changes["stage"] = "teacher-eval"
@@ -137,7 +141,10 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             changes |= {"teacher": event.teacher, "mode": event.mode, "stage": "data-synth"}
             results["teacher"] = {s.name: s.accuracy for s in event.scores}
             results["teacher_eval"] = {
-                "teacher": event.teacher, "mode": event.mode, "tau": event.tau, "cost_usd": event.cost_usd,
+                "teacher": event.teacher,
+                "mode": event.mode,
+                "tau": event.tau,
+                "cost_usd": event.cost_usd,
                 "scores": [s.model_dump(mode="json") for s in event.scores],
             }
         case DataProgress():
@@ -145,8 +152,12 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case DataReady():
             changes["stage"] = "training"
             results["data"] = {
-                "accepted": event.accepted, "asked": event.asked, "rate": event.acceptance_rate,
-                "rejected": event.rejected_by_reason, "cost_usd": event.cost_usd, "mode": event.mode,
+                "accepted": event.accepted,
+                "asked": event.asked,
+                "rate": event.acceptance_rate,
+                "rejected": event.rejected_by_reason,
+                "cost_usd": event.cost_usd,
+                "mode": event.mode,
             }
         case StudentChosen():
             changes["student"] = event.student
@@ -160,15 +171,25 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case ModelTrained():
             changes["stage"] = "deploying"
             results["training"] = {
-                "before": event.accuracy_before, "after": event.accuracy_after, "cost_usd": event.cost_usd,
-                "seconds": event.training_seconds, "steps": event.steps, "tokens": event.tokens,
-                "method": event.method, "student": event.student, "resumed_from_step": event.resumed_from_step,
+                "before": event.accuracy_before,
+                "after": event.accuracy_after,
+                "cost_usd": event.cost_usd,
+                "seconds": event.training_seconds,
+                "steps": event.steps,
+                "tokens": event.tokens,
+                "method": event.method,
+                "student": event.student,
+                "resumed_from_step": event.resumed_from_step,
             }
         case ModelDeployed():
             changes["endpoint"] = event.endpoint
             results["deployment"] = {
-                "p50_ms": event.latency_p50_ms, "p95_ms": event.latency_p95_ms, "ttft_p50_ms": event.ttft_p50_ms,
-                "accuracy": event.accuracy, "backend": event.backend, "server_id": event.server_id,
+                "p50_ms": event.latency_p50_ms,
+                "p95_ms": event.latency_p95_ms,
+                "ttft_p50_ms": event.ttft_p50_ms,
+                "accuracy": event.accuracy,
+                "backend": event.backend,
+                "server_id": event.server_id,
                 "revision": event.revision,
             }
         case JobCompleted():

@@ -100,8 +100,10 @@ def render_markdown(report: JobReport) -> str:
         p50 = score.get("latency_p50_ms")
         lines.append(
             f"| {score['name']} | {_pct(score['accuracy'])} | {_pct(score['ci_low'])}–{_pct(score['ci_high'])} | "
-            f"{score['errors']} | {p50:.0f} | ${score['cost_usd']:.4f} |" if p50 is not None else
-            f"| {score['name']} | {_pct(score['accuracy'])} | - | {score['errors']} | - | ${score['cost_usd']:.4f} |"
+            f"{score['errors']} | {p50:.0f} | ${score['cost_usd']:.4f} |"
+            if p50 is not None
+            else f"| {score['name']} | {_pct(score['accuracy'])} | - | {score['errors']} | - | "
+            f"${score['cost_usd']:.4f} |"
         )
     lines += [
         "",
@@ -112,13 +114,15 @@ def render_markdown(report: JobReport) -> str:
         "## Student",
         f"- **{st.get('student')}** trained with {st.get('method')} in {st.get('seconds', 0):.0f} s "
         f"({st.get('steps')} steps, {st.get('tokens')} tokens"
-        + (f", resumed from step {st['resumed_from_step']}" if st.get("resumed_from_step") else "") + ")",
+        + (f", resumed from step {st['resumed_from_step']}" if st.get("resumed_from_step") else "")
+        + ")",
         f"- held-out accuracy: before **{_pct(st.get('before'))}**, after **{_pct(st.get('after'))}**; "
         f"teacher on the held-out sample: {_pct(t.get('accuracy'))}",
         "",
         "## Serving",
         f"- {sv.get('backend')} backend at `{sv.get('endpoint')}` on {sv.get('server_id')}",
-        f"- time to first token p50 {sv.get('ttft_p50_ms', 0):.0f} ms; end-to-end p50 {sv.get('latency_p50_ms', 0):.0f} ms, "
+        f"- time to first token p50 {sv.get('ttft_p50_ms', 0):.0f} ms; "
+        f"end-to-end p50 {sv.get('latency_p50_ms', 0):.0f} ms, "
         f"p95 {sv.get('latency_p95_ms', 0):.0f} ms; with network {sv.get('total_latency_ms', 0):.0f} ms against the "
         f"{sv.get('slo_ms', 0):.0f} ms SLO ({'met' if sv.get('meets_slo') else 'missed'})",
         f"- accuracy through the endpoint: {_pct(sv.get('accuracy'))}",
@@ -150,8 +154,10 @@ def render_plots(report: JobReport, out_dir: Path) -> dict[str, Path]:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     labels = ["teacher", "student before", "student after", "via endpoint"]
     values = [
-        float(report.teacher.get("accuracy") or 0), float(report.student.get("before") or 0),
-        float(report.student.get("after") or 0), float(report.serving.get("accuracy") or 0),
+        float(report.teacher.get("accuracy") or 0),
+        float(report.student.get("before") or 0),
+        float(report.student.get("after") or 0),
+        float(report.serving.get("accuracy") or 0),
     ]
     ax.bar(labels, values, color=["#888", "#c77", "#5a5", "#59c"])
     ax.set_ylim(0, 1)
@@ -176,8 +182,12 @@ def render_plots(report: JobReport, out_dir: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     c = report.cost
-    parts = {"teacher eval": c.teacher_eval_usd, "data synth": c.data_synth_usd, "training": c.training_usd,
-             "serving": c.serving_usd}
+    parts = {
+        "teacher eval": c.teacher_eval_usd,
+        "data synth": c.data_synth_usd,
+        "training": c.training_usd,
+        "serving": c.serving_usd,
+    }
     ax.barh(list(parts), list(parts.values()), color="#59c")
     ax.axvline(c.budget_usd, color="red", linestyle="--", label=f"budget ${c.budget_usd:.0f}")
     ax.set_xlabel("USD")

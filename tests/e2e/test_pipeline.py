@@ -14,12 +14,6 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET
-from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
-from stratos_shared.contracts.job import JobSpec
-from stratos_shared.jobs import JobState
-from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
 from stratos_data_synth.main import build as build_data_synth
 from stratos_data_synth.settings import DataSynthSettings
 from stratos_deployer.main import build as build_deployer
@@ -28,6 +22,12 @@ from stratos_inventory.main import build as build_inventory
 from stratos_inventory.settings import InventorySettings
 from stratos_selector.main import build as build_selector
 from stratos_selector.settings import SelectorSettings
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobs import JobState
+from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
 from stratos_teacher_eval.main import build as build_teacher_eval
 from stratos_teacher_eval.settings import TeacherEvalSettings
 from stratos_trainer.main import build as build_trainer
@@ -57,8 +57,10 @@ async def test_job_runs_end_to_end_and_survives_a_server_failure(nats_server, tm
     everything = await collect("stratos.evt.>")
     base = {**common(nats_server, tmp_path), "ack_wait_s": 10.0}
     with running_simulator(
-        SimulatorConfig(seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}),
-                                        "sim-weak": ModelSpec(accuracy={"math": 0.3})})
+        SimulatorConfig(
+            seed=5,
+            models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})},
+        )
     ) as sim:
         spec = small_job(sim)
         services = (
@@ -88,8 +90,15 @@ async def test_job_runs_end_to_end_and_survives_a_server_failure(nats_server, tm
 
     assert not everything.of_type("JobFailed"), everything.of_type("JobFailed")
     types = [b["event_type"] for b in everything.bodies()]
-    for stage in ("ServerChosen", "TeacherChosen", "DataReady", "StudentChosen", "ModelTrained", "ModelDeployed",
-                  "JobCompleted"):
+    for stage in (
+        "ServerChosen",
+        "TeacherChosen",
+        "DataReady",
+        "StudentChosen",
+        "ModelTrained",
+        "ModelDeployed",
+        "JobCompleted",
+    ):
         assert stage in types, f"{stage} missing from {types}"
     revisions = [b for b in chosen.bodies() if b["job_id"] == "e2e-1"]
     assert [b["revision"] for b in revisions] == [1, 2]

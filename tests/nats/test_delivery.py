@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-
 import pytest
 from nats.aio.client import Client
 
@@ -108,9 +107,7 @@ async def test_process_killed_mid_handler_has_its_message_redelivered(nats_serve
     assert log.read_text().split("\n")[:2] == ["started 1", "started 2"]
 
 
-async def test_message_failing_max_deliver_times_lands_on_dead_letter_subject(
-    nats_server, tmp_path, collect
-) -> None:
+async def test_message_failing_max_deliver_times_lands_on_dead_letter_subject(nats_server, tmp_path, collect) -> None:
     dead = await collect("stratos.dlq.>")
     attempts: list[int] = []
     router = EventRouter("test", max_deliver=3, ack_wait_s=5)

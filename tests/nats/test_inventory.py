@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from stratos_inventory.main import build
+from stratos_inventory.settings import InventorySettings
 from stratos_shared.bus.handler import publish_event
 from stratos_shared.bus.names import heartbeat_subject
 from stratos_shared.contracts.events import ServerDownRequested, ServerHeartbeat, ServerUpRequested
-from stratos_inventory.main import build
-from stratos_inventory.settings import InventorySettings
 
 pytestmark = pytest.mark.nats
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
+from stratos_inventory.main import build as build_inventory
+from stratos_inventory.settings import InventorySettings
+from stratos_selector.main import build as build_selector
+from stratos_selector.settings import SelectorSettings
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState
-from stratos_inventory.main import build as build_inventory
-from stratos_inventory.settings import InventorySettings
-from stratos_selector.main import build as build_selector
-from stratos_selector.settings import SelectorSettings
 from tests.nats.services import common, running
 
 pytestmark = pytest.mark.nats

@@ -9,18 +9,18 @@ import datasets
 import pytest
 from nats.aio.client import Client
 
-from stratos_shared.artifacts import NatsArtifactStore, get_file
-from stratos_shared.contracts.events import JobSubmitted
-from stratos_shared.contracts.job import JobSpec
-from stratos_shared.jobcontext import split_task, task_for
-from stratos_shared.tasks import Example
-from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
 from stratos_data_synth.main import build as build_data_synth
 from stratos_data_synth.settings import DataSynthSettings
 from stratos_inventory.main import build as build_inventory
 from stratos_inventory.settings import InventorySettings
 from stratos_selector.main import build as build_selector
 from stratos_selector.settings import SelectorSettings
+from stratos_shared.artifacts import NatsArtifactStore, get_file
+from stratos_shared.contracts.events import JobSubmitted
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobcontext import split_task, task_for
+from stratos_shared.tasks import Example
+from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
 from stratos_teacher_eval.main import build as build_teacher_eval
 from stratos_teacher_eval.settings import TeacherEvalSettings
 from tests.nats.services import common, running
@@ -140,8 +140,11 @@ async def test_data_synth_killed_midway_resumes_without_paying_twice(nats_server
     import subprocess
     import sys
 
-    config = SimulatorConfig(seed=3, latency_ms=100, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}),
-                                                            "sim-weak": ModelSpec(accuracy={"math": 0.1})})
+    config = SimulatorConfig(
+        seed=3,
+        latency_ms=100,
+        models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.1})},
+    )
     concurrency = 4
     with running_simulator(config) as sim:
         spec = job("math-alignment.yaml", sim)
@@ -150,8 +153,11 @@ async def test_data_synth_killed_midway_resumes_without_paying_twice(nats_server
         teacher = await collect("stratos.evt.teacher.chosen")
         base = common(nats_server, tmp_path)
         env = {
-            **os.environ, "NATS_URL": nats_server.url, "STRATOS_HOME": str(base["home"]),
-            "STRATOS_TEACHER_CONCURRENCY": str(concurrency), "STRATOS_PROGRESS_EVERY": "4",
+            **os.environ,
+            "NATS_URL": nats_server.url,
+            "STRATOS_HOME": str(base["home"]),
+            "STRATOS_TEACHER_CONCURRENCY": str(concurrency),
+            "STRATOS_PROGRESS_EVERY": "4",
             "STRATOS_ACK_WAIT_S": "3",
         }
         command = [sys.executable, "-m", "stratos_data_synth"]

@@ -9,14 +9,14 @@ from typing import Any
 
 from opentelemetry import trace
 
+from stratos_data_synth.domain import eval_record, grpo_record
+from stratos_data_synth.settings import DataSynthSettings
+from stratos_data_synth.synthesis import SynthesisOutcome, estimate_cost, synthesise
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import DataProgress, DataReady, DistillationMode, JobFailed, TeacherChosen
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import StageResources, split_task, task_for, teacher_client
-from stratos_data_synth.domain import eval_record, grpo_record
-from stratos_data_synth.settings import DataSynthSettings
-from stratos_data_synth.synthesis import SynthesisOutcome, estimate_cost, synthesise
 
 log = logging.getLogger("stratos.data_synth")
 tracer = trace.get_tracer("stratos.data_synth")
@@ -41,12 +41,21 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
             await ctx.publish(DataProgress(job_id=event.job_id, done=done, total=total, accepted=accepted))
 
         async with teacher_client(
-            teacher, cache_dir, concurrency=settings.teacher_concurrency, timeout_s=settings.teacher_timeout_s,
+            teacher,
+            cache_dir,
+            concurrency=settings.teacher_concurrency,
+            timeout_s=settings.teacher_timeout_s,
             max_retries=settings.teacher_max_retries,
         ) as client:
             return await synthesise(
-                task, train, mode, client, spec.distillation, temperature=settings.sampling_temperature,
-                budget_usd=max(0.0, spec.constraints.budget_usd - event.cost_usd), on_progress=progress,
+                task,
+                train,
+                mode,
+                client,
+                spec.distillation,
+                temperature=settings.sampling_temperature,
+                budget_usd=max(0.0, spec.constraints.budget_usd - event.cost_usd),
+                on_progress=progress,
                 progress_every=settings.progress_every,
             )
 
@@ -61,8 +70,13 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
         budget_left = spec.constraints.budget_usd - event.cost_usd
         estimate = estimate_cost(per_question, len(split.train), spec.distillation, event.mode)
         if estimate > budget_left:
-            return [failed(event.job_id, f"synthesis would cost about ${estimate:.2f} but only ${budget_left:.2f} "
-                           "of the budget is left; raise budget_usd or lower task.size / samples_per_question")]
+            return [
+                failed(
+                    event.job_id,
+                    f"synthesis would cost about ${estimate:.2f} but only ${budget_left:.2f} "
+                    "of the budget is left; raise budget_usd or lower task.size / samples_per_question",
+                )
+            ]
         with tracer.start_as_current_span(
             "data-synth.synthesise", attributes={"job.id": event.job_id, "distillation.mode": event.mode}
         ) as span:
@@ -73,20 +87,33 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 and mode == "alignment"
                 and settings.fallback_to_injection
             ):
-                log.warning("job %s: alignment accepted only %d records; switching to injection once",
-                            event.job_id, outcome.builder.accepted_count)
+                log.warning(
+                    "job %s: alignment accepted only %d records; switching to injection once",
+                    event.job_id,
+                    outcome.builder.accepted_count,
+                )
                 mode = "injection"
                 previous_cost = outcome.cost_usd
                 outcome = await run_mode(spec, event, mode, ctx)
                 outcome.cost_usd += previous_cost
             builder = outcome.builder
-            span.set_attributes({"data.accepted": builder.accepted_count, "data.asked": builder.asked,
-                                 "teacher.cost_usd": outcome.cost_usd})
+            span.set_attributes(
+                {
+                    "data.accepted": builder.accepted_count,
+                    "data.asked": builder.asked,
+                    "teacher.cost_usd": outcome.cost_usd,
+                }
+            )
             if builder.accepted_count < spec.distillation.min_dataset_size:
                 why = "the budget ran out" if outcome.stopped_by_budget else "too few traces passed verification"
-                return [failed(event.job_id, f"only {builder.accepted_count} training records were accepted "
-                               f"(minimum {spec.distillation.min_dataset_size}): {why}; rejected by reason: "
-                               f"{dict(builder.rejected)}")]
+                return [
+                    failed(
+                        event.job_id,
+                        f"only {builder.accepted_count} training records were accepted "
+                        f"(minimum {spec.distillation.min_dataset_size}): {why}; rejected by reason: "
+                        f"{dict(builder.rejected)}",
+                    )
+                ]
             if spec.training.method == "grpo":
                 train_records = [grpo_record(task, e) for e in split.train if e.id in builder.accepted]
                 sft_records = builder.records(split.train)
@@ -121,4 +148,6 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
 
 
 def failed(job_id: str, reason: str) -> JobFailed:
-    return JobFailed(event_id=stable_id(job_id, "failed", "data-synth"), job_id=job_id, stage="data-synth", reason=reason)
+    return JobFailed(
+        event_id=stable_id(job_id, "failed", "data-synth"), job_id=job_id, stage="data-synth", reason=reason
+    )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from stratos_shared.jobcontext import StageResources
-from stratos_shared.service import ServiceRuntime, run_service
 from stratos_data_synth.handlers import build_events
 from stratos_data_synth.settings import DataSynthSettings
+from stratos_shared.jobcontext import StageResources
+from stratos_shared.service import ServiceRuntime, run_service
 
 SERVICE = "data-synth"
 

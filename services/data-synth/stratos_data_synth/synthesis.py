@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from stratos_data_synth.domain import DatasetBuilder
 from stratos_shared.contracts.events import DistillationMode
 from stratos_shared.contracts.job import DistillationSpec
 from stratos_shared.tasks import Example, Task
 from stratos_shared.teacher.client import TeacherClient
 from stratos_shared.teacher.errors import TeacherError
-from stratos_data_synth.domain import DatasetBuilder
 
 ProgressCallback = Callable[[int, int, int], Awaitable[None]]
 """(questions done, questions total, records accepted)."""

@@ -35,7 +35,10 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
         "meets_slo": total_latency <= spec.constraints.latency_slo_ms,
     }
     score = multi_objective_score(
-        float(serving.get("accuracy", 0.0)), total_latency, spec.constraints.latency_slo_ms, cost.total_usd,
+        float(serving.get("accuracy", 0.0)),
+        total_latency,
+        spec.constraints.latency_slo_ms,
+        cost.total_usd,
         spec.constraints.budget_usd,
     )
     return JobReport(

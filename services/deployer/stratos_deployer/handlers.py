@@ -11,6 +11,11 @@ from pathlib import Path
 
 from opentelemetry import trace
 
+from stratos_deployer.domain import build_report
+from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
+from stratos_deployer.serving.cpu_server import free_port
+from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
+from stratos_deployer.settings import DeployerSettings
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event, stable_id
@@ -22,11 +27,6 @@ from stratos_shared.jobs import JobState
 from stratos_shared.models import resolve_model
 from stratos_shared.report import render_markdown, render_plots
 from stratos_shared.tasks import Example
-from stratos_deployer.domain import build_report
-from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
-from stratos_deployer.serving.cpu_server import free_port
-from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
-from stratos_deployer.settings import DeployerSettings
 
 log = logging.getLogger("stratos.deployer")
 tracer = trace.get_tracer("stratos.deployer")
@@ -83,7 +83,9 @@ class Deployer:
         self.deployments = deployments
         self.workdir = settings.home / "deployments"
 
-    async def deploy(self, trained: ModelTrained, spec: JobSpec, state: JobState) -> tuple[ModelDeployed, dict[str, float | str]]:
+    async def deploy(
+        self, trained: ModelTrained, spec: JobSpec, state: JobState
+    ) -> tuple[ModelDeployed, dict[str, float | str]]:
         revision = state.server_revision
         model_dir = await get_dir(
             self.resources.artifacts, trained.model_uri, self.workdir / trained.job_id / f"rev{revision}" / "model"
@@ -91,8 +93,11 @@ class Deployer:
         student = next(s for s in spec.students if s.name == trained.student)
         base = resolve_model(student.model)
         model_path, adapter = (Path(base), model_dir) if trained.is_adapter else (model_dir, None)
-        backend = choose_backend(has_gpu(), None if self.settings.serving_backend == "auto" else self.settings.serving_backend,
-                                 served_name=trained.job_id)
+        backend = choose_backend(
+            has_gpu(),
+            None if self.settings.serving_backend == "auto" else self.settings.serving_backend,
+            served_name=trained.job_id,
+        )
         with tracer.start_as_current_span(
             "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
         ):
@@ -115,7 +120,12 @@ class Deployer:
             latency_p95_ms=float(measured["latency_p95_ms"]),
             accuracy=float(measured["accuracy"]),
         )
-        return deployed, {**measured, "endpoint": endpoint, "backend": deployed.backend, "server_id": deployed.server_id}
+        return deployed, {
+            **measured,
+            "endpoint": endpoint,
+            "backend": deployed.backend,
+            "server_id": deployed.server_id,
+        }
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
         """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint."""
@@ -124,15 +134,22 @@ class Deployer:
         by_id: dict[str, Example] = {e.id: e for e in held_out}
         with tracer.start_as_current_span("deployer.probe", attributes={"job.id": job_id}) as span:
             latency = await probe_latency_async(
-                endpoint, job_id, [task.prompt(e) for e in held_out], n_requests=self.settings.probe_requests,
+                endpoint,
+                job_id,
+                [task.prompt(e) for e in held_out],
+                n_requests=self.settings.probe_requests,
                 max_tokens=self.settings.max_tokens,
             )
             accuracy = await check_accuracy_async(
-                endpoint, job_id, [(task.prompt(e), e.id) for e in held_out],
+                endpoint,
+                job_id,
+                [(task.prompt(e), e.id) for e in held_out],
                 lambda output, example_id: task.grade(output, by_id[example_id]).correct,
                 max_tokens=self.settings.max_tokens,
             )
-            span.set_attributes({"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000})
+            span.set_attributes(
+                {"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000}
+            )
         return {
             "ttft_p50_ms": latency.ttft_p50 * 1000,
             "ttft_p95_ms": latency.ttft_p95 * 1000,
@@ -150,7 +167,9 @@ class Deployer:
                 plots[name] = await store.put_bytes(state.job_id, f"report/{name}.png", path.read_bytes())
         report = report.model_copy(update={"plots": plots})
         await store.put_bytes(state.job_id, "report/report.md", render_markdown(report).encode())
-        return await store.put_bytes(state.job_id, "report/report.json", json.dumps(report.model_dump(mode="json"), indent=2).encode())
+        return await store.put_bytes(
+            state.job_id, "report/report.json", json.dumps(report.model_dump(mode="json"), indent=2).encode()
+        )
 
 
 def build_events(settings: DeployerSettings, resources: StageResources, deployments: Deployments) -> EventRouter:
@@ -190,7 +209,9 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
             return []
         spec = await resources.specs.get(event.job_id)
         state = await current_state(resources, event.job_id, min_revision=event.revision)
-        with tracer.start_as_current_span("deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}):
+        with tracer.start_as_current_span(
+            "deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}
+        ):
             deployed, _ = await deployer.deploy(current.trained, spec, state)
         log.info("job %s redeployed on %s at %s", event.job_id, event.server.id, deployed.endpoint)
         return [deployed]

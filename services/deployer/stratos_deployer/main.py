@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from stratos_shared.jobcontext import StageResources
-from stratos_shared.service import ServiceRuntime, run_service
 from stratos_deployer.handlers import Deployments, build_events
 from stratos_deployer.settings import DeployerSettings
+from stratos_shared.jobcontext import StageResources
+from stratos_shared.service import ServiceRuntime, run_service
 
 SERVICE = "deployer"
 
@@ -19,7 +19,10 @@ def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
         await deployments.stop_all()
 
     return ServiceRuntime(
-        SERVICE, settings, [build_events(settings, resources, deployments)], on_start=[resources.bind],
+        SERVICE,
+        settings,
+        [build_events(settings, resources, deployments)],
+        on_start=[resources.bind],
         on_stop=[stop_endpoints],
     )
 

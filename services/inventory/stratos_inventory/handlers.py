@@ -14,14 +14,15 @@ import time
 
 from faststream.nats import NatsBroker
 
+from stratos_inventory.domain import HeartbeatTracker, mark_down, mark_up, registered
 from stratos_shared.bus.handler import EventRouter, HandlerContext, publish_event
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import ServerDown, ServerDownRequested, ServerRegistered, ServerUpRequested
 from stratos_shared.contracts.servers import ServerRecord, ServerSpec
-from stratos_inventory.domain import HeartbeatTracker, mark_down, mark_up, registered
 
 log = logging.getLogger("stratos.inventory")
+
 
 class Inventory:
     """The server records in KV plus the transitions that publish events."""
@@ -43,7 +44,11 @@ class Inventory:
         record, wrote = await self.servers.update(spec.id, lambda cur: registered(spec, cur))
         if not wrote or record is None:
             return []
-        return [ServerRegistered(event_id=stable_id(spec.id, "registered", spec.model_dump_json()), server=spec, source=source)]
+        return [
+            ServerRegistered(
+                event_id=stable_id(spec.id, "registered", spec.model_dump_json()), server=spec, source=source
+            )
+        ]
 
     async def down(self, server_id: str, reason: str) -> list[Event]:
         before = await self.servers.get(server_id)
@@ -58,9 +63,7 @@ class Inventory:
         record, wrote = await self.servers.update(server_id, lambda cur: mark_up(cur, monitored))
         if not wrote or record is None or before is None or before[0].status == "up":
             return []
-        return [
-            ServerRegistered(event_id=stable_id(server_id, "up", before[1]), server=record.spec, source=source)
-        ]
+        return [ServerRegistered(event_id=stable_id(server_id, "up", before[1]), server=record.spec, source=source)]
 
 
 def build_events(inventory: Inventory, max_deliver: int = 5, ack_wait_s: float = 30.0) -> EventRouter:

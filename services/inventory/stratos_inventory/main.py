@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from nats.aio.subscription import Subscription
 
+from stratos_inventory.handlers import Inventory, InventoryMonitor, build_events
+from stratos_inventory.settings import InventorySettings
+from stratos_inventory.sources.catalog import load_catalog
+from stratos_inventory.sources.ppio import fetch_servers
 from stratos_shared.bus.handler import publish_event
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import HEARTBEAT_PREFIX, SERVERS_BUCKET
 from stratos_shared.contracts.servers import ServerRecord, ServerSpec
 from stratos_shared.service import ServiceRuntime, run_service
-from stratos_inventory.handlers import Inventory, InventoryMonitor, build_events
-from stratos_inventory.settings import InventorySettings
-from stratos_inventory.sources.catalog import load_catalog
-from stratos_inventory.sources.ppio import fetch_servers
 
 SERVICE = "inventory"
 

@@ -17,6 +17,8 @@ import numpy as np
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
+from stratos_selector.domain import Infeasible, ServerTable, select
+from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.contracts.base import Event, stable_id
@@ -33,8 +35,6 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.errors import InvalidEventError
 from stratos_shared.jobs import JobState, apply
-from stratos_selector.domain import Infeasible, ServerTable, select
-from stratos_selector.placements import JobPlacement, Placements
 
 log = logging.getLogger("stratos.selector")
 tracer = trace.get_tracer("stratos.selector")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from stratos_selector.handlers import Planner, build_events
+from stratos_selector.placements import JobPlacement, Placements, ServerLoad
+from stratos_selector.settings import SelectorSettings
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, PLACEMENTS_BUCKET, SERVERS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.jobs import JobState
 from stratos_shared.service import ServiceRuntime, run_service
-from stratos_selector.handlers import Planner, build_events
-from stratos_selector.placements import JobPlacement, Placements, ServerLoad
-from stratos_selector.settings import SelectorSettings
 
 SERVICE = "selector"
 

@@ -63,7 +63,12 @@ def choose_teacher(scores: Sequence[TeacherScore]) -> TeacherScore | None:
         return None
     return min(
         usable,
-        key=lambda s: (-round(s.accuracy, 9), s.cost_usd, s.latency_p50_ms if s.latency_p50_ms is not None else 1e18, s.name),
+        key=lambda s: (
+            -round(s.accuracy, 9),
+            s.cost_usd,
+            s.latency_p50_ms if s.latency_p50_ms is not None else 1e18,
+            s.name,
+        ),
     )
 
 

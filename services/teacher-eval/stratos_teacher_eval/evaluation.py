@@ -40,7 +40,13 @@ async def score_teacher(
             )
         except TeacherError as exc:
             return TeacherScore(
-                name=teacher.name, accuracy=0, ci_low=0, ci_high=1, graded=0, errors=len(sample), cost_usd=0,
+                name=teacher.name,
+                accuracy=0,
+                ci_low=0,
+                ci_high=1,
+                graded=0,
+                errors=len(sample),
+                cost_usd=0,
                 error=str(exc),
             )
         async with client:
@@ -74,5 +80,7 @@ async def score_teacher(
             cost_usd=client.usage.cost_usd,
             error=error,
         )
-        span.set_attributes({"teacher.accuracy": score.accuracy, "teacher.errors": score.errors, "teacher.cost_usd": score.cost_usd})
+        span.set_attributes(
+            {"teacher.accuracy": score.accuracy, "teacher.errors": score.errors, "teacher.cost_usd": score.cost_usd}
+        )
         return score

@@ -35,8 +35,13 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
             scores = await asyncio.gather(
                 *(
                     score_teacher(
-                        teacher, task, sample, cache_dir=cache_dir, concurrency=settings.teacher_concurrency,
-                        timeout_s=settings.teacher_timeout_s, max_retries=settings.teacher_max_retries,
+                        teacher,
+                        task,
+                        sample,
+                        cache_dir=cache_dir,
+                        concurrency=settings.teacher_concurrency,
+                        timeout_s=settings.teacher_timeout_s,
+                        max_retries=settings.teacher_max_retries,
                     )
                     for teacher in spec.teachers
                 )
@@ -53,7 +58,9 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
                     )
                 ]
             mode = choose_mode(best.accuracy, spec.distillation.tau)
-            span.set_attributes({"teacher.name": best.name, "teacher.accuracy": best.accuracy, "distillation.mode": mode})
+            span.set_attributes(
+                {"teacher.name": best.name, "teacher.accuracy": best.accuracy, "distillation.mode": mode}
+            )
             log.info("job %s: teacher %s (%.0f%%), mode %s", event.job_id, best.name, best.accuracy * 100, mode)
             return [
                 TeacherChosen(

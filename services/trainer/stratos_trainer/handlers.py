@@ -49,9 +49,7 @@ def build_events(settings: TrainerSettings, resources: StageResources, signals: 
         state = await placed_state(resources, event.job_id)
         if state.status != "running" or event.job_id in signals.cancelled:
             return []
-        signals.latest_revision[event.job_id] = max(
-            state.server_revision, signals.latest_revision.get(event.job_id, 0)
-        )
+        signals.latest_revision[event.job_id] = max(state.server_revision, signals.latest_revision.get(event.job_id, 0))
         return await training.run(event, state, ctx.publish)
 
     return events

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from nats.aio.msg import Msg
 
 from stratos_shared.contracts.events import JobCancelRequested, ServerChosen
@@ -22,17 +24,14 @@ def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
     signals = JobSignals()
 
     async def listen(runtime: ServiceRuntime) -> None:
+        # Bad payloads are dead-lettered by the durable consumers; a signal listener just ignores them.
         async def on_server_chosen(msg: Msg) -> None:
-            try:
+            with contextlib.suppress(InvalidEventError):
                 signals.on_server_chosen(parse_event(ServerChosen, msg.data))
-            except InvalidEventError:
-                pass  # the selector's own consumers dead-letter bad payloads; a signal listener just ignores them
 
         async def on_cancel(msg: Msg) -> None:
-            try:
+            with contextlib.suppress(InvalidEventError):
                 signals.on_cancel(parse_event(JobCancelRequested, msg.data))
-            except InvalidEventError:
-                pass
 
         await runtime.nc.subscribe(ServerChosen.SUBJECT, cb=on_server_chosen)
         await runtime.nc.subscribe(JobCancelRequested.SUBJECT, cb=on_cancel)

@@ -9,7 +9,9 @@ from stratos_shared.settings import StratosSettings
 
 class TrainerSettings(StratosSettings):
     max_deliver: int = Field(
-        default=20, ge=1, le=100,
+        default=20,
+        ge=1,
+        le=100,
         description="Deliveries of one training job; a re-plan hands the job back, so this is higher than elsewhere.",
     )
     eval_samples: int = Field(default=100, ge=1, description="Held-out items for the before/after accuracy.")

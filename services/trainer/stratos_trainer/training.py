@@ -112,9 +112,12 @@ class TrainingRun:
         if stored is None:
             paths = {s.name: await asyncio.to_thread(resolve_model, s.model) for s in spec.students}
             config = PrescreenConfig(
-                k_shots=self.settings.prescreen_shots, n_eval=self.settings.prescreen_items,
-                threshold=spec.distillation.prescreen_threshold, tolerance=self.settings.prescreen_tolerance,
-                max_new_tokens=self.settings.max_new_tokens, seed=spec.task.seed,
+                k_shots=self.settings.prescreen_shots,
+                n_eval=self.settings.prescreen_items,
+                threshold=spec.distillation.prescreen_threshold,
+                tolerance=self.settings.prescreen_tolerance,
+                max_new_tokens=self.settings.max_new_tokens,
+                seed=spec.task.seed,
             )
             items = [(task.prompt(e), e.id) for e in held_out]
             with tracer.start_as_current_span("trainer.prescreen", attributes={"job.id": event.job_id}):
@@ -124,8 +127,11 @@ class TrainingRun:
             by_path = {path: name for name, path in paths.items()}
             screens = [
                 StudentScreen(
-                    name=by_path[s.path], model=next(x.model for x in spec.students if x.name == by_path[s.path]),
-                    params=s.num_parameters, screened_accuracy=s.accuracy, passed=s in result.passed,
+                    name=by_path[s.path],
+                    model=next(x.model for x in spec.students if x.name == by_path[s.path]),
+                    params=s.num_parameters,
+                    screened_accuracy=s.accuracy,
+                    passed=s in result.passed,
                 ).model_dump(mode="json")
                 for s in result.scores
             ]
@@ -170,7 +176,9 @@ class TrainingRun:
         if chosen is None:
             return [
                 JobFailed(
-                    event_id=stable_id(event.job_id, "failed", "prescreen"), job_id=event.job_id, stage="prescreen",
+                    event_id=stable_id(event.job_id, "failed", "prescreen"),
+                    job_id=event.job_id,
+                    stage="prescreen",
                     reason=f"no candidate student is capable enough: {reason}; lower "
                     "distillation.prescreen_threshold or add a larger student",
                 )
@@ -209,8 +217,9 @@ class TrainingRun:
                 )
                 await self._put_json(event.job_id, "checkpoints/latest.json", record.model_dump())
                 await publish(
-                    TrainingProgress(job_id=event.job_id, server_id=server_id, step=step, total_steps=step,
-                                     checkpoint_uri=uri)
+                    TrainingProgress(
+                        job_id=event.job_id, server_id=server_id, step=step, total_steps=step, checkpoint_uri=uri
+                    )
                 )
 
             asyncio.run_coroutine_threadsafe(upload(), loop).result(timeout=600)
@@ -221,8 +230,13 @@ class TrainingRun:
                 return
             last_progress = time.monotonic()
             message = TrainingProgress(
-                job_id=event.job_id, server_id=server_id, step=progress.step, total_steps=progress.max_steps,
-                loss=progress.loss, tokens_per_s=progress.tokens_per_second, eta_s=progress.eta_seconds,
+                job_id=event.job_id,
+                server_id=server_id,
+                step=progress.step,
+                total_steps=progress.max_steps,
+                loss=progress.loss,
+                tokens_per_s=progress.tokens_per_second,
+                eta_s=progress.eta_seconds,
             )
             asyncio.run_coroutine_threadsafe(publish(message), loop)
 
@@ -234,20 +248,39 @@ class TrainingRun:
         t0 = time.monotonic()
         with tracer.start_as_current_span(
             "trainer.train",
-            attributes={"job.id": event.job_id, "server.id": server_id, "training.method": config.method,
-                        "training.resumed_from_step": latest.step if latest else 0,
-                        "data.records": len(train_records)},
+            attributes={
+                "job.id": event.job_id,
+                "server.id": server_id,
+                "training.method": config.method,
+                "training.resumed_from_step": latest.step if latest else 0,
+                "data.records": len(train_records),
+            },
         ) as span:
             if config.method == "grpo":
                 records = [{**r, "answer": r["id"]} for r in to_grpo_records(train_records)]
                 result = await asyncio.to_thread(
-                    train_grpo, base_path, grpo_dataset(records), grader, config, out, resume_from=resume_from,
-                    sink=_Sink(on_checkpoint), should_stop=should_stop, progress=on_progress,
+                    train_grpo,
+                    base_path,
+                    grpo_dataset(records),
+                    grader,
+                    config,
+                    out,
+                    resume_from=resume_from,
+                    sink=_Sink(on_checkpoint),
+                    should_stop=should_stop,
+                    progress=on_progress,
                 )
             else:
                 result = await asyncio.to_thread(
-                    train_sft, base_path, sft_dataset(train_records), config, out, resume_from=resume_from,
-                    sink=_Sink(on_checkpoint), should_stop=should_stop, progress=on_progress,
+                    train_sft,
+                    base_path,
+                    sft_dataset(train_records),
+                    config,
+                    out,
+                    resume_from=resume_from,
+                    sink=_Sink(on_checkpoint),
+                    should_stop=should_stop,
+                    progress=on_progress,
                 )
             span.set_attributes({"training.steps": result.global_step, "training.tokens": result.tokens_seen})
         if result.stopped_early:
@@ -260,7 +293,9 @@ class TrainingRun:
         )
         is_adapter = result.adapter_dir is not None
         model_uri = await put_dir(
-            store, event.job_id, "model/adapter.tar.gz" if is_adapter else "model/full.tar.gz",
+            store,
+            event.job_id,
+            "model/adapter.tar.gz" if is_adapter else "model/full.tar.gz",
             result.adapter_dir if result.adapter_dir is not None else result.model_dir,
         )
         seconds = started_wall + result.wall_seconds

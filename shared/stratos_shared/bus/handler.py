@@ -76,7 +76,7 @@ async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -
     await broker.publish(raw.data, subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
 
 
-class Redeliver(Exception):  # noqa: N818 - a signal, not an error
+class Redeliver(Exception):
     """Hand the message back to the queue now: not a failure (e.g. a training job moving to another server)."""
 
     def __init__(self, reason: str, delay_s: float = 0.5) -> None:
@@ -213,7 +213,9 @@ class EventRouter:
                 await dead_letter(broker, raw, self.service, reason)
                 await msg.ack()
             else:
-                log.warning("%s failed on %s (delivery %d), will retry: %s", self.service, raw.subject, delivery, reason)
+                log.warning(
+                    "%s failed on %s (delivery %d), will retry: %s", self.service, raw.subject, delivery, reason
+                )
                 await raw.nak(delay=retry_delay_s(delivery))
             return
         finally:

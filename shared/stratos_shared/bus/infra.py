@@ -32,9 +32,7 @@ def events_stream_config(replicas: int = 1) -> StreamConfig:
 
 
 def dlq_stream_config(replicas: int = 1) -> StreamConfig:
-    return StreamConfig(
-        name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], storage=StorageType.FILE, num_replicas=replicas
-    )
+    return StreamConfig(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], storage=StorageType.FILE, num_replicas=replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -44,7 +44,9 @@ class Event(BaseModel):
 
     event_type: str = Field(description="The event's class name; each subclass pins it with a Literal.")
     schema_version: int = Field(default=1, ge=1, description="Schema version of this payload.")
-    event_id: str = Field(default_factory=new_id, min_length=1, max_length=128, description="Unique id; the NATS message id.")
+    event_id: str = Field(
+        default_factory=new_id, min_length=1, max_length=128, description="Unique id; the NATS message id."
+    )
     job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="The job this event belongs to.")
     occurred_at: datetime = Field(default_factory=utcnow, description="When the event happened (UTC).")
 

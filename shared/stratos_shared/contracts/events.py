@@ -295,8 +295,23 @@ AnyEvent = Annotated[
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
-        JobSubmitted, JobRejected, JobCancelRequested, JobCompleted, JobFailed, ServerRegistered, ServerHeartbeat,
-        ServerDownRequested, ServerUpRequested, ServerDown, ServerChosen, TeacherChosen, DataProgress, DataReady,
-        StudentChosen, TrainingProgress, ModelTrained, ModelDeployed,
+        JobSubmitted,
+        JobRejected,
+        JobCancelRequested,
+        JobCompleted,
+        JobFailed,
+        ServerRegistered,
+        ServerHeartbeat,
+        ServerDownRequested,
+        ServerUpRequested,
+        ServerDown,
+        ServerChosen,
+        TeacherChosen,
+        DataProgress,
+        DataReady,
+        StudentChosen,
+        TrainingProgress,
+        ModelTrained,
+        ModelDeployed,
     )
 }

@@ -28,13 +28,17 @@ class TaskSpec(_Frozen):
     """Which task, and where its examples come from."""
 
     kind: TaskKind = Field(description="A shipped task, or 'jsonl' for the user's own data with a declared grader.")
-    path: str | None = Field(default=None, description="JSONL file of examples; required for 'jsonl', optional otherwise.")
+    path: str | None = Field(
+        default=None, description="JSONL file of examples; required for 'jsonl', optional otherwise."
+    )
     grader: str | None = Field(
         default=None, description="For 'jsonl': exact, numeric, set, regex:<pattern>, or an entry-point name."
     )
     generator: dict[str, Any] = Field(default_factory=dict, description="Options for the task's offline generator.")
     size: int = Field(default=400, ge=8, le=1_000_000, description="Examples to generate or read.")
-    eval_fraction: float = Field(default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on.")
+    eval_fraction: float = Field(
+        default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on."
+    )
     seed: int = Field(default=0)
 
     @model_validator(mode="after")
@@ -48,8 +52,12 @@ class Constraints(_Frozen):
     """What the user will accept: the selector and stages enforce these."""
 
     accuracy_target: float = Field(default=0.0, ge=0, le=1, description="Minimum held-out accuracy wanted (0 = any).")
-    latency_slo_ms: float = Field(default=1000.0, gt=0, le=600_000, description="Max network latency of the serving server.")
-    budget_usd: float = Field(default=100.0, gt=0, le=10_000_000, description="Total budget: teacher calls + training + serving.")
+    latency_slo_ms: float = Field(
+        default=1000.0, gt=0, le=600_000, description="Max network latency of the serving server."
+    )
+    budget_usd: float = Field(
+        default=100.0, gt=0, le=10_000_000, description="Total budget: teacher calls + training + serving."
+    )
     serving_hours: float = Field(default=24.0, ge=0, le=100_000, description="Serving time the budget must cover.")
 
 
@@ -114,11 +122,15 @@ class SelectionSpec(_Frozen):
 class DistillationSpec(_Frozen):
     """Teacher evaluation and data synthesis settings."""
 
-    tau: float = Field(default=0.5, ge=0, le=1, description="Alignment when teacher accuracy >= tau, injection otherwise.")
+    tau: float = Field(
+        default=0.5, ge=0, le=1, description="Alignment when teacher accuracy >= tau, injection otherwise."
+    )
     eval_samples: int = Field(default=50, ge=1, le=10_000, description="Stratified sample size for teacher evaluation.")
     samples_per_question: int = Field(default=2, ge=1, le=16, description="k completions asked per training question.")
     keep_per_question: int = Field(default=1, ge=1, le=16, description="n traces kept per question at most.")
-    max_retries_per_question: int = Field(default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace.")
+    max_retries_per_question: int = Field(
+        default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace."
+    )
     min_dataset_size: int = Field(default=32, ge=1, description="Fewer accepted records than this fails the job.")
     prescreen_threshold: float = Field(
         default=0.1,
@@ -145,7 +157,10 @@ class JobSpec(_Frozen):
 
     @model_validator(mode="after")
     def _unique_names(self) -> JobSpec:
-        for label, names in (("teacher", [t.name for t in self.teachers]), ("student", [s.name for s in self.students])):
+        for label, names in (
+            ("teacher", [t.name for t in self.teachers]),
+            ("student", [s.name for s in self.students]),
+        ):
             if len(set(names)) != len(names):
                 raise ValueError(f"{label} names must be unique")
         return self

@@ -14,11 +14,15 @@ class ServerSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$", examples=["gpu-a100-us-east-1"])
-    gpu_model: str = Field(default="none", max_length=64, description="GPU model name, 'none' for CPU-only.", examples=["A100-80G"])
+    gpu_model: str = Field(
+        default="none", max_length=64, description="GPU model name, 'none' for CPU-only.", examples=["A100-80G"]
+    )
     gpu_count: int = Field(default=0, ge=0, le=64, description="Number of GPUs.")
     gpu_memory_gb: float = Field(default=0.0, ge=0, le=4096, description="Memory per GPU in GiB.")
     gpu_tflops: float = Field(
-        default=0.0, ge=0, le=100_000,
+        default=0.0,
+        ge=0,
+        le=100_000,
         description="Dense bf16 TFLOPS per GPU; when 0 the selector looks the model up in its table.",
     )
     cpu_cores: int = Field(default=8, ge=1, le=4096)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stratos_selector.domain.catalog import CatalogError, generate_catalog, load_catalog_yaml
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "servers.yaml"

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from selector_helpers import make_job
+
 from stratos_selector.domain.estimates import lookup_tflops, workload_for
 from stratos_selector.domain.grid import cells, normalise, normalise_objectives
 

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from stratos_selector.domain.pareto import pareto_indices, pareto_mask
 
 

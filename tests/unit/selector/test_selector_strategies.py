@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from selector_helpers import make_job
+
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.estimates import job_cost, workload_for
 from stratos_selector.domain.strategies import STRATEGIES, Infeasible, Selection, select

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
 from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, encode_chat, start_in_thread
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
-from transformers import AutoModelForCausalLM
 
 SERVED_NAME = "student-under-test"
 

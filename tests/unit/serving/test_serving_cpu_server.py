@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
+
 from stratos_deployer.serving.cpu_server import CpuServerConfig, RunningServer, start_in_thread
 
 SERVED_NAME = "student-under-test"  # set by the cpu_server fixture in conftest.py

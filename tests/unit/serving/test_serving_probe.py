@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stratos_deployer.serving.cpu_server import RunningServer
 from stratos_deployer.serving.probe import check_accuracy, percentile, probe_latency
 

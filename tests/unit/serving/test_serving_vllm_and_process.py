@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from stratos_deployer.serving.backend import CpuBackend, VllmBackend, choose_backend
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.process import ManagedProcess, ServerExitedError, ServerNotReadyError

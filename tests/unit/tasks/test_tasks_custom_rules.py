@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stratos_shared.tasks import Example, TaskConfigError, TaskDataError
 from stratos_shared.tasks.custom_rules import CustomRulesTask, Rule, parse_expr, parse_rules, task_for_prompt
 

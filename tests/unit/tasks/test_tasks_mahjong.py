@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from stratos_shared.tasks import Example, TaskDataError
 from stratos_shared.tasks.mahjong import (
     MahjongTask,

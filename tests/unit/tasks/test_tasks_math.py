@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stratos_shared.tasks import Example, TaskDataError
 from stratos_shared.tasks.math import MathTask, parse_word_problem
 

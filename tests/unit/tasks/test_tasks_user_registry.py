@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stratos_shared.tasks import TASK_KINDS, Example, Grade, TaskConfigError, TaskDataError, build_task
 from stratos_shared.tasks import user as user_mod
 from stratos_shared.tasks.user import UserTask

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import (
     MemoryCache,

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import (
     DirectoryCache,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stratos_shared.teacher import DirectoryCache, MemoryCache, SecretError, SecretRef, cache_key, resolve_secret
 
 KEY = "sk-live-abcdef0123456789"

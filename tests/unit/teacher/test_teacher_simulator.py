@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from stratos_shared.tasks import Task, build_task
 from stratos_shared.teacher.simulator import (
     ModelSpec,

@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import helpers
+
 from stratos_shared.localmodels import ensure_tiny_model
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import TrainingConfig

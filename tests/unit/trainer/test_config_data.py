@@ -7,6 +7,7 @@ from pathlib import Path
 import helpers
 import pytest
 import torch
+
 from stratos_trainer.domain.config import METHOD_DEFAULTS, TrainingConfig, resolve_precision
 from stratos_trainer.domain.data import (
     DataFormatError,

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import helpers
+import pytest
+
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.data import grpo_dataset
@@ -40,6 +42,7 @@ def test_reward_adapter_reads_chat_completions() -> None:
     assert reward(completions=completions, answer=["5", "5"], prompts=None) == [1.0, 0.0]
 
 
+@pytest.mark.timeout(1200)  # real training; minutes on a busy 2-core machine
 def test_grpo_improves_reward(sft_student: TrainResult, task_data: Any, held_out: Any, tmp_path: Path) -> None:
     warm, warm_acc = _warm_start(sft_student, held_out)
     cfg = TrainingConfig(

@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from stratos_shared import localmodels
-from stratos_shared.localmodels import RECIPES, ensure_tiny_model, load_tokenizer, read_marker
 from transformers import AutoModelForCausalLM
 
+from stratos_shared import localmodels
+from stratos_shared.localmodels import RECIPES, ensure_tiny_model, load_tokenizer, read_marker
 
+
+@pytest.mark.timeout(1200)  # the first run on a machine builds the base (~1 min)
 def test_second_ensure_returns_same_path_without_rebuilding(base_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_build(*_: object, **__: object) -> None:
         raise AssertionError("rebuilt a cached model")

@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import helpers
+import pytest
+
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import PrescreenConfig
 from stratos_trainer.domain.prescreen import CandidateScore, choose, few_shot_prompt, prescreen
 
 
+@pytest.mark.timeout(1200)
 def test_trained_model_ranks_above_untrained(
     base_model: Path, sft_student: TrainResult, task_data: Any, held_out: Any
 ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stratos_trainer.domain.checkpoints import Progress, latest_checkpoint
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.data import sft_dataset
@@ -31,6 +33,7 @@ class StopAfter:
         return self.polls >= self.n
 
 
+@pytest.mark.timeout(1200)
 def test_stop_checkpoint_and_resume(base_model: Path, task_data: Any, tmp_path: Path) -> None:
     data = sft_dataset(task_data[0][:400])
     cfg = TrainingConfig(

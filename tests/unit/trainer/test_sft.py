@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import helpers
+import pytest
 from conftest import train_sft_cached
+
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.evaluate import EvalResult, evaluate_path
@@ -26,12 +28,14 @@ def _assert_learned(result: TrainResult, base_eval: EvalResult, held_out: Any) -
     return trained.accuracy
 
 
+@pytest.mark.timeout(1200)  # real training; minutes on a busy 2-core machine
 def test_full_sft_learns_addition(sft_student: TrainResult, base_eval: EvalResult, held_out: Any) -> None:
     assert sft_student.adapter_dir is None
     assert sft_student.global_step == sft_student.loss_history[-1][0]
     _assert_learned(sft_student, base_eval, held_out)
 
 
+@pytest.mark.timeout(1200)
 def test_lora_sft_learns_addition(
     base_model: Path, task_data: Any, base_eval: EvalResult, held_out: Any, tmp_path: Path
 ) -> None:

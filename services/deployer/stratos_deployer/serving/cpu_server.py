@@ -59,8 +59,9 @@ class _State:
 
 def load_model(model_path: Path, adapter_path: Path | None) -> tuple[Any, Any]:
     """Load model + tokenizer; merge the adapter so decoding runs at base-model speed."""
-    from stratos_shared.localmodels import load_tokenizer
     from transformers import AutoModelForCausalLM
+
+    from stratos_shared.localmodels import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(model_path))
     if adapter_path is not None:

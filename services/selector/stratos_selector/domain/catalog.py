@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from pydantic import ValidationError
+
 from stratos_shared.contracts.servers import ServerCatalog, ServerSpec
 
 # model, GiB per GPU, TFLOPS per GPU, USD per GPU-hour (low, high), GPU counts offered

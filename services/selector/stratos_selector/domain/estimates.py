@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
 from stratos_shared.contracts.job import JobSpec
 
 GiB = float(1 << 30)

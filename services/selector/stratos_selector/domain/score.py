@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from stratos_shared.contracts.job import JobSpec
 
 from stratos_selector.domain.constraints import check
 from stratos_selector.domain.estimates import job_cost, workload_for
 from stratos_selector.domain.table import ServerTable
+from stratos_shared.contracts.job import JobSpec
 
 
 @dataclass(frozen=True)

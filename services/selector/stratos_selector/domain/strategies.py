@@ -33,6 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from stratos_selector.domain.constraints import binding, check
+from stratos_selector.domain.estimates import Workload, job_cost, workload_for
+from stratos_selector.domain.grid import cells, normalise_objectives
+from stratos_selector.domain.pareto import pareto_mask
+from stratos_selector.domain.table import ServerTable
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import (
     Alternative,
@@ -43,12 +49,6 @@ from stratos_shared.contracts.selection import (
     SelectionExplanation,
 )
 from stratos_shared.contracts.servers import ServerSpec
-
-from stratos_selector.domain.constraints import binding, check
-from stratos_selector.domain.estimates import Workload, job_cost, workload_for
-from stratos_selector.domain.grid import cells, normalise_objectives
-from stratos_selector.domain.pareto import pareto_mask
-from stratos_selector.domain.table import ServerTable
 
 STRATEGIES = ("pareto", "accuracy-first", "cost-first", "latency-first", "random", "weighted-sum")
 TOP = 10

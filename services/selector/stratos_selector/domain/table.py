@@ -16,9 +16,9 @@ from operator import attrgetter
 
 import numpy as np
 from numpy.typing import NDArray
-from stratos_shared.contracts.servers import ServerSpec
 
 from stratos_selector.domain.estimates import effective_tflops, hardware_score, lookup_tflops
+from stratos_shared.contracts.servers import ServerSpec
 
 _cached_tflops = lru_cache(maxsize=1024)(lookup_tflops)
 
