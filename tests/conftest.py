@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import nats
 import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
+from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.embedded import NatsServerProcess
 
 
@@ -16,3 +24,47 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServerProcess]:
     server = NatsServerProcess(store_dir=tmp_path / "jetstream", log_file=tmp_path / "nats.log").start()
     yield server
     server.stop()
+
+
+@dataclass
+class Collector:
+    """Records every message on a subject (core subscription, so it sees JetStream publishes too)."""
+
+    messages: list[Msg] = field(default_factory=list)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(m.data) for m in self.messages]
+
+    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        return [b for b in self.bodies() if b.get("event_type") == event_type]
+
+    async def wait_for(self, predicate: Callable[[Collector], bool], timeout_s: float = 15.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not predicate(self):
+            if asyncio.get_running_loop().time() > deadline:
+                seen = [b.get("event_type") for b in self.bodies()]
+                raise AssertionError(f"condition not met within {timeout_s} s; saw {seen}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServerProcess) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    await ensure_infrastructure(client.jetstream())
+    yield client
+    await client.drain()
+
+
+@pytest.fixture
+def collect(nc: Client) -> Callable[[str], Awaitable[Collector]]:
+    async def start(subject: str) -> Collector:
+        collector = Collector()
+
+        async def on_message(msg: Msg) -> None:
+            collector.messages.append(msg)
+
+        await nc.subscribe(subject, cb=on_message)
+        await nc.flush()
+        return collector
+
+    return start

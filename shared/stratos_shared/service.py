@@ -20,6 +20,8 @@ from nats.js import JetStreamContext
 
 from stratos_shared.bus.handler import EventRouter
 from stratos_shared.bus.infra import ensure_infrastructure
+from stratos_shared.bus.names import EVENTS_STREAM
+from stratos_shared.metrics import record_consumer_lag, setup_metrics
 from stratos_shared.settings import StratosSettings
 from stratos_shared.telemetry import setup_logging, setup_tracing
 
@@ -47,9 +49,12 @@ class ServiceRuntime:
         self.on_start = list(on_start)
         self.on_stop = list(on_stop)
         self.tracer_provider = setup_tracing(name, settings.resolved_trace_dir()) if tracing else None
+        self.meter_provider = setup_metrics(name, settings.metrics_port)
         middlewares: list[Any] = []
         if self.tracer_provider is not None:
-            middlewares.append(NatsTelemetryMiddleware(tracer_provider=self.tracer_provider))
+            middlewares.append(
+                NatsTelemetryMiddleware(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+            )
         auth: dict[str, Any] = {}
         if settings.nats_user:
             auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
@@ -88,7 +93,19 @@ class ServiceRuntime:
         for hook in self.on_start:
             await hook(self)
         await self.broker.start()
+        if self.meter_provider is not None:
+            self.spawn(self._watch_lag())
         log.info("%s started (%s)", self.name, self.settings.nats_url)
+
+    async def _watch_lag(self, every_s: float = 5.0) -> None:
+        """Consumer lag for the metrics endpoint: pending and in-flight messages per durable consumer."""
+        durables = {spec.durable for router in self.routers for spec in router.specs}
+        while True:
+            for durable in durables:
+                with contextlib.suppress(Exception):
+                    info = await self.js.consumer_info(EVENTS_STREAM, durable)
+                    record_consumer_lag(self.name, durable, info.num_pending or 0, info.num_ack_pending or 0)
+            await asyncio.sleep(every_s)
 
     async def stop(self) -> None:
         for task in self._background:

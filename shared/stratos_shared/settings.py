@@ -30,6 +30,7 @@ class StratosSettings(BaseSettings):
     ack_wait_s: float = Field(default=30.0, gt=0, le=3600, description="Lease on a message; extended while working.")
     log_level: str = Field(default="INFO")
     trace_dir: Path | None = Field(default=None, description="Local span store when no OTLP endpoint is set.")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Serve Prometheus metrics here.")
 
     @field_validator("nats_url")
     @classmethod

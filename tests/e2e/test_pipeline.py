@@ -1,48 +1,47 @@
-"""The whole pipeline over a real nats-server: six services, simulated teachers, a tiny student, a server failure.
+"""The whole pipeline over a real nats-server with the six services as separate processes.
 
 The same code path as `make demo`, at a smaller size: the job is placed, the
 teacher and mode chosen, data synthesised, the student pre-screened and
 trained; its server is marked down mid-training, the job is re-planned and
 resumes from its checkpoint elsewhere, is deployed, measured and completed.
+The same run checks that the job is one trace across the services and that
+the teacher's API key appears nowhere: not in events, KV, artifacts, logs or spans.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import TracerProvider
 
-from stratos_data_synth.main import build as build_data_synth
-from stratos_data_synth.settings import DataSynthSettings
-from stratos_deployer.main import build as build_deployer
-from stratos_deployer.settings import DeployerSettings
-from stratos_inventory.main import build as build_inventory
-from stratos_inventory.settings import InventorySettings
-from stratos_selector.main import build as build_selector
-from stratos_selector.settings import SelectorSettings
+from stratos_cli.tracing import Span, job_spans, read_spans
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.bus.names import ARTIFACTS_BUCKET, JOBS_BUCKET
 from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState
-from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
-from stratos_teacher_eval.main import build as build_teacher_eval
-from stratos_teacher_eval.settings import TeacherEvalSettings
-from stratos_trainer.main import build as build_trainer
-from stratos_trainer.settings import TrainerSettings
-from tests.nats.services import common, running
+from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
+from tests.e2e.stack import ROOT, logs_of, service_processes
 
 pytestmark = pytest.mark.nats
-ROOT = Path(__file__).parents[2]
+
+SECRET = "sk-test-7f3a9c1e5b2d48a6b0c4e8f1a2b3c4d5"
+SERVICES = {"inventory", "selector", "teacher-eval", "data-synth", "trainer", "deployer"}
 
 
-def small_job(sim: RunningSimulator) -> JobSpec:
+def small_job(teacher_url: str) -> JobSpec:
     spec = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
     return spec.model_copy(
         update={
-            "teachers": [t.model_copy(update={"base_url": sim.base_url, "api_key_ref": None}) for t in spec.teachers],
+            "teachers": [
+                t.model_copy(update={"base_url": teacher_url, "api_key_ref": "env:E2E_TEACHER_KEY"})
+                for t in spec.teachers
+            ],
             "students": spec.students[:1],
             "task": spec.task.model_copy(update={"size": 240, "generator": {"max_steps": 1}}),
             "training": spec.training.model_copy(update={"max_steps": 60, "checkpoint_every_steps": 10}),
@@ -51,62 +50,112 @@ def small_job(sim: RunningSimulator) -> JobSpec:
     )
 
 
-async def test_job_runs_end_to_end_and_survives_a_server_failure(nats_server, tmp_path, nc: Client, collect) -> None:
+async def submit_with_trace(nc: Client, event: JobSubmitted) -> str:
+    """Publish as `stratos submit` does: inside a root span whose context travels in the headers."""
+    provider = TracerProvider()
+    with provider.get_tracer("test").start_as_current_span("stratos.submit") as root:
+        headers = {"Nats-Msg-Id": event.event_id}
+        propagate.inject(headers)
+        await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers=headers)
+        return f"{root.get_span_context().trace_id:032x}"
+
+
+async def everything_stored(nc: Client) -> str:
+    """Every event in the stream, every KV value and every artifact, as one text to scan."""
+    js = nc.jetstream()
+    parts: list[str] = []
+    for subject in ("stratos.evt.>", "stratos.cmd.>"):
+        subscription = await js.subscribe(subject, stream="STRATOS_EVENTS", ordered_consumer=True)
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=1.0)
+            except TimeoutError:
+                break
+            parts.append(message.data.decode(errors="replace"))
+            parts.append(json.dumps(message.headers or {}))
+        await subscription.unsubscribe()
+    for bucket in ("stratos-jobs", "stratos-specs", "stratos-servers", "stratos-placements"):
+        kv = await js.key_value(bucket)
+        for key in await kv.keys():
+            parts.append((await kv.get(key)).value.decode(errors="replace"))
+    store = await js.object_store(ARTIFACTS_BUCKET)
+    for info in await store.list():
+        parts.append((await store.get(info.name)).data.decode(errors="replace"))
+    return "\n".join(parts)
+
+
+@pytest.mark.timeout(1200)
+async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path, nc: Client, collect) -> None:
     progress = await collect("stratos.evt.training.progress")
     chosen = await collect("stratos.evt.server.chosen")
-    everything = await collect("stratos.evt.>")
-    base = {**common(nats_server, tmp_path), "ack_wait_s": 10.0}
-    with running_simulator(
-        SimulatorConfig(
-            seed=5,
-            models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})},
-        )
-    ) as sim:
-        spec = small_job(sim)
-        services = (
-            build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
-            build_selector(SelectorSettings(**base)),
-            build_teacher_eval(TeacherEvalSettings(**base)),
-            build_data_synth(DataSynthSettings(**base)),
-            build_trainer(TrainerSettings(**base, eval_samples=40, prescreen_items=8)),
-            build_deployer(DeployerSettings(**base, probe_requests=4, accuracy_samples=40)),
-        )
-        async with running(*services):
-            event = JobSubmitted(job_id="e2e-1", spec=spec)
-            await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
-            await progress.wait_for(lambda c: any(b.get("checkpoint_uri") for b in c.bodies()), timeout_s=600)
-            first_server = chosen.bodies()[0]["server"]["id"]
-            down = ServerDownRequested(server_id=first_server, reason="test: failure mid-training")
-            await nc.jetstream().publish(down.SUBJECT, down.to_bytes(), headers={"Nats-Msg-Id": down.event_id})
-            await everything.wait_for(
-                lambda c: bool(c.of_type("JobCompleted") or c.of_type("JobFailed")), timeout_s=900
-            )
-            jobs = TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState)
-            for _ in range(50):
-                state = (await jobs.get("e2e-1") or (None, 0))[0]
-                if state and state.status != "running":
-                    break
-                await asyncio.sleep(0.2)
+    events = await collect("stratos.evt.>")
+    home = tmp_path / "home"
+    env = {
+        "E2E_TEACHER_KEY": SECRET,
+        "STRATOS_ACK_WAIT_S": "10",
+        "STRATOS_EVAL_SAMPLES": "40",
+        "STRATOS_PRESCREEN_ITEMS": "8",
+        "STRATOS_PROBE_REQUESTS": "4",
+        "STRATOS_ACCURACY_SAMPLES": "40",
+        "OMP_NUM_THREADS": "1",
+    }
+    config = SimulatorConfig(
+        seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})}
+    )
+    with running_simulator(config) as sim, service_processes(nats_server, home, env):
+        job_trace = await submit_with_trace(nc, JobSubmitted(job_id="e2e-1", spec=small_job(sim.base_url)))
+        await progress.wait_for(lambda c: any(b.get("checkpoint_uri") for b in c.bodies()), timeout_s=600)
+        first_server = chosen.bodies()[0]["server"]["id"]
+        down = ServerDownRequested(server_id=first_server, reason="test: failure mid-training")
+        await nc.jetstream().publish(down.SUBJECT, down.to_bytes(), headers={"Nats-Msg-Id": down.event_id})
+        await events.wait_for(lambda c: bool(c.of_type("JobCompleted") or c.of_type("JobFailed")), timeout_s=900)
+        jobs = TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState)
+        state = None
+        for _ in range(50):
+            found = await jobs.get("e2e-1")
+            state = found[0] if found else None
+            if state and state.status != "running":
+                break
+            await asyncio.sleep(0.2)
+        stored = await everything_stored(nc)
+        await asyncio.sleep(1.5)  # span processors flush every 0.5 s; SIGTERM flushes the rest
 
-    assert not everything.of_type("JobFailed"), everything.of_type("JobFailed")
-    types = [b["event_type"] for b in everything.bodies()]
-    for stage in (
-        "ServerChosen",
-        "TeacherChosen",
-        "DataReady",
-        "StudentChosen",
-        "ModelTrained",
-        "ModelDeployed",
-        "JobCompleted",
-    ):
+    # --- the pipeline ---
+    assert not events.of_type("JobFailed"), events.of_type("JobFailed")
+    types = [b["event_type"] for b in events.bodies()]
+    for stage in ("ServerChosen", "TeacherChosen", "DataReady", "StudentChosen", "ModelTrained", "ModelDeployed"):
         assert stage in types, f"{stage} missing from {types}"
     revisions = [b for b in chosen.bodies() if b["job_id"] == "e2e-1"]
     assert [b["revision"] for b in revisions] == [1, 2]
-    assert revisions[1]["server"]["id"] != first_server
-    trained = everything.of_type("ModelTrained")[0]
+    new_server = revisions[1]["server"]["id"]
+    assert new_server != first_server
+    trained = events.of_type("ModelTrained")[0]
     assert trained["resumed_from_step"] > 0, "training restarted from zero instead of the checkpoint"
-    assert trained["server_id"] == revisions[1]["server"]["id"]
+    assert trained["server_id"] == new_server
     assert trained["accuracy_after"] >= trained["accuracy_before"] + 0.2, trained
-    deployed = everything.of_type("ModelDeployed")[0]
-    assert deployed["revision"] == 2 and deployed["server_id"] == revisions[1]["server"]["id"]
+    deployed = events.of_type("ModelDeployed")[0]
+    assert deployed["revision"] == 2 and deployed["server_id"] == new_server
     assert state is not None and state.status == "completed" and state.report_uri
+
+    # --- one trace per job ---
+    spans = read_spans(home / "traces")
+    mine = job_spans(spans, "e2e-1")
+    assert {s.trace_id for s in mine} == {job_trace}, "the job's spans are spread over several traces"
+    by_id = {s.span_id: s for s in spans}
+    orphans = [s for s in mine if s.parent_id and s.parent_id not in by_id]
+    assert not orphans, f"spans whose parent is missing: {[s.name for s in orphans][:5]}"
+    hops = {s.name for s in mine}
+    for subject in ("job.submitted", "server.chosen", "teacher.chosen", "data.ready", "model.trained"):
+        assert any(subject in name and "process" in name for name in hops), f"no consumer span for {subject}"
+    replan = [s for s in mine if s.name == "selector.replan"]
+    assert replan and replan[0].links, "the re-plan is not in the job's trace, or not linked to its cause"
+    linked_traces = {link.split(":")[0] for s in replan for link in s.links}
+    related: list[Span] = [s for s in spans if s.trace_id in linked_traces]
+    assert {s.service for s in mine} | {s.service for s in related} >= SERVICES
+
+    # --- the secret is nowhere ---
+    texts = {"events, KV and artifacts": stored, "logs": logs_of(home)}
+    texts["spans"] = "".join(p.read_text() for p in (home / "traces").glob("*.jsonl"))
+    for where, text in texts.items():
+        assert SECRET not in text, f"the teacher API key leaked into {where}"
+    assert sim.simulator.stats()["total"] > 0

@@ -35,11 +35,13 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.errors import InvalidEventError
 from stratos_shared.jobs import JobState, apply
+from stratos_shared.metrics import jobs_finished, replan_seconds, replans
 
 log = logging.getLogger("stratos.selector")
 tracer = trace.get_tracer("stratos.selector")
 
 MAX_CLAIM_ATTEMPTS = 20
+TERMINAL = {"JobCompleted", "JobFailed", "JobRejected", "JobCancelRequested"}
 
 
 class Planner:
@@ -338,6 +340,8 @@ def build_events(
                     propagate.inject(carrier)
                     afterwards.append(planner.remember(outcome, failed, carrier))
                     moved += 1
+                    replans.add(1)
+                    replan_seconds.record(time.perf_counter() - started)
             afterwards.append(planner.placements.release(event.server_id, job_id))
         await asyncio.gather(*afterwards)
         log.info("re-planned %d jobs off %s in %.1f ms", moved, event.server_id, (time.perf_counter() - started) * 1e3)
@@ -357,7 +361,10 @@ def build_events(
         @events.handler(consumes=Event, publishes=[], durable="selector-ledger", subject="stratos.evt.>")
         async def project(event: Event, ctx: HandlerContext) -> None:
             """Fold every job event into the job's state in KV (what `stratos status` reads)."""
-            if event.job_id is not None:
-                await planner.jobs.update(event.job_id, lambda current: apply(current, event))
+            if event.job_id is None:
+                return
+            state, wrote = await planner.jobs.update(event.job_id, lambda current: apply(current, event))
+            if wrote and state is not None and state.status != "running" and event.event_type in TERMINAL:
+                jobs_finished.add(1, {"outcome": state.status})
 
     return events

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -40,6 +41,7 @@ from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.parsing import parse_event
 from stratos_shared.errors import InvalidEventError
+from stratos_shared.metrics import events_handled, handling_seconds
 
 log = logging.getLogger("stratos.bus")
 
@@ -182,9 +184,12 @@ class EventRouter:
         raw: Msg = msg.raw_message
         broker = self._broker()
         delivery = raw.metadata.num_delivered
+        started = time.perf_counter()
+        labels = {"service": self.service, "event_type": consumes.__name__}
         try:
             event = parse_event(_event_class(consumes, msg.body), msg.body)
         except InvalidEventError as invalid:
+            events_handled.add(1, {**labels, "outcome": "invalid"})
             log.warning("%s refused a message on %s: %s", self.service, raw.subject, invalid.reason)
             for answer in on_invalid(invalid, raw.subject) if on_invalid else ():
                 await publish_event(broker, answer)
@@ -223,6 +228,8 @@ class EventRouter:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
         await msg.ack()
+        events_handled.add(1, {**labels, "outcome": "ok"})
+        handling_seconds.record(time.perf_counter() - started, labels)
 
     async def _extend_lease(self, raw: Msg) -> None:
         while True:

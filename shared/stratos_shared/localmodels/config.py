@@ -32,7 +32,7 @@ class TinyModelSpec:
     intermediate_size: int
     """Width of the SwiGLU MLP."""
     vocab_size: int = 1024
-    """BPE vocabulary size; small so embeddings do not dominate a 1M model."""
+    """Upper bound on the BPE vocabulary (the generic corpus yields ~600); small so embeddings do not dominate."""
     max_position_embeddings: int = 1024
     """Longest sequence the RoPE cache is sized for."""
 

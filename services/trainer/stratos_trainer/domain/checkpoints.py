@@ -78,6 +78,14 @@ class TrainResult:
     """Other logged series (GRPO: ``reward``, ``reward_std`` ...), in log order."""
 
 
+def tokens_seen(state: TrainerState) -> int:
+    """Input tokens so far: the trainer's counter, else TRL's logged ``num_tokens`` (GRPO counts its own)."""
+    if state.num_input_tokens_seen:
+        return int(state.num_input_tokens_seen)
+    logged = [e["num_tokens"] for e in state.log_history if "num_tokens" in e]
+    return int(logged[-1]) if logged else 0
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The highest-step ``checkpoint-N`` directory in a run directory, if any."""
     root = Path(output_dir)
@@ -105,7 +113,7 @@ class ControlCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         self._t0 = time.monotonic()
         self._step0 = state.global_step
-        self._tokens0 = int(state.num_input_tokens_seen or 0)
+        self._tokens0 = tokens_seen(state)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any) -> None:
         if state.global_step >= state.max_steps:
@@ -123,7 +131,7 @@ class ControlCallback(TrainerCallback):
                     step=state.global_step,
                     max_steps=state.max_steps,
                     loss=self.last_loss,
-                    tokens_per_second=(int(state.num_input_tokens_seen or 0) - self._tokens0) / elapsed,
+                    tokens_per_second=(tokens_seen(state) - self._tokens0) / elapsed,
                     eta_seconds=(state.max_steps - state.global_step) / rate if rate > 0 else float("inf"),
                 )
             )
@@ -147,7 +155,7 @@ class ControlCallback(TrainerCallback):
     def throughput(self, state: TrainerState) -> tuple[float, float]:
         """(tokens/s, wall seconds) of this run so far."""
         elapsed = max(1e-9, time.monotonic() - self._t0)
-        return (int(state.num_input_tokens_seen or 0) - self._tokens0) / elapsed, elapsed
+        return (tokens_seen(state) - self._tokens0) / elapsed, elapsed
 
 
 def history(state: TrainerState, key: str = "loss") -> list[tuple[int, float]]:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
+
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.data import Messages
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 Grader = Callable[[str, str], float]
 """``grader(completion_text, answer) -> score``; 1.0 for correct and 0.0 for wrong (partial credit allowed)."""

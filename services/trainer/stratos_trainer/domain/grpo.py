@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
+
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
 from stratos_trainer.domain.config import TrainingConfig, resolve_precision
 from stratos_trainer.domain.evaluate import Grader
 from stratos_trainer.domain.runner import common_args, load_base, run
 from stratos_trainer.domain.sft import lora_config
-from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
 
 REWARD_NAME = "correctness"
 REWARD_METRICS = ["reward", "reward_std", f"rewards/{REWARD_NAME}/mean", "completions/mean_length"]
@@ -41,8 +42,10 @@ def correctness_reward(grader: Grader) -> Callable[..., list[float | None]]:
 def grpo_config(cfg: TrainingConfig, output_dir: Path) -> GRPOConfig:
     """The TRL ``GRPOConfig`` for a :class:`TrainingConfig`."""
     precision = resolve_precision(cfg.device)
+    args = common_args(cfg, output_dir, precision)
+    args["include_num_input_tokens_seen"] = "no"  # GRPO batches have no input_ids; TRL logs num_tokens instead
     return GRPOConfig(
-        **common_args(cfg, output_dir, precision),
+        **args,
         num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length,
         beta=cfg.beta,

@@ -6,10 +6,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from stratos_shared.localmodels.tokenizer import MARKER_FILE
-from stratos_trainer.domain.checkpoints import ControlCallback, TrainResult, history, latest_checkpoint, series
-from stratos_trainer.domain.config import Precision, TrainingConfig
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, PrinterCallback
+
+from stratos_shared.localmodels.tokenizer import MARKER_FILE
+from stratos_trainer.domain.checkpoints import (
+    ControlCallback,
+    TrainResult,
+    history,
+    latest_checkpoint,
+    series,
+    tokens_seen,
+)
+from stratos_trainer.domain.config import Precision, TrainingConfig
 
 
 def common_args(cfg: TrainingConfig, output_dir: Path, precision: Precision) -> dict[str, Any]:
@@ -82,7 +90,7 @@ def run(
         adapter_dir=adapter_dir,
         global_step=state.global_step,
         loss_history=history(state, "loss"),
-        tokens_seen=int(state.num_input_tokens_seen or 0),
+        tokens_seen=tokens_seen(state),
         tokens_per_second=tokens_per_second,
         wall_seconds=wall,
         stopped_early=control.stopped_early,

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from datasets import Dataset
 from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
+
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
 from stratos_trainer.domain.config import TrainingConfig, resolve_precision
 from stratos_trainer.domain.runner import common_args, load_base, run
-from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
 
 def sft_config(cfg: TrainingConfig, output_dir: Path) -> SFTConfig:
