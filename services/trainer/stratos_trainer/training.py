@@ -35,6 +35,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import ArtifactError
 from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_shared.jobs import JobState
+from stratos_shared.metrics import training_tokens_per_s
 from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Task
 from stratos_trainer.domain.checkpoints import Progress
@@ -229,6 +230,7 @@ class TrainingRun:
             if time.monotonic() - last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
                 return
             last_progress = time.monotonic()
+            training_tokens_per_s.record(progress.tokens_per_second)
             message = TrainingProgress(
                 job_id=event.job_id,
                 server_id=server_id,

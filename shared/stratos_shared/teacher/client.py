@@ -22,9 +22,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr
 
+from stratos_shared.metrics import teacher_requests, teacher_seconds
 from stratos_shared.teacher.cache import MemoryCache, ResponseCache, cache_key
 from stratos_shared.teacher.engines import EngineConnectionError, EngineTimeout, HttpEngine, dumps, loads, make_engine
-from stratos_shared.teacher.errors import TeacherBadResponse, TeacherRequestRejected, TeacherUnavailable
+from stratos_shared.teacher.errors import TeacherBadResponse, TeacherError, TeacherRequestRejected, TeacherUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,13 @@ class TeacherClient:
         start = time.perf_counter()
         reply = _Reply([], 0, 0, calls=0)
         if missing:
-            reply = await self._fetch(messages, params, missing, whole=len(missing) == n)
+            try:
+                reply = await self._fetch(messages, params, missing, whole=len(missing) == n)
+            except TeacherError as exc:
+                teacher_requests.add(1, {"model": self.model, "outcome": type(exc).__name__})
+                raise
+            teacher_requests.add(1, {"model": self.model, "outcome": "ok"})
+            teacher_seconds.record(time.perf_counter() - start, {"model": self.model})
             for i, text in zip(missing, reply.texts, strict=True):
                 texts[i] = text
             if self.cache is not None:
