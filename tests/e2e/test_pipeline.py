@@ -44,7 +44,7 @@ def small_job(teacher_url: str) -> JobSpec:
             ],
             "students": spec.students[:1],
             "task": spec.task.model_copy(update={"size": 240, "generator": {"max_steps": 1}}),
-            "training": spec.training.model_copy(update={"max_steps": 60, "checkpoint_every_steps": 10}),
+            "training": spec.training.model_copy(update={"max_steps": 80, "checkpoint_every_steps": 15}),
             "distillation": spec.distillation.model_copy(update={"eval_samples": 30, "min_dataset_size": 20}),
         }
     )

@@ -84,6 +84,8 @@ def training_config(spec: JobSpec) -> TrainingConfig:
         config.max_steps = training.max_steps
     if training.learning_rate is not None:
         config.learning_rate = training.learning_rate
+    if training.batch_size is not None:
+        config.batch_size = training.batch_size
     return config
 
 

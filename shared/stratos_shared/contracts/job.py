@@ -105,6 +105,7 @@ class TrainingSpec(_Frozen):
     epochs: float | None = Field(default=None, gt=0, le=100)
     max_steps: int | None = Field(default=None, gt=0, le=1_000_000)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
+    batch_size: int | None = Field(default=None, gt=0, le=4096, description="Sequences per optimizer step.")
     checkpoint_every_steps: int = Field(default=50, gt=0)
 
 

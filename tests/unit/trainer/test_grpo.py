@@ -26,7 +26,7 @@ STEPS = 30
 def _warm_start(sft_student: TrainResult, held_out: Any) -> tuple[Path, float]:
     """An intermediate SFT checkpoint with middling accuracy: reward must vary within groups for GRPO to learn."""
     best: tuple[Path, float] | None = None
-    for step in (200, 100, 300):
+    for step in (300, 150, 450):
         path = sft_student.output_dir / f"checkpoint-{step}"
         acc = evaluate_path(path, held_out, helpers.grade).accuracy
         if 0.1 <= acc <= 0.8:

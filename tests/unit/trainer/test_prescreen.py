@@ -18,7 +18,9 @@ def test_trained_model_ranks_above_untrained(
     base_model: Path, sft_student: TrainResult, task_data: Any, held_out: Any
 ) -> None:
     shots = [r["messages"] for r in task_data[0][:3]]
-    cfg = PrescreenConfig(k_shots=3, n_eval=32, device="cpu")
+    # k_shots=0: a 1M student trained on single-turn chats cannot use in-context examples (measured: 0% with
+    # 1-3 shots), so few-shot ranking is not testable at this size; prompt assembly is tested separately.
+    cfg = PrescreenConfig(k_shots=0, n_eval=32, device="cpu")
     result = prescreen([base_model, sft_student.model_dir], shots, held_out, helpers.grade, cfg)
     by_path = {s.path: s for s in result.scores}
     trained, base = by_path[str(sft_student.model_dir)], by_path[str(base_model)]
