@@ -25,6 +25,7 @@ from stratos_cli.stack import SERVICES, StackState, alive, launch_service, modul
 from stratos_cli.views import job_view, jobs_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.bus.permissions import write_auth
 from stratos_shared.contracts.events import (
     JobCancelRequested,
     JobSubmitted,
@@ -261,6 +262,7 @@ def up(
     cluster: Annotated[int, typer.Option(help="Run a JetStream cluster of this many nodes (3 for R3).")] = 1,
     port: Annotated[int, typer.Option(help="NATS port (single server).")] = 4222,
     trainers: Annotated[int, typer.Option(help="Trainer processes to start.")] = 1,
+    auth: Annotated[bool, typer.Option(help="Per-service NATS users: each may publish only its own events.")] = True,
 ) -> None:
     """Start embedded NATS (or use NATS_URL) and the six services as separate processes."""
     home = client.home_dir()
@@ -269,15 +271,22 @@ def up(
         err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
         raise typer.Exit(1)
     pids: dict[str, int] = {}
+    credentials = {}
     if os.environ.get("NATS_URL"):
         url = os.environ["NATS_URL"]
     else:
-        url, pids = start_nats(home, port, cluster)
+        config = None
+        if auth:
+            config, credentials = write_auth(home)
+        url, pids = start_nats(home, port, cluster, config)
     replicas = 3 if cluster >= 3 else 1
     env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
     for service in SERVICES:
+        service_env_ = dict(env)
+        if service in credentials:
+            service_env_ |= {"STRATOS_NATS_USER": service, "STRATOS_NATS_PASSWORD": credentials[service].password}
         for replica in range(trainers if service == "trainer" else 1):
-            pids[f"{service}-{replica}" if replica else service] = launch_service(service, home, env, replica)
+            pids[f"{service}-{replica}" if replica else service] = launch_service(service, home, service_env_, replica)
     StackState(nats_url=url, replicas=replicas, pids=pids).save(home)
     console.print(f"stratos is up: NATS {url}, {len(pids)} processes; logs in {home / 'logs'}")
 

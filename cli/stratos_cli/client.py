@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,11 +32,20 @@ def resolve_nats_url(explicit: str | None = None) -> str:
     return state.nats_url if state else "nats://127.0.0.1:4222"
 
 
+def cli_credentials() -> tuple[str | None, str | None]:
+    """From STRATOS_NATS_USER/PASSWORD, else the `cli` user `stratos up --auth` wrote to the state directory."""
+    if os.environ.get("STRATOS_NATS_USER"):
+        return os.environ["STRATOS_NATS_USER"], os.environ.get("STRATOS_NATS_PASSWORD")
+    stored = home_dir() / "credentials.json"
+    if not os.environ.get("NATS_URL") and stored.exists():
+        return "cli", json.loads(stored.read_text())["cli"]
+    return None, None
+
+
 @contextlib.asynccontextmanager
 async def connect(url: str | None = None) -> AsyncIterator[tuple[Client, JetStreamContext]]:
     servers = resolve_nats_url(url).split(",")
-    user = os.environ.get("STRATOS_NATS_USER")
-    password = os.environ.get("STRATOS_NATS_PASSWORD")
+    user, password = cli_credentials()
     options = {"user": user, "password": password} if user else {}
     nc = await nats.connect(servers=servers, connect_timeout=3, max_reconnect_attempts=2, **options)
     try:

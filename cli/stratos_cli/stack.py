@@ -52,14 +52,16 @@ def alive(pid: int) -> bool:
     return True
 
 
-def start_nats(home: Path, port: int, cluster: int) -> tuple[str, dict[str, int]]:
+def start_nats(home: Path, port: int, cluster: int, config_file: Path | None = None) -> tuple[str, dict[str, int]]:
     """Start one server (or a `cluster`-node cluster) detached; returns its URL(s) and pids."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
     if cluster > 1:
-        nodes = start_cluster(home / "nats-cluster", size=cluster)
+        nodes = start_cluster(home / "nats-cluster", size=cluster, config_file=config_file)
         url = ",".join(n.url for n in nodes)
         return url, {f"nats-{i}": n.process.pid for i, n in enumerate(nodes) if n.process}
-    server = NatsServerProcess(store_dir=home / "jetstream", port=port, log_file=home / "logs" / "nats.log").start()
+    server = NatsServerProcess(
+        store_dir=home / "jetstream", port=port, log_file=home / "logs" / "nats.log", config_file=config_file
+    ).start()
     assert server.process is not None
     return server.url, {"nats": server.process.pid}
 

@@ -103,7 +103,9 @@ class NatsServerProcess:
             self.process.wait(timeout=5)
 
 
-def start_cluster(base_dir: Path, size: int = 3, cluster_name: str = "stratos") -> list[NatsServerProcess]:
+def start_cluster(
+    base_dir: Path, size: int = 3, cluster_name: str = "stratos", config_file: Path | None = None
+) -> list[NatsServerProcess]:
     """`size` JetStream servers on loopback forming one cluster (streams and KV can use R=3)."""
     cluster_ports = [free_port() for _ in range(size)]
     routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
@@ -115,6 +117,7 @@ def start_cluster(base_dir: Path, size: int = 3, cluster_name: str = "stratos") 
             cluster_port=cluster_ports[i],
             routes=[r for j, r in enumerate(routes) if j != i],
             log_file=base_dir / f"n{i}.log",
+            config_file=config_file,
         )
         for i in range(size)
     ]

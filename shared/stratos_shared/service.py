@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsUserPassword
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -57,7 +57,7 @@ class ServiceRuntime:
             )
         auth: dict[str, Any] = {}
         if settings.nats_user:
-            auth = {"user": settings.nats_user, "password": settings.nats_password or ""}
+            auth = {"security": NatsUserPassword(settings.nats_user, settings.nats_password or "")}
         self.broker = NatsBroker(
             settings.servers,
             name=f"stratos-{name}",

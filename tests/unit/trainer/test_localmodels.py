@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from transformers import AutoModelForCausalLM
@@ -50,7 +51,7 @@ def test_tokenizer_splits_digits_and_masks_assistant_turns(base_model: Path) -> 
     assert [tok.decode([i]) for i in ids] == list("12345")
     assert tok.pad_token is not None and tok.eos_token == "<|im_end|>"
     chat = [{"role": "user", "content": "What is 1 + 2?"}, {"role": "assistant", "content": "1 + 2 = 3\nAnswer: 3"}]
-    enc = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    enc: Any = tok.apply_chat_template(chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
     masked = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
     assert tok.decode(masked) == "1 + 2 = 3\nAnswer: 3<|im_end|>"
 

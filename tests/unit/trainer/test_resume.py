@@ -39,7 +39,7 @@ def test_stop_checkpoint_and_resume(base_model: Path, task_data: Any, tmp_path: 
     cfg = TrainingConfig(
         method="lora-sft", max_steps=8, checkpoint_interval=3, batch_size=8, packing=False, learning_rate=1e-2
     )
-    sink, reports = Sink(), []
+    sink, reports = Sink(), list[Progress]()
     reports_fn = reports.append
 
     first = train_sft(base_model, data, cfg, tmp_path / "run", sink=sink, should_stop=StopAfter(4), progress=reports_fn)

@@ -1,0 +1,3 @@
+from stratos_cli.app import main
+
+main()

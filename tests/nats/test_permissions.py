@@ -1,0 +1,76 @@
+"""Per-service NATS credentials: a service may publish its own events and no one else's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nats
+import pytest
+from nats.errors import TimeoutError as NatsTimeout
+
+from stratos_shared.bus.infra import ensure_infrastructure
+from stratos_shared.bus.permissions import EVENT_PUBLISHERS, write_auth
+from stratos_shared.contracts.events import JobCompleted, JobSubmitted, ModelTrained
+from stratos_shared.embedded import NatsServerProcess
+
+pytestmark = pytest.mark.nats
+
+ROOT = Path(__file__).parents[2]
+
+
+async def test_service_credential_cannot_publish_another_services_event(tmp_path: Path) -> None:
+    config, credentials = write_auth(tmp_path / "auth")
+    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    errors: list[Exception] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    try:
+        trainer = credentials["trainer"]
+        nc = await nats.connect(server.url, user=trainer.user, password=trainer.password, error_cb=on_error)
+        js = nc.jetstream()
+        await ensure_infrastructure(js)  # the JetStream API is allowed
+        ack = await js.publish(ModelTrained.SUBJECT, b"{}", headers={"Nats-Msg-Id": "own"})
+        assert ack.seq >= 1  # its own event: accepted
+        with pytest.raises(NatsTimeout):  # the deployer's event: refused by the server, never stored
+            await js.publish(JobCompleted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+        assert any("permissions violation" in str(e).lower() for e in errors), errors
+        info = await js.stream_info("STRATOS_EVENTS")
+        assert info.state.messages == 1
+        await nc.close()
+
+        with pytest.raises(Exception, match="[Aa]uthorization"):
+            await nats.connect(
+                server.url, user="trainer", password="wrong", max_reconnect_attempts=0, allow_reconnect=False
+            )
+        cli = credentials["cli"]
+        nc = await nats.connect(server.url, user=cli.user, password=cli.password)
+        ack = await nc.jetstream().publish(JobSubmitted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "job"})
+        assert ack.seq == 2
+        await nc.close()
+    finally:
+        server.stop()
+
+
+def test_permission_table_matches_what_each_service_declares() -> None:
+    """Every event a service's handlers declare they publish is allowed for that service's user."""
+    from stratos_data_synth.handlers import build_events as data_synth
+    from stratos_data_synth.settings import DataSynthSettings
+    from stratos_inventory.handlers import Inventory
+    from stratos_inventory.handlers import build_events as inventory
+    from stratos_selector.handlers import Planner
+    from stratos_selector.handlers import build_events as selector
+    from stratos_shared.jobcontext import StageResources
+    from stratos_teacher_eval.handlers import build_events as teacher_eval
+    from stratos_teacher_eval.settings import TeacherEvalSettings
+
+    routers = {
+        "inventory": inventory(Inventory()),
+        "selector": selector(Planner()),
+        "teacher-eval": teacher_eval(TeacherEvalSettings(), StageResources()),
+        "data-synth": data_synth(DataSynthSettings(), StageResources()),
+    }
+    for service, router in routers.items():
+        declared = {cls.SUBJECT for spec in router.specs for cls in spec.publishes}
+        assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
