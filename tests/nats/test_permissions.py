@@ -40,7 +40,7 @@ async def test_service_credential_cannot_publish_another_services_event(tmp_path
         assert info.state.messages == 1
         await nc.close()
 
-        with pytest.raises(Exception, match="[Aa]uthorization"):
+        with pytest.raises(Exception, match=r"[Aa]uthorization"):
             await nats.connect(
                 server.url, user="trainer", password="wrong", max_reconnect_attempts=0, allow_reconnect=False
             )
