@@ -33,7 +33,15 @@ class Collector:
     messages: list[Msg] = field(default_factory=list)
 
     def bodies(self) -> list[dict[str, Any]]:
-        return [json.loads(m.data) for m in self.messages]
+        """Message payloads as dicts; a payload that is not a JSON object (fuzzed input) shows as {"_raw": bytes}."""
+        out: list[dict[str, Any]] = []
+        for message in self.messages:
+            try:
+                body = json.loads(message.data)
+            except (UnicodeDecodeError, ValueError):
+                body = None
+            out.append(body if isinstance(body, dict) else {"_raw": message.data})
+        return out
 
     def of_type(self, event_type: str) -> list[dict[str, Any]]:
         return [b for b in self.bodies() if b.get("event_type") == event_type]
