@@ -44,7 +44,10 @@ def small_job(teacher_url: str) -> JobSpec:
             ],
             "students": spec.students[:1],
             "task": spec.task.model_copy(update={"size": 240, "generator": {"max_steps": 1}}),
-            "training": spec.training.model_copy(update={"max_steps": 80, "checkpoint_every_steps": 15}),
+            # packed batches of 8 x 512 tokens: ~25 records a step, so 40 steps are ~9 epochs of this small set
+            "training": spec.training.model_copy(
+                update={"max_steps": 40, "batch_size": 8, "checkpoint_every_steps": 8}
+            ),
             "distillation": spec.distillation.model_copy(update={"eval_samples": 30, "min_dataset_size": 20}),
         }
     )
