@@ -105,7 +105,7 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
     console.print("building the tiny local student models (cached after the first run) ...")
     from stratos_shared.localmodels import ensure_tiny_model
 
-    for name in ("tiny-1m", "tiny-4m"):
+    for name in ("tiny-1m", "tiny-2m"):
         started = time.monotonic()
         path = ensure_tiny_model(name)
         console.print(f"  {name}: {path} ({time.monotonic() - started:.0f} s)")

@@ -77,6 +77,10 @@ RECIPES: dict[str, TinyModelRecipe] = {
         TinyModelSpec("tiny-1m", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=384),
         PretrainConfig(steps=200, learning_rate=4e-3),
     ),
+    "tiny-2m": TinyModelRecipe(
+        TinyModelSpec("tiny-2m", hidden_size=192, num_layers=4, num_heads=6, num_kv_heads=2, intermediate_size=512),
+        PretrainConfig(steps=200, learning_rate=3e-3),
+    ),
     "tiny-4m": TinyModelRecipe(
         TinyModelSpec("tiny-4m", hidden_size=256, num_layers=5, num_heads=8, num_kv_heads=4, intermediate_size=768),
         PretrainConfig(steps=300, batch_size=16, learning_rate=2e-3),
@@ -86,4 +90,4 @@ RECIPES: dict[str, TinyModelRecipe] = {
         PretrainConfig(steps=300, batch_size=16, learning_rate=1.5e-3),
     ),
 }
-"""Named recipes; parameter counts are roughly 1M, 4M and 10M (embeddings tied)."""
+"""Named recipes; parameter counts are roughly 1M, 2M, 4M and 10M (embeddings tied)."""
