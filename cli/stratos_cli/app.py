@@ -225,6 +225,33 @@ def report(
 
 
 @app.command()
+def servers(
+    pareto: Annotated[bool, typer.Option("--pareto", help="Show the feasible set and Pareto front for a job.")] = False,
+    job: Annotated[Path, typer.Option(help="Job spec the objectives are estimated for.")] = Path(
+        "examples/math-alignment.yaml"
+    ),
+    png: Annotated[Path | None, typer.Option(help="With --pareto: also draw the front to this PNG.")] = None,
+    nats_url: NatsOption = None,
+) -> None:
+    """List the server inventory; with --pareto, draw the Pareto front for a job (table and PNG)."""
+    from stratos_cli.servers import inventory_table, pareto_table
+    from stratos_shared.bus.names import SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerRecord
+
+    async def fetch() -> list[ServerRecord]:
+        async with client.connect(nats_url) as (_, js):
+            return list((await TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord).items()).values())
+
+    records = _run(fetch())
+    if not pareto:
+        console.print(inventory_table(records))
+        return
+    console.print(pareto_table(records, load_spec(job), png))
+    if png is not None:
+        console.print(f"wrote {png}")
+
+
+@app.command()
 def schema() -> None:
     """Print the job spec's JSON Schema."""
     console.print_json(json.dumps(JobSpec.model_json_schema()))

@@ -61,6 +61,11 @@ def test_up_submit_status_down(tmp_path: Path) -> None:
         assert state["status"] == "failed" and "unreachable" in str(state["reason"])
         listed = stratos("jobs", env=env)
         assert "cli-1" in listed.stdout
+        inventory = stratos("servers", env=env)
+        assert "a100-us-east" in inventory.stdout
+        png = tmp_path / "front.png"
+        front = stratos("servers", "--pareto", "--png", str(png), env=env)
+        assert "Pareto front" in front.stdout and png.stat().st_size > 1000
     finally:
         stratos("down", env=env, check=False)
     assert not (tmp_path / "home" / "stack.json").exists()

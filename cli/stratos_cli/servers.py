@@ -1,0 +1,81 @@
+"""`stratos servers`: the inventory, and for a job the feasible set and its Pareto front (table and PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.servers import ServerRecord
+
+
+def inventory_table(records: list[ServerRecord]) -> Table:
+    table = Table(title=f"servers ({len(records)})")
+    for column in ("id", "status", "GPU", "memory GiB", "$/h", "region", "latency ms", "capacity"):
+        table.add_column(column)
+    for record in sorted(records, key=lambda r: r.spec.id):
+        s = record.spec
+        status = Text(record.status, style="green" if record.status == "up" else "red")
+        table.add_row(
+            s.id,
+            status,
+            f"{s.gpu_model} x{s.gpu_count}",
+            f"{s.gpu_memory_gb:g}",
+            f"{s.cost_per_hour:.2f}",
+            s.region,
+            f"{s.latency_ms:.0f}",
+            str(s.capacity),
+        )
+    return table
+
+
+def pareto_table(records: list[ServerRecord], job: JobSpec, png: Path | None) -> Table:
+    from stratos_selector.domain.view import objective_space
+
+    up = [r.spec for r in records if r.status == "up"]
+    points = objective_space(up, job)
+    table = Table(title=f"objective space for job '{job.name}': H (higher better), est. job cost, latency")
+    for column in ("server", "H", "job cost $", "latency ms", "feasible", "Pareto front"):
+        table.add_column(column)
+    for p in sorted(points, key=lambda p: (not p.on_front, not p.feasible, p.cost_usd)):
+        table.add_row(
+            p.server.id,
+            f"{p.hardware:.1f}",
+            f"{p.cost_usd:.2f}",
+            f"{p.latency_ms:.0f}",
+            "yes" if p.feasible else "no",
+            Text("yes", style="bold green") if p.on_front else "",
+        )
+    if png is not None:
+        plot_front(points, job, png)
+    return table
+
+
+def plot_front(points: list, job: JobSpec, png: Path) -> None:  # type: ignore[type-arg]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, select, style in (
+        ("infeasible", lambda p: not p.feasible, {"c": "#ccc", "marker": "x"}),
+        ("feasible", lambda p: p.feasible and not p.on_front, {"c": "#59c", "marker": "o"}),
+        ("Pareto front", lambda p: p.on_front, {"c": "#d33", "marker": "*", "s": 120}),
+    ):
+        chosen = [p for p in points if select(p)]
+        if chosen:
+            scatter = ax.scatter([p.cost_usd for p in chosen], [p.latency_ms for p in chosen], label=label, **style)
+            del scatter
+    for p in points:
+        if p.on_front:
+            ax.annotate(p.server.id, (p.cost_usd, p.latency_ms), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("estimated job cost (USD)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"servers for '{job.name}' (hardware H is the third objective)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
