@@ -5,7 +5,9 @@
 - Injection: the teacher saw the answer, so a correct final answer proves
   little; a trace is kept only if it also reasons (`Task.check_steps`: steps
   present and, where the task can check them, consistent).
-- Both: near-identical traces are dropped (whitespace/case-insensitive hash).
+- Both: near-identical traces *for the same question* are dropped
+  (whitespace/case-insensitive hash). Different questions may share a trace
+  (two word problems over the same numbers) and both are kept.
 
 Records use the chat format the trainer consumes (docs/datasets.md): the user
 turn is always the forward question, also for injection traces, so the student
@@ -65,7 +67,7 @@ class DatasetBuilder:
     asked: int = 0
     passed: int = 0
     """Traces that passed verification (before de-duplication): the acceptance rate's numerator."""
-    _seen: set[str] = field(default_factory=set)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def offer(self, example: Example, trace: str) -> bool:
         self.asked += 1
@@ -74,11 +76,11 @@ class DatasetBuilder:
             self.rejected[verdict.reason] += 1
             return False
         self.passed += 1
-        digest = normalised_hash(trace)
-        if digest in self._seen:
+        key = (example.id, normalised_hash(trace))
+        if key in self._seen:
             self.rejected[REJECT_DUPLICATE] += 1
             return False
-        self._seen.add(digest)
+        self._seen.add(key)
         self.accepted.setdefault(example.id, []).append(trace)
         return True
 
