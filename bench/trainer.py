@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoModelForCausalLM, PrinterCallback
+from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
+
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 from stratos_shared.localmodels.corpus import chat_item
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.data import sft_dataset
 from stratos_trainer.domain.sft import train_sft
-from transformers import AutoModelForCausalLM, PrinterCallback
-from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
 BATCH, MAX_LEN, LR = 16, 512, 1e-3
 

@@ -25,7 +25,7 @@ from stratos_cli.stack import SERVICES, StackState, alive, launch_service, modul
 from stratos_cli.views import job_view, jobs_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
-from stratos_shared.bus.permissions import write_auth
+from stratos_shared.bus.permissions import Credential, write_auth
 from stratos_shared.contracts.events import (
     JobCancelRequested,
     JobSubmitted,
@@ -298,7 +298,7 @@ def up(
         err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
         raise typer.Exit(1)
     pids: dict[str, int] = {}
-    credentials = {}
+    credentials: dict[str, Credential] = {}
     if os.environ.get("NATS_URL"):
         url = os.environ["NATS_URL"]
     else:

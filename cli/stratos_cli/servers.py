@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
+
+if TYPE_CHECKING:
+    from stratos_selector.domain.view import ServerPoint
 
 
 def inventory_table(records: list[ServerRecord]) -> Table:
@@ -53,22 +57,21 @@ def pareto_table(records: list[ServerRecord], job: JobSpec, png: Path | None) ->
     return table
 
 
-def plot_front(points: list, job: JobSpec, png: Path) -> None:  # type: ignore[type-arg]
+def plot_front(points: list[ServerPoint], job: JobSpec, png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for label, select, style in (
-        ("infeasible", lambda p: not p.feasible, {"c": "#ccc", "marker": "x"}),
-        ("feasible", lambda p: p.feasible and not p.on_front, {"c": "#59c", "marker": "o"}),
-        ("Pareto front", lambda p: p.on_front, {"c": "#d33", "marker": "*", "s": 120}),
-    ):
-        chosen = [p for p in points if select(p)]
+    groups: list[tuple[str, list[ServerPoint], dict[str, Any]]] = [
+        ("infeasible", [p for p in points if not p.feasible], {"c": "#ccc", "marker": "x"}),
+        ("feasible", [p for p in points if p.feasible and not p.on_front], {"c": "#59c", "marker": "o"}),
+        ("Pareto front", [p for p in points if p.on_front], {"c": "#d33", "marker": "*", "s": 120}),
+    ]
+    for label, chosen, style in groups:
         if chosen:
-            scatter = ax.scatter([p.cost_usd for p in chosen], [p.latency_ms for p in chosen], label=label, **style)
-            del scatter
+            ax.scatter([p.cost_usd for p in chosen], [p.latency_ms for p in chosen], label=label, **style)
     for p in points:
         if p.on_front:
             ax.annotate(p.server.id, (p.cost_usd, p.latency_ms), fontsize=7, xytext=(4, 4), textcoords="offset points")

@@ -78,7 +78,7 @@ def jobs_table(states: list[JobState]) -> Table:
     table = Table(title="jobs")
     for column in ("job", "name", "status", "stage", "server", "updated"):
         table.add_column(column)
-    for state in sorted(states, key=lambda s: s.updated_at or s.submitted_at or 0, reverse=True):  # type: ignore[arg-type, return-value]
+    for state in sorted(states, key=lambda s: s.updated_at or s.submitted_at or 0, reverse=True):
         table.add_row(
             state.job_id,
             state.name,

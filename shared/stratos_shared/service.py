@@ -77,7 +77,7 @@ class ServiceRuntime:
         connection = self.broker.connection
         if connection is None:
             raise RuntimeError("not connected")
-        return connection  # type: ignore[no-any-return]
+        return connection
 
     @property
     def js(self) -> JetStreamContext:

@@ -15,7 +15,9 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
     """The report for a deployed job; `server` is the placement's ServerSpec (as dict), `serving` the measurements."""
     results = state.results
     teacher_eval = results.get("teacher_eval", {})
-    chosen_score = next((s for s in teacher_eval.get("scores", []) if s["name"] == teacher_eval.get("teacher")), {})
+    chosen_score: dict[str, Any] = next(
+        (s for s in teacher_eval.get("scores", []) if s["name"] == teacher_eval.get("teacher")), {}
+    )
     placement = results.get("placement", {})
     training = results.get("training", {})
     data = results.get("data", {})

@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from stratos_trainer.settings import TrainerSettings
 log = logging.getLogger("stratos.trainer")
 tracer = trace.get_tracer("stratos.trainer")
 
-Publish = Callable[[Event], Awaitable[None]]
+Publish = Callable[[Event], Coroutine[Any, Any, None]]
 PROGRESS_EVERY_S = 1.0
 
 
@@ -100,7 +100,7 @@ class TrainingRun:
     async def _artifact_json(self, job_id: str, name: str) -> dict[str, Any] | None:
         store = self.resources.artifacts
         try:
-            return json.loads(await store.get_bytes(store.uri_for(job_id, name)))  # type: ignore[no-any-return]
+            return json.loads(await store.get_bytes(store.uri_for(job_id, name)))
         except ArtifactError:
             return None
 
@@ -193,10 +193,10 @@ class TrainingRun:
 
         before = await self._artifact_json(event.job_id, "training/before.json")
         if before is None:
-            result = await asyncio.to_thread(
+            baseline = await asyncio.to_thread(
                 evaluate_path, base_path, items, grader, max_new_tokens=self.settings.max_new_tokens
             )
-            before = {"accuracy": result.accuracy}
+            before = {"accuracy": baseline.accuracy}
             await self._put_json(event.job_id, "training/before.json", before)
 
         latest_raw = await self._artifact_json(event.job_id, "checkpoints/latest.json")

@@ -109,7 +109,7 @@ def load_grader(name: str) -> GraderFn:
         raise TaskConfigError(f"grader plug-in '{name}' failed to load: {exc}") from exc
     if not callable(grader):
         raise TaskConfigError(f"grader plug-in '{name}' is not callable")
-    return grader  # type: ignore[no-any-return]
+    return grader
 
 
 class UserTask(Task):

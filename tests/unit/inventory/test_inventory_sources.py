@@ -23,7 +23,7 @@ def products_api() -> Iterator[str]:
     """A local HTTP server replaying the recorded products response (and a 500 on /broken)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path == "/broken":
                 self.send_response(500)
                 self.end_headers()
