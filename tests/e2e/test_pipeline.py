@@ -44,9 +44,9 @@ def small_job(teacher_url: str) -> JobSpec:
             ],
             "students": spec.students[:1],
             "task": spec.task.model_copy(update={"size": 800, "generator": {"max_steps": 1}}),
-            # packed batches of 8 x 512 tokens (~25 records a step): 100 steps are ~4 epochs of ~640 records
+            # packed batches of 8 x 512 tokens (~25 records a step): 150 steps are ~6 epochs of ~640 records
             "training": spec.training.model_copy(
-                update={"max_steps": 100, "batch_size": 8, "checkpoint_every_steps": 20}
+                update={"max_steps": 150, "batch_size": 8, "checkpoint_every_steps": 25}
             ),
             "distillation": spec.distillation.model_copy(update={"eval_samples": 30, "min_dataset_size": 20}),
         }
@@ -96,7 +96,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     env = {
         "E2E_TEACHER_KEY": SECRET,
         "STRATOS_ACK_WAIT_S": "10",
-        "STRATOS_EVAL_SAMPLES": "40",
+        "STRATOS_EVAL_SAMPLES": "100",
         "STRATOS_PRESCREEN_ITEMS": "8",
         "STRATOS_PROBE_REQUESTS": "4",
         "STRATOS_ACCURACY_SAMPLES": "40",
@@ -135,8 +135,8 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     trained = events.of_type("ModelTrained")[0]
     assert trained["resumed_from_step"] > 0, "training restarted from zero instead of the checkpoint"
     assert trained["server_id"] == new_server
-    # 40 held-out items, base near 0%: ten points (four more correct answers) is far outside noise
-    assert trained["accuracy_after"] >= trained["accuracy_before"] + 0.1, trained
+    # the same 100 held-out items before and after, base near 0%: five more right answers is not noise
+    assert trained["accuracy_after"] >= trained["accuracy_before"] + 0.05, trained
     deployed = events.of_type("ModelDeployed")[0]
     assert deployed["revision"] == 2 and deployed["server_id"] == new_server
     assert state is not None and state.status == "completed" and state.report_uri
