@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from opentelemetry import propagate
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from stratos_cli.tracing import Span, job_spans, read_spans
 from stratos_shared.bus.kv import TypedKV
@@ -26,6 +28,7 @@ from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
+from stratos_shared.telemetry import JsonlSpanExporter
 from tests.e2e.stack import ROOT, logs_of, service_processes
 
 pytestmark = pytest.mark.nats
@@ -53,14 +56,19 @@ def small_job(teacher_url: str) -> JobSpec:
     )
 
 
-async def submit_with_trace(nc: Client, event: JobSubmitted) -> str:
-    """Publish as `stratos submit` does: inside a root span whose context travels in the headers."""
-    provider = TracerProvider()
-    with provider.get_tracer("test").start_as_current_span("stratos.submit") as root:
+async def submit_with_trace(nc: Client, event: JobSubmitted, trace_dir: Path) -> str:
+    """Publish as `stratos submit` does: inside a root span (kept in the span store) whose context rides in headers."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "cli"}))
+    provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(trace_dir / "cli.jsonl")))
+    with provider.get_tracer("test").start_as_current_span(
+        "stratos.submit", attributes={"job.id": event.job_id}
+    ) as root:
         headers = {"Nats-Msg-Id": event.event_id}
         propagate.inject(headers)
         await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers=headers)
-        return f"{root.get_span_context().trace_id:032x}"
+        trace_id = f"{root.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    return trace_id
 
 
 async def everything_stored(nc: Client) -> str:
@@ -106,7 +114,8 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
         seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})}
     )
     with running_simulator(config) as sim, service_processes(nats_server, home, env):
-        job_trace = await submit_with_trace(nc, JobSubmitted(job_id="e2e-1", spec=small_job(sim.base_url)))
+        job = JobSubmitted(job_id="e2e-1", spec=small_job(sim.base_url))
+        job_trace = await submit_with_trace(nc, job, home / "traces")
         await progress.wait_for(lambda c: any(b.get("checkpoint_uri") for b in c.bodies()), timeout_s=600)
         first_server = chosen.bodies()[0]["server"]["id"]
         down = ServerDownRequested(server_id=first_server, reason="test: failure mid-training")
