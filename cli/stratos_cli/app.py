@@ -47,7 +47,7 @@ app = typer.Typer(
 server_app = typer.Typer(help="Operate on servers in the inventory.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 NatsOption = Annotated[str | None, typer.Option("--nats", help="NATS URL (default: NATS_URL, then the running stack).")]
@@ -315,7 +315,8 @@ def up(
         for replica in range(trainers if service == "trainer" else 1):
             pids[f"{service}-{replica}" if replica else service] = launch_service(service, home, service_env_, replica)
     StackState(nats_url=url, replicas=replicas, pids=pids).save(home)
-    console.print(f"stratos is up: NATS {url}, {len(pids)} processes; logs in {home / 'logs'}")
+    registered = _run(client.wait_until_ready(url))
+    console.print(f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers; logs in {home / 'logs'}")
 
 
 @app.command()

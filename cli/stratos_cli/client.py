@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -61,3 +62,21 @@ async def publish(js: JetStreamContext, event: Event) -> None:
     headers = {"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type}
     inject(headers)
     await js.publish(event.SUBJECT, event.to_bytes(), headers=headers)
+
+
+async def wait_until_ready(url: str | None, timeout_s: float = 120.0) -> int:
+    """Block until the inventory has registered servers (the stack can place jobs); returns how many."""
+    from stratos_shared.bus.kv import TypedKV
+    from stratos_shared.bus.names import SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerRecord
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with connect(url) as (_, js):
+        servers = TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord)
+        while True:
+            count = len(await servers.keys())
+            if count:
+                return count
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no servers registered within {timeout_s:.0f} s: is the inventory running?")
+            await asyncio.sleep(0.5)

@@ -134,6 +134,8 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         for service in SERVICES:
             pids[service] = launch_service(service, home, env)
         console.print(f"NATS {url}; services {', '.join(SERVICES)}; teacher simulator on port {sim_port}")
+        registered = asyncio.run(client.wait_until_ready(url))
+        console.print(f"inventory ready: {registered} servers")
         teacher_url = f"http://127.0.0.1:{sim_port}/v1"
         job_ids = []
         provider = setup_tracing("cli", home / "traces")
