@@ -130,7 +130,18 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         wait_for_port(sim_port, 30)
         url, nats_pids = start_nats(home, free_port(), 1)
         pids.update(nats_pids)
-        env = service_env(home, url, 1, {"STRATOS_CATALOG": str(EXAMPLES / "servers.yaml")})
+        # Smaller probes than the production defaults keep the demo within minutes on two cores.
+        env = service_env(
+            home,
+            url,
+            1,
+            {
+                "STRATOS_CATALOG": str(EXAMPLES / "servers.yaml"),
+                "STRATOS_PROBE_REQUESTS": "6",
+                "STRATOS_ACCURACY_SAMPLES": "60",
+                "STRATOS_EVAL_SAMPLES": "60",
+            },
+        )
         for service in SERVICES:
             pids[service] = launch_service(service, home, env)
         console.print(f"NATS {url}; services {', '.join(SERVICES)}; teacher simulator on port {sim_port}")

@@ -97,4 +97,5 @@ def setup_logging(service_name: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("faststream").setLevel(logging.WARNING)
+    for noisy in ("faststream", "httpx", "httpcore"):  # one line per message or request is not a log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
