@@ -190,11 +190,14 @@ def trace_command(
     job_id: str,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write a standalone HTML page here.")] = None,
     trace_dir: Annotated[Path | None, typer.Option(help="Span store (default: <STRATOS_HOME>/traces).")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include the many progress-event spans.")] = False,
 ) -> None:
     """Show a job's trace as a waterfall: services, stages, durations, errors."""
-    from stratos_cli.tracing import html_page, job_spans, read_spans, waterfall
+    from stratos_cli.tracing import html_page, job_spans, read_spans, waterfall, without_progress
 
     spans = job_spans(read_spans(trace_dir or client.home_dir() / "traces"), job_id)
+    if not show_all:
+        spans = without_progress(spans)
     if not spans:
         err.print(f"[red]error:[/] no spans for job {job_id!r} (with OTLP export, open it in Jaeger instead)")
         raise typer.Exit(1)

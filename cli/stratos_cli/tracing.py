@@ -68,6 +68,22 @@ def job_spans(spans: list[Span], job_id: str) -> list[Span]:
     return sorted((s for s in spans if s.trace_id in ids), key=lambda s: s.start_ns)
 
 
+def without_progress(spans: list[Span]) -> list[Span]:
+    """Drop progress-event spans (hundreds per training run) and anything below them."""
+    noisy = {s.span_id for s in spans if ".progress " in s.name}
+    kept: list[Span] = []
+    by_id = {s.span_id: s for s in spans}
+    for span in spans:
+        node: Span | None = span
+        seen: set[str] = set()
+        while node is not None and node.span_id not in noisy and node.span_id not in seen:
+            seen.add(node.span_id)
+            node = by_id.get(node.parent_id or "")
+        if node is None:
+            kept.append(span)
+    return kept
+
+
 def tree(spans: list[Span]) -> list[tuple[int, Span]]:
     """Depth-first (depth, span) order; spans whose parent is missing become roots."""
     by_id = {s.span_id: s for s in spans}
@@ -78,14 +94,20 @@ def tree(spans: list[Span]) -> list[tuple[int, Span]]:
         parent = by_id.get(span.parent_id or "")
         (parent.children if parent else roots).append(span)
     out: list[tuple[int, Span]] = []
+    placed: set[int] = set()
 
     def walk(span: Span, depth: int) -> None:
+        if id(span) in placed:
+            return
+        placed.add(id(span))
         out.append((depth, span))
         for child in sorted(span.children, key=lambda s: s.start_ns):
             walk(child, depth + 1)
 
     for root in sorted(roots, key=lambda s: s.start_ns):
         walk(root, 0)
+    for span in spans:  # spans caught in a parent cycle (ids reused by a broken generator) still show
+        walk(span, 0)
     return out
 
 

@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 
 class JsonlSpanExporter(SpanExporter):
@@ -65,9 +66,27 @@ def _plain(value: object) -> object:
     return [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
 
 
+class EntropyIdGenerator(IdGenerator):
+    """Span and trace ids from the OS, not Python's `random`.
+
+    Training libraries call `random.seed(...)` (transformers' `set_seed`), and the
+    SDK's default generator draws from that same global state: a seeded trainer
+    would reissue identical span ids run after run, and traces would fold into
+    cycles.
+    """
+
+    def generate_span_id(self) -> int:
+        return int.from_bytes(os.urandom(8), "big") or 1
+
+    def generate_trace_id(self) -> int:
+        return int.from_bytes(os.urandom(16), "big") or 1
+
+
 def setup_tracing(service_name: str, trace_dir: Path) -> TracerProvider:
     """Install a global tracer provider for this process and return it."""
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), id_generator=EntropyIdGenerator()
+    )
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

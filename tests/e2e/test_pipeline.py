@@ -152,6 +152,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
 
     # --- one trace per job ---
     spans = read_spans(home / "traces")
+    assert len({s.span_id for s in spans}) == len(spans), "span ids repeat (a seeded RNG is generating them)"
     mine = job_spans(spans, "e2e-1")
     assert {s.trace_id for s in mine} == {job_trace}, "the job's spans are spread over several traces"
     by_id = {s.span_id: s for s in spans}
