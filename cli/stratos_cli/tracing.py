@@ -79,7 +79,7 @@ def without_progress(spans: list[Span]) -> list[Span]:
         while node is not None and node.span_id not in noisy and node.span_id not in seen:
             seen.add(node.span_id)
             node = by_id.get(node.parent_id or "")
-        if node is None:
+        if node is None or node.span_id in seen:  # reached a root, or a cycle with no progress span in it
             kept.append(span)
     return kept
 
