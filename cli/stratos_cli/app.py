@@ -26,6 +26,7 @@ from stratos_cli.views import job_view, jobs_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.bus.permissions import Credential, write_auth
+from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     JobCancelRequested,
     JobSubmitted,
@@ -55,6 +56,16 @@ NatsOption = Annotated[str | None, typer.Option("--nats", help="NATS URL (defaul
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
+
+
+def _send(event: Event, nats_url: str | None) -> None:
+    """Publish one command or event, de-duplicated by its id like every service's publish."""
+
+    async def send() -> None:
+        async with client.connect(nats_url) as (_, js):
+            await client.publish(js, event)
+
+    _run(send())
 
 
 def load_spec(path: Path) -> JobSpec:
@@ -164,11 +175,7 @@ def jobs(nats_url: NatsOption = None) -> None:
 def cancel(job_id: str, nats_url: NatsOption = None) -> None:
     """Stop a job; its deployment is torn down."""
 
-    async def send() -> None:
-        async with client.connect(nats_url) as (_, js):
-            await client.publish(js, JobCancelRequested(job_id=job_id))
-
-    _run(send())
+    _send(JobCancelRequested(job_id=job_id), nats_url)
     console.print(f"cancel requested for {job_id}")
 
 
@@ -264,11 +271,7 @@ def schema() -> None:
 def server_down(server_id: str, reason: str = "operator", nats_url: NatsOption = None) -> None:
     """Mark a server down: its jobs are re-planned onto other servers."""
 
-    async def send() -> None:
-        async with client.connect(nats_url) as (_, js):
-            await client.publish(js, ServerDownRequested(server_id=server_id, reason=reason))
-
-    _run(send())
+    _send(ServerDownRequested(server_id=server_id, reason=reason), nats_url)
     console.print(f"server {server_id} marked down")
 
 
@@ -276,11 +279,7 @@ def server_down(server_id: str, reason: str = "operator", nats_url: NatsOption =
 def server_up(server_id: str, nats_url: NatsOption = None) -> None:
     """Bring a server back: it is eligible for new placements again."""
 
-    async def send() -> None:
-        async with client.connect(nats_url) as (_, js):
-            await client.publish(js, ServerUpRequested(server_id=server_id))
-
-    _run(send())
+    _send(ServerUpRequested(server_id=server_id), nats_url)
     console.print(f"server {server_id} marked up")
 
 
