@@ -45,7 +45,9 @@ def test_reward_adapter_reads_chat_completions() -> None:
 
 
 @pytest.mark.timeout(1200)  # real training; minutes on a busy 2-core machine
-def test_grpo_improves_reward(sft_student: TrainResult, task_data: Any, held_out: Any, tmp_path: Path) -> None:
+def test_grpo_trains_end_to_end_with_a_live_reward_signal(
+    sft_student: TrainResult, task_data: Any, held_out: Any, tmp_path: Path
+) -> None:
     warm, warm_acc = _warm_start(sft_student, held_out)
     cfg = TrainingConfig(
         method="grpo",
