@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from stratos_cli.client import wait_until_ready
 from stratos_cli.tracing import Span, job_spans, read_spans
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import ARTIFACTS_BUCKET, JOBS_BUCKET
@@ -114,6 +115,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
         seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})}
     )
     with running_simulator(config) as sim, service_processes(nats_server, home, env):
+        await wait_until_ready(nats_server.url)  # as `stratos up` does: jobs go in once servers are registered
         job = JobSubmitted(job_id="e2e-1", spec=small_job(sim.base_url))
         job_trace = await submit_with_trace(nc, job, home / "traces")
         await progress.wait_for(lambda c: any(b.get("checkpoint_uri") for b in c.bodies()), timeout_s=600)
