@@ -19,6 +19,7 @@ from opentelemetry import trace
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from stratos_cli import client
 from stratos_cli.stack import SERVICES, StackState, alive, launch_service, module_of, service_env, start_nats, stop_pids
@@ -212,6 +213,36 @@ def trace_command(
     if html_out is not None:
         html_out.write_text(html_page(spans, job_id), encoding="utf-8")
         console.print(f"wrote {html_out}")
+
+
+@app.command()
+def logs(
+    job_id: Annotated[str | None, typer.Argument(help="Only this job's lines (default: every line).")] = None,
+    service_name: Annotated[
+        list[str] | None, typer.Option("--service", "-s", help="Only these services (repeatable).")
+    ] = None,
+    level: Annotated[str, typer.Option(help="Lowest level shown: DEBUG, INFO, WARNING, ERROR.")] = "INFO",
+    log_dir: Annotated[Path | None, typer.Option(help="Log folder (default: <STRATOS_HOME>/logs).")] = None,
+) -> None:
+    """Show the services' logs merged in time order, e.g. everything one job did across the six services."""
+    from stratos_cli.logview import LEVEL_STYLES, read_logs, select
+
+    folder = log_dir or client.home_dir() / "logs"
+    if not folder.is_dir():
+        err.print(f"[red]error:[/] no log folder at {folder} (is the stack started with `stratos up`?)")
+        raise typer.Exit(1)
+    if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        err.print(f"[red]error:[/] unknown level {level!r}; use DEBUG, INFO, WARNING or ERROR")
+        raise typer.Exit(2)
+    lines = select(read_logs(folder), job_id, set(service_name) if service_name else None, level)
+    if not lines:
+        err.print(f"no log lines{f' for job {job_id!r}' if job_id else ''} in {folder}")
+        raise typer.Exit(1)
+    for line in lines:
+        text = escape(line.message)
+        if style := LEVEL_STYLES.get(line.level):
+            text = f"[{style}]{text}[/]"
+        console.print(f"[dim]{line.ts[11:23]:<12} {line.service:<12} {line.level:<7}[/] {text}")
 
 
 @app.command()

@@ -21,9 +21,10 @@ from nats.js import JetStreamContext
 from stratos_shared.bus.handler import EventRouter
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.names import EVENTS_STREAM
+from stratos_shared.logs import setup_logging
 from stratos_shared.metrics import record_consumer_lag, setup_metrics
 from stratos_shared.settings import StratosSettings
-from stratos_shared.telemetry import setup_logging, setup_tracing
+from stratos_shared.telemetry import setup_tracing
 
 log = logging.getLogger("stratos.service")
 
@@ -131,8 +132,8 @@ class ServiceRuntime:
             await self.stop()
 
 
-def run_service(build: Callable[[], ServiceRuntime], level: str = "INFO", name: str = "stratos") -> None:
-    """Entry point used by every service's `main.run`."""
-    setup_logging(name, level)
+def run_service(build: Callable[[], ServiceRuntime], settings: StratosSettings, name: str) -> None:
+    """Entry point used by every service's `main.run`: logging first, so start-up failures are logged too."""
+    setup_logging(name, settings.log_level, settings.log_format)
     runtime = build()
     asyncio.run(runtime.serve_forever())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stratos_shared.logs import LogFormat
 
 
 def default_home() -> Path:
@@ -28,9 +31,17 @@ class StratosSettings(BaseSettings):
     home: Path = Field(default_factory=default_home, description="State directory: caches, traces, logs.")
     max_deliver: int = Field(default=5, ge=1, le=100, description="Deliveries before a message is dead-lettered.")
     ack_wait_s: float = Field(default=30.0, gt=0, le=3600, description="Lease on a message; extended while working.")
-    log_level: str = Field(default="INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Root log level.")
+    log_format: LogFormat = Field(
+        default="json", description="json: one object per line with trace/job ids; text: the same, readable."
+    )
     trace_dir: Path | None = Field(default=None, description="Local span store when no OTLP endpoint is set.")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Serve Prometheus metrics here.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("nats_url")
     @classmethod

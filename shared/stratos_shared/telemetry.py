@@ -1,4 +1,4 @@
-"""Tracing and logging set-up shared by every service.
+"""Tracing set-up shared by every service (logs: `stratos_shared.logs`).
 
 With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, spans go to that collector (Jaeger in
 docker-compose). Without one (the embedded default) they are appended as JSON
@@ -9,7 +9,6 @@ waterfall with no collector running.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -96,25 +95,3 @@ def setup_tracing(service_name: str, trace_dir: Path) -> TracerProvider:
     )
     trace.set_tracer_provider(provider)
     return provider
-
-
-class _ContextFilter(logging.Filter):
-    """Adds the current trace id to every log record, so logs and traces join up."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        ctx = trace.get_current_span().get_span_context()
-        record.trace_id = f"{ctx.trace_id:032x}" if ctx and ctx.trace_id else "-"
-        return True
-
-
-def setup_logging(service_name: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_ContextFilter())
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s {service_name} trace=%(trace_id)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("faststream", "httpx", "httpcore"):  # one line per message or request is not a log
-        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -175,3 +175,9 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     for where, text in texts.items():
         assert SECRET not in text, f"the teacher API key leaked into {where}"
     assert sim.simulator.stats()["total"] > 0
+
+    # --- structured logs: every stage service logged the job, joined to its trace ---
+    records = [json.loads(line) for line in logs_of(home).splitlines() if line.startswith("{")]
+    job_logs = [r for r in records if r.get("job_id") == "e2e-1"]
+    assert {r["service"] for r in job_logs} >= SERVICES - {"inventory"}, "a stage logged nothing for the job"
+    assert {r.get("trace_id") for r in job_logs} == {job_trace}, "job log lines are not joined to the job's trace"

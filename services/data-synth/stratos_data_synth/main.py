@@ -18,4 +18,4 @@ def build(settings: DataSynthSettings | None = None) -> ServiceRuntime:
 
 def run() -> None:
     settings = DataSynthSettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

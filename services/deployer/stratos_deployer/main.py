@@ -29,4 +29,4 @@ def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
 
 def run() -> None:
     settings = DeployerSettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

@@ -47,4 +47,4 @@ async def _forward_heartbeats(subscription: Subscription, monitor: InventoryMoni
 
 def run() -> None:
     settings = InventorySettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

@@ -41,4 +41,4 @@ def build(settings: SelectorSettings | None = None) -> ServiceRuntime:
 
 def run() -> None:
     settings = SelectorSettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

@@ -18,4 +18,4 @@ def build(settings: TeacherEvalSettings | None = None) -> ServiceRuntime:
 
 def run() -> None:
     settings = TeacherEvalSettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

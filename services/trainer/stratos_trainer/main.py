@@ -43,4 +43,4 @@ def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
 
 def run() -> None:
     settings = TrainerSettings()
-    run_service(lambda: build(settings), settings.log_level, SERVICE)
+    run_service(lambda: build(settings), settings, SERVICE)

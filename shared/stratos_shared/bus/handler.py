@@ -41,6 +41,7 @@ from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.parsing import parse_event
 from stratos_shared.errors import InvalidEventError
+from stratos_shared.logs import job_context
 from stratos_shared.metrics import events_handled, handling_seconds
 
 log = logging.getLogger("stratos.bus")
@@ -183,7 +184,6 @@ class EventRouter:
     ) -> None:
         raw: Msg = msg.raw_message
         broker = self._broker()
-        delivery = raw.metadata.num_delivered
         started = time.perf_counter()
         labels = {"service": self.service, "event_type": consumes.__name__}
         try:
@@ -197,14 +197,33 @@ class EventRouter:
             await msg.ack()
             return
 
+        with job_context(getattr(event, "job_id", None)):
+            await self._handle(fn, event, allowed, msg, labels, started)
+
+    async def _handle(
+        self,
+        fn: Handler[E],
+        event: E,
+        allowed: tuple[type[Event], ...],
+        msg: NatsMessage,
+        labels: dict[str, str],
+        started: float,
+    ) -> None:
+        """Run the handler under a lease, publish what it returns, then ack (or nak / dead-letter on failure)."""
+        raw: Msg = msg.raw_message
+        broker = self._broker()
+        delivery = raw.metadata.num_delivered
         ctx = HandlerContext(broker=broker, service=self.service, delivery=delivery, subject=raw.subject)
         keep_alive = asyncio.create_task(self._extend_lease(raw))
         try:
-            result = await fn(event, ctx)
-            for out in _as_list(result):
+            result = _as_list(await fn(event, ctx))
+            for out in result:
                 if not isinstance(out, allowed):
                     raise TypeError(f"{fn.__name__} returned {type(out).__name__}, which it does not declare")
                 await publish_event(broker, out)
+            # one line per handled event: with the job id and trace id attached, a job's path reads from the logs
+            outcome = ", ".join(type(out).__name__ for out in result) or "nothing"
+            log.info("%s handled %s -> %s", self.service, type(event).__name__, outcome)
         except asyncio.CancelledError:
             raise
         except Redeliver as again:
