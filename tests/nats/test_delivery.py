@@ -133,3 +133,36 @@ async def test_message_failing_max_deliver_times_lands_on_dead_letter_subject(na
     assert "ValueError: poison" in message.headers["Stratos-Dead-Reason"]
     assert message.headers["Stratos-Original-Subject"] == "stratos.evt.job.cancel"
     assert dead.bodies()[0]["job_id"] == "job-poison"
+
+
+async def test_workers_of_one_handler_never_take_the_same_message_twice(nats_server, tmp_path) -> None:
+    """A backlog behind busy workers: each message is handled once even when handling outlasts `ack_wait`.
+
+    Fetching ahead of a free worker (FastStream's `max_workers`) leaves a waiting message's lease to run
+    out, and JetStream hands it out again while the first copy is still queued.
+    """
+    handled: list[str] = []
+    running = 0
+    most_at_once = 0
+    router = EventRouter("test", ack_wait_s=1.0)
+
+    @router.handler(consumes=JobCancelRequested, publishes=[], durable="workers-test", max_workers=2)
+    async def handle(event: JobCancelRequested, ctx: HandlerContext) -> None:
+        nonlocal running, most_at_once
+        running += 1
+        most_at_once = max(most_at_once, running)
+        await asyncio.sleep(2.5)  # longer than ack_wait: only the lease extension keeps the message ours
+        handled.append(event.job_id)
+        running -= 1
+
+    runtime = ServiceRuntime("test", settings_for(nats_server, tmp_path), [router], tracing=False)
+    await runtime.start()
+    try:
+        for n in range(6):
+            await publish_event(runtime.broker, JobCancelRequested(job_id=f"job-{n}"))
+        await wait_until(lambda: len(handled) >= 6, timeout_s=30)
+        await asyncio.sleep(2.0)  # time for a duplicate to finish, were one handed out
+    finally:
+        await runtime.stop()
+    assert sorted(handled) == [f"job-{n}" for n in range(6)], handled
+    assert most_at_once == 2

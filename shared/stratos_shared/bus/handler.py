@@ -150,25 +150,30 @@ class EventRouter:
             self.specs.append(HandlerSpec(fn.__name__, consumes, tuple(publishes), durable))
             allowed = tuple(publishes)
 
-            @self.router.subscriber(
-                listen,
-                stream=EVENTS,
-                durable=durable,
-                pull_sub=PullSub(batch_size=1, timeout=1.0),
-                config=ConsumerConfig(
-                    durable_name=durable,
-                    max_deliver=self.max_deliver,
-                    ack_wait=self.ack_wait_s,
-                    deliver_policy=DeliverPolicy.ALL,
-                    filter_subject=listen,
-                ),
-                ack_policy=AckPolicy.MANUAL,
-                max_workers=max_workers,
-                title=f"{self.service}:{consumes.__name__}",
-                description=(fn.__doc__ or "").strip() or None,
-            )
             async def consume(msg: NatsMessage) -> None:
                 await self._deliver(fn, consumes, allowed, on_invalid, msg)
+
+            # `max_workers` pull loops on the one durable consumer, each fetching only when it is free (as N
+            # processes do). FastStream's own `max_workers` fetches ahead of a free worker and does not extend
+            # the lease of a message waiting for one: after `ack_wait` it is redelivered and handled twice.
+            for worker in range(max_workers):
+                self.router.subscriber(
+                    listen,
+                    stream=EVENTS,
+                    durable=durable,
+                    pull_sub=PullSub(batch_size=1, timeout=1.0),
+                    config=ConsumerConfig(
+                        durable_name=durable,
+                        max_deliver=self.max_deliver,
+                        ack_wait=self.ack_wait_s,
+                        deliver_policy=DeliverPolicy.ALL,
+                        filter_subject=listen,
+                    ),
+                    ack_policy=AckPolicy.MANUAL,
+                    title=f"{self.service}:{consumes.__name__}" + (f"#{worker}" if worker else ""),
+                    description=(fn.__doc__ or "").strip() or None,
+                    include_in_schema=worker == 0,
+                )(consume)
 
             return fn
 
