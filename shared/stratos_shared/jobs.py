@@ -199,9 +199,12 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case JobCancelRequested():
             if not terminal:
                 changes |= {"status": "cancelled", "reason": "cancelled by user"}
+            elif current.status == "completed":
+                # A completed job is still serving; the deployer tears its endpoint down, so it no longer has one.
+                changes |= {"status": "cancelled", "reason": "cancelled by user: deployment stopped", "endpoint": None}
         case _:
             pass
-    if terminal and "status" in changes and event.event_type != "ModelDeployed":
+    if terminal and "status" in changes and event.event_type not in ("ModelDeployed", "JobCancelRequested"):
         changes.pop("status")  # the first outcome stands; later events are still recorded
     history = current.history
     if not isinstance(event, (DataProgress, TrainingProgress)):

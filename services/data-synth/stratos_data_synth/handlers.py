@@ -21,6 +21,9 @@ from stratos_shared.jobcontext import StageResources, split_task, task_for, teac
 log = logging.getLogger("stratos.data_synth")
 tracer = trace.get_tracer("stratos.data_synth")
 
+TEACHER_ERROR = "teacher-error"
+"""Key in DataReady.rejected_by_reason: questions dropped because the teacher failed after retries."""
+
 
 def jsonl(records: Sequence[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
@@ -86,6 +89,7 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 outcome.builder.accepted_count < spec.distillation.min_dataset_size
                 and mode == "alignment"
                 and settings.fallback_to_injection
+                and outcome.teacher_errors < len(split.train)  # a teacher that answered nothing will not in injection
             ):
                 log.warning(
                     "job %s: alignment accepted only %d records; switching to injection once",
@@ -105,7 +109,14 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 }
             )
             if builder.accepted_count < spec.distillation.min_dataset_size:
-                why = "the budget ran out" if outcome.stopped_by_budget else "too few traces passed verification"
+                why = "too few traces passed verification"
+                if outcome.stopped_by_budget:
+                    why = "the budget ran out"
+                elif outcome.teacher_errors:
+                    why = (
+                        f"teacher '{event.teacher}' failed on {outcome.teacher_errors} of {len(split.train)} "
+                        f"questions (last error: {outcome.last_teacher_error})"
+                    )
                 return [
                     failed(
                         event.job_id,
@@ -137,7 +148,7 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 eval_uri=eval_uri,
                 asked=builder.asked,
                 accepted=builder.accepted_count,
-                rejected_by_reason=dict(builder.rejected),
+                rejected_by_reason=dict(builder.rejected) | rejected_by_teacher(outcome),
                 acceptance_rate=builder.passed / max(1, builder.asked),
                 teacher_tokens=outcome.tokens,
                 cost_usd=outcome.cost_usd,
@@ -145,6 +156,11 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
         ]
 
     return events
+
+
+def rejected_by_teacher(outcome: SynthesisOutcome) -> dict[str, int]:
+    """Questions dropped because the teacher failed on them, counted beside the traces verification refused."""
+    return {TEACHER_ERROR: outcome.teacher_errors} if outcome.teacher_errors else {}
 
 
 def failed(job_id: str, reason: str) -> JobFailed:

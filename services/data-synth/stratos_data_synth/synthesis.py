@@ -28,7 +28,9 @@ class SynthesisOutcome:
     cost_usd: float
     tokens: int
     teacher_errors: int
+    """Questions dropped because the teacher failed on them after the client's retries."""
     stopped_by_budget: bool
+    last_teacher_error: str | None = None
 
 
 async def synthesise(
@@ -46,6 +48,7 @@ async def synthesise(
     """Collect traces for `examples` in `mode`; stops asking new questions once `budget_usd` is spent."""
     builder = DatasetBuilder(task, mode, settings.keep_per_question)
     errors = 0
+    last_error: str | None = None
     done = 0
     stopped = False
 
@@ -66,14 +69,15 @@ async def synthesise(
     ask = alignment if mode == "alignment" else injection
 
     async def one(example: Example) -> None:
-        nonlocal errors, done, stopped
+        nonlocal errors, last_error, done, stopped
         if client.usage.cost_usd >= budget_usd:
             stopped = True
             return
         try:
             await ask(example)
-        except TeacherError:
+        except TeacherError as exc:
             errors += 1
+            last_error = str(exc)
         done += 1
         if on_progress is not None and (done % progress_every == 0 or done == len(examples)):
             await on_progress(done, len(examples), builder.accepted_count)
@@ -86,6 +90,7 @@ async def synthesise(
         tokens=usage.input_tokens + usage.output_tokens,
         teacher_errors=errors,
         stopped_by_budget=stopped,
+        last_teacher_error=last_error,
     )
 
 

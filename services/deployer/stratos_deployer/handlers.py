@@ -36,19 +36,34 @@ LEDGER_WAIT_S = 10.0
 
 @dataclass
 class Deployment:
-    job_id: str
-    revision: int
-    server_id: str
-    endpoint: str
-    backend: ServingBackend
+    """One running endpoint: what it serves, where, and what was announced about it."""
+
     trained: ModelTrained
+    backend: ServingBackend
+    deployed: ModelDeployed
+    serving: dict[str, float | str]
+
+    @property
+    def revision(self) -> int:
+        return self.deployed.revision
 
 
 class Deployments:
-    """The endpoints this deployer runs, one per job."""
+    """The endpoints this deployer runs, one per job, and what it has heard about each job.
+
+    The three handlers consume concurrently, so each takes the job's lock: a re-plan or a cancel
+    that arrives while the job is being deployed waits for that deployment, then moves or stops it,
+    instead of finding nothing to act on and leaving the endpoint on a dead server (or running).
+    """
 
     def __init__(self) -> None:
         self.by_job: dict[str, Deployment] = {}
+        self.latest_revision: dict[str, int] = {}
+        self.cancelled: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, job_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(job_id, asyncio.Lock())
 
     async def stop(self, job_id: str) -> bool:
         deployment = self.by_job.pop(job_id, None)
@@ -87,28 +102,36 @@ class Deployer:
         self, trained: ModelTrained, spec: JobSpec, state: JobState
     ) -> tuple[ModelDeployed, dict[str, float | str]]:
         revision = state.server_revision
-        model_dir = await get_dir(
-            self.resources.artifacts, trained.model_uri, self.workdir / trained.job_id / f"rev{revision}" / "model"
-        )
+        workdir = self.workdir / trained.job_id / f"rev{revision}"
+        model_dir = await get_dir(self.resources.artifacts, trained.model_uri, workdir / "model")
         student = next(s for s in spec.students if s.name == trained.student)
-        base = resolve_model(student.model)
+        # Blocking work (building a tiny model, probing for a GPU, generating the task) runs in threads:
+        # the event loop must keep extending the message lease.
+        base = await asyncio.to_thread(resolve_model, student.model)
         model_path, adapter = (Path(base), model_dir) if trained.is_adapter else (model_dir, None)
+        auto = self.settings.serving_backend == "auto"
+        gpu = auto and await asyncio.to_thread(has_gpu)
         backend = choose_backend(
-            has_gpu(),
-            None if self.settings.serving_backend == "auto" else self.settings.serving_backend,
+            gpu,
+            None if auto else self.settings.serving_backend,
             served_name=trained.job_id,
+            ready_timeout_s=self.settings.ready_timeout_s,
+            log_dir=workdir / "logs",
         )
-        with tracer.start_as_current_span(
-            "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
-        ):
-            endpoint = await asyncio.to_thread(backend.start, model_path, adapter, free_port())
-        await self.deployments.stop(trained.job_id)
-        self.deployments.by_job[trained.job_id] = Deployment(
-            trained.job_id, revision, state.server_id or "", endpoint, backend, trained
-        )
-        measured = await self.measure(trained.job_id, spec, endpoint)
+        try:
+            with tracer.start_as_current_span(
+                "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
+            ):
+                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, free_port())
+            measured = await self.measure(trained.job_id, spec, endpoint)
+        except BaseException:
+            # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.
+            await asyncio.to_thread(backend.stop)
+            raise
         deployed = ModelDeployed(
-            event_id=stable_id(trained.job_id, "deployed", revision),
+            # The endpoint is part of the identity: a re-publish of this deployment is dropped as a duplicate,
+            # a new one (after a crash, a re-plan) is not, so the ledger always shows the live endpoint.
+            event_id=stable_id(trained.job_id, "deployed", revision, endpoint),
             job_id=trained.job_id,
             server_id=state.server_id or "",
             revision=revision,
@@ -120,17 +143,21 @@ class Deployer:
             latency_p95_ms=float(measured["latency_p95_ms"]),
             accuracy=float(measured["accuracy"]),
         )
-        return deployed, {
+        serving: dict[str, float | str] = {
             **measured,
             "endpoint": endpoint,
             "backend": deployed.backend,
             "server_id": deployed.server_id,
         }
+        # The previous endpoint serves until this one is measured (its server may be gone already).
+        await self.deployments.stop(trained.job_id)
+        self.deployments.by_job[trained.job_id] = Deployment(trained, backend, deployed, serving)
+        return deployed, serving
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
         """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint."""
-        task = task_for(spec.task)
-        held_out = split_task(task, spec.task).eval[: self.settings.accuracy_samples]
+        task = await asyncio.to_thread(task_for, spec.task)
+        held_out = (await asyncio.to_thread(split_task, task, spec.task)).eval[: self.settings.accuracy_samples]
         by_id: dict[str, Example] = {e.id: e for e in held_out}
         with tracer.start_as_current_span("deployer.probe", attributes={"job.id": job_id}) as span:
             latency = await probe_latency_async(
@@ -163,7 +190,9 @@ class Deployer:
         store = self.resources.artifacts
         plots: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for name, path in render_plots(report, Path(tmp)).items():
+            # Off the event loop: matplotlib takes seconds, and a blocked loop stops extending the message lease.
+            rendered = await asyncio.to_thread(render_plots, report, Path(tmp))
+            for name, path in rendered.items():
                 plots[name] = await store.put_bytes(state.job_id, f"report/{name}.png", path.read_bytes())
         report = report.model_copy(update={"plots": plots})
         await store.put_bytes(state.job_id, "report/report.md", render_markdown(report).encode())
@@ -179,14 +208,24 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
     @events.handler(consumes=ModelTrained, publishes=[ModelDeployed, JobCompleted], durable="deployer")
     async def on_model_trained(event: ModelTrained, ctx: HandlerContext) -> list[Event]:
         """Serve the student on the job's server, measure latency and accuracy, write the report, complete the job."""
-        spec = await resources.specs.get(event.job_id)
-        state = await current_state(resources, event.job_id)
-        if state.status == "cancelled":
-            return []
-        deployed, serving = await deployer.deploy(event, spec, state)
-        await ctx.publish(deployed)
-        state = await current_state(resources, event.job_id)
-        report_uri = await deployer.write_report(spec, state, serving)
+        async with deployments.lock(event.job_id):
+            if event.job_id in deployments.cancelled:
+                return []
+            spec = await resources.specs.get(event.job_id)
+            # A re-plan this deployer already saw must be in the ledger's view before we pick the server.
+            revision = deployments.latest_revision.get(event.job_id, 1)
+            state = await current_state(resources, event.job_id, min_revision=revision)
+            if state.status == "cancelled":
+                return []
+            current = deployments.by_job.get(event.job_id)
+            if current and current.trained.event_id == event.event_id and current.revision == state.server_revision:
+                # A redelivery: this model already serves at this revision; announce it again, do not restart it.
+                deployed, serving = current.deployed, current.serving
+            else:
+                deployed, serving = await deployer.deploy(event, spec, state)
+            await ctx.publish(deployed)
+            state = await current_state(resources, event.job_id)
+            report_uri = await deployer.write_report(spec, state, serving)
         return [
             JobCompleted(
                 event_id=stable_id(event.job_id, "completed"),
@@ -203,23 +242,30 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
 
     @events.handler(consumes=ServerChosen, publishes=[ModelDeployed], durable="deployer-replan")
     async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
-        """A deployed job's server went away: serve it on the new server and update the endpoint."""
-        current = deployments.by_job.get(event.job_id)
-        if current is None or event.revision <= current.revision:
-            return []
-        spec = await resources.specs.get(event.job_id)
-        state = await current_state(resources, event.job_id, min_revision=event.revision)
-        with tracer.start_as_current_span(
-            "deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}
-        ):
-            deployed, _ = await deployer.deploy(current.trained, spec, state)
+        """A deployed job's server went away: serve it on the new server, update the endpoint and the report."""
+        async with deployments.lock(event.job_id):
+            seen = deployments.latest_revision.get(event.job_id, 0)
+            deployments.latest_revision[event.job_id] = max(seen, event.revision)
+            current = deployments.by_job.get(event.job_id)
+            if current is None or event.revision <= current.revision:
+                return []
+            spec = await resources.specs.get(event.job_id)
+            state = await current_state(resources, event.job_id, min_revision=event.revision)
+            with tracer.start_as_current_span(
+                "deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}
+            ):
+                deployed, serving = await deployer.deploy(current.trained, spec, state)
+                # Same artifact name: the job's report_uri now describes the new server and endpoint.
+                await deployer.write_report(spec, state, serving)
         log.info("job %s redeployed on %s at %s", event.job_id, event.server.id, deployed.endpoint)
         return [deployed]
 
     @events.handler(consumes=JobCancelRequested, publishes=[], durable="deployer-cancel")
     async def on_cancel(event: JobCancelRequested, ctx: HandlerContext) -> None:
-        """A cancelled job's endpoint is torn down."""
-        if await deployments.stop(event.job_id):
-            log.info("job %s cancelled: deployment stopped", event.job_id)
+        """A cancelled job's endpoint is torn down, and a deployment still to come is refused."""
+        async with deployments.lock(event.job_id):
+            deployments.cancelled.add(event.job_id)
+            if await deployments.stop(event.job_id):
+                log.info("job %s cancelled: deployment stopped", event.job_id)
 
     return events

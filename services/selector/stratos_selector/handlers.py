@@ -17,6 +17,7 @@ import numpy as np
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
+from stratos_selector.admission import task_problem
 from stratos_selector.domain import Infeasible, ServerTable, select
 from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.bus.handler import EventRouter, HandlerContext
@@ -24,7 +25,6 @@ from stratos_shared.bus.kv import TypedKV
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
     JobCancelRequested,
-    JobCompleted,
     JobFailed,
     JobRejected,
     JobSubmitted,
@@ -259,11 +259,16 @@ def build_events(
     async def on_job_submitted(event: JobSubmitted, ctx: HandlerContext) -> list[Event]:
         """Accept the job (store its spec) and place it, or reject it naming the binding constraint."""
         with tracer.start_as_current_span("selector.place", attributes={"job.id": event.job_id}) as span:
-            await planner.accept(event.job_id, event.spec)
             existing = await planner.placements.get(event.job_id)
             if existing is not None:
                 log.info("job %s already placed on %s; nothing to do", event.job_id, existing.server_id)
                 return []
+            # Reading a user's data file can take a while: off the event loop, so other jobs keep flowing.
+            problem = await asyncio.to_thread(task_problem, event.spec)
+            if problem is not None:
+                span.set_attribute("selector.rejected", problem)
+                return [JobRejected(event_id=stable_id(event.job_id, "rejected"), job_id=event.job_id, reason=problem)]
+            await planner.accept(event.job_id, event.spec)
             outcome = await planner.place(
                 event.job_id, event.spec, revision=1, failed=[], reason="initial placement", previous=None
             )
@@ -348,11 +353,12 @@ def build_events(
         return []
 
     async def release(event: Event, ctx: HandlerContext) -> None:
-        """A finished, failed or cancelled job gives its server slot back."""
+        """A failed or cancelled job gives its server slot back."""
         assert event.job_id is not None
         await planner.finish(event.job_id)
 
-    events.handler(consumes=JobCompleted, publishes=[], durable="selector-job-completed")(release)
+    # A completed job keeps its slot and stays active: its deployment serves on that server, so a
+    # ServerDown must still re-plan it (the deployer follows). `stratos cancel` frees the slot.
     events.handler(consumes=JobFailed, publishes=[], durable="selector-job-failed")(release)
     events.handler(consumes=JobCancelRequested, publishes=[], durable="selector-job-cancelled")(release)
 

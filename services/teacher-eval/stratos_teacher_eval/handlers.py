@@ -11,6 +11,7 @@ from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import JobFailed, ServerChosen, TeacherChosen
 from stratos_shared.jobcontext import StageResources, split_task, task_for
+from stratos_shared.tasks.errors import TaskError
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
 from stratos_teacher_eval.evaluation import score_teacher
 from stratos_teacher_eval.settings import TeacherEvalSettings
@@ -30,7 +31,10 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
             return []  # a re-plan moves the job; the teacher choice does not depend on the server
         spec = await resources.specs.get(event.job_id)
         with tracer.start_as_current_span("teacher-eval.choose", attributes={"job.id": event.job_id}) as span:
-            task = task_for(spec.task)
+            try:
+                task = task_for(spec.task)
+            except TaskError as exc:  # the selector checked it; the file may have changed (or differ here) since
+                return [failed(event.job_id, f"the task cannot be loaded: {exc}")]
             sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
             scores = await asyncio.gather(
                 *(
@@ -48,14 +52,9 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
             )
             best = choose_teacher(scores)
             if best is None:
-                reasons = "; ".join(f"{s.name}: {s.error}" for s in scores)
+                reasons = "; ".join(f"teacher '{s.name}': {s.error}" for s in scores)
                 return [
-                    JobFailed(
-                        event_id=stable_id(event.job_id, "failed", "teacher-eval"),
-                        job_id=event.job_id,
-                        stage="teacher-eval",
-                        reason=f"every teacher is unreachable ({reasons})",
-                    )
+                    failed(event.job_id, f"no teacher could be scored, every one is unreachable or failing ({reasons})")
                 ]
             mode = choose_mode(best.accuracy, spec.distillation.tau)
             span.set_attributes(
@@ -76,3 +75,9 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
             ]
 
     return events
+
+
+def failed(job_id: str, reason: str) -> JobFailed:
+    return JobFailed(
+        event_id=stable_id(job_id, "failed", "teacher-eval"), job_id=job_id, stage="teacher-eval", reason=reason
+    )

@@ -11,8 +11,9 @@ It also answers reverse prompts (question plus given answer) with a trace
 reaching the given answer, sloppy (answer only) with a configured
 probability so that step verification has something to reject; and it can
 inject faults (429 with Retry-After, 500, answers slower than any timeout,
-malformed bodies) to exercise client retries. ``GET /stats`` counts requests
-per model so tests can prove the cache saved calls.
+malformed bodies of several kinds), for every model or per model, to exercise
+client retries and how the stages degrade. ``GET /stats`` counts requests per
+model so tests can prove the cache saved calls.
 
 Run: ``python -m stratos_shared.teacher.simulator --port 8100 --config sim.yaml``.
 """
@@ -31,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 import yaml
@@ -76,15 +77,15 @@ REVERSE_MARKER = "\n\nThe correct final answer is: "
 DEFAULT_MODEL = "teacher-sim"
 
 
-class ModelSpec(BaseModel):
-    """One simulated model: accuracy per task kind, and how often reverse traces are sloppy."""
+MalformedKind = Literal["truncated", "not-json", "no-choices", "wrong-types"]
+"""How a malformed answer is broken: cut mid-JSON, not JSON at all, no ``choices``, or a non-string content."""
 
-    accuracy: dict[str, float] = Field(default_factory=dict)
-    default_accuracy: float = 1.0
-    sloppy_rate: float = 0.0
-
-    def accuracy_for(self, kind: str) -> float:
-        return self.accuracy.get(kind, self.default_accuracy)
+_MALFORMED_BODIES: dict[str, bytes] = {
+    "truncated": b'{"choices": [ {"message": ',
+    "not-json": b"<html><body>502 Bad Gateway</body></html>",
+    "no-choices": b'{"id": "simcmpl-x", "object": "chat.completion", "usage": {"prompt_tokens": 1}}',
+    "wrong-types": b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": 42}}], "usage": "many"}',
+}
 
 
 class Faults(BaseModel):
@@ -96,6 +97,23 @@ class Faults(BaseModel):
     rate_timeout: float = 0.0
     timeout_delay_s: float = 30.0
     rate_malformed: float = 0.0
+    malformed_kinds: list[MalformedKind] = Field(
+        default_factory=lambda: list[MalformedKind](["truncated"]),
+        min_length=1,
+        description="Drawn uniformly for each malformed answer.",
+    )
+
+
+class ModelSpec(BaseModel):
+    """One simulated model: accuracy per task kind, how often reverse traces are sloppy, its own faults."""
+
+    accuracy: dict[str, float] = Field(default_factory=dict)
+    default_accuracy: float = 1.0
+    sloppy_rate: float = 0.0
+    faults: Faults | None = Field(default=None, description="Faults of this model only; the global ones otherwise.")
+
+    def accuracy_for(self, kind: str) -> float:
+        return self.accuracy.get(kind, self.default_accuracy)
 
 
 class DatasetSpec(BaseModel):
@@ -201,13 +219,19 @@ class Simulator:
         except TaskError:
             return sloppy
 
-    def draw_fault(self) -> str | None:
-        f = self.config.faults
+    def faults_for(self, model: str) -> Faults:
+        spec = self.config.models.get(model)
+        return spec.faults if spec is not None and spec.faults is not None else self.config.faults
+
+    def draw_fault(self, model: str = "") -> str | None:
+        """The fault for the next request to ``model``: "429", "500", "timeout", "malformed:<kind>" or None."""
+        f = self.faults_for(model)
         for name, rate in (("429", f.rate_429), ("500", f.rate_500), ("timeout", f.rate_timeout)):
             if rate > 0 and self._fault_rng.random() < rate:
                 return name
         if f.rate_malformed > 0 and self._fault_rng.random() < f.rate_malformed:
-            return "malformed"
+            kinds = f.malformed_kinds  # one kind draws nothing, so single-kind runs keep their fault sequence
+            return f"malformed:{kinds[0] if len(kinds) == 1 else self._fault_rng.choice(kinds)}"
         return None
 
 
@@ -230,18 +254,20 @@ def create_app(config: SimulatorConfig | Simulator) -> Starlette:
         sim.requests[model] += 1
         if model not in sim.config.models:
             return _error(404, f"model '{model}' does not exist", "not_found_error")
-        fault = sim.draw_fault()
+        faults = sim.faults_for(model)
+        fault = sim.draw_fault(model)
         if fault:
-            sim.faults[fault] += 1
+            # Counted as "malformed" whatever the kind, so stats stay comparable across configs.
+            sim.faults[fault.split(":", 1)[0]] += 1
         if fault == "429":
-            retry = {"Retry-After": f"{sim.config.faults.retry_after_s:g}"}
+            retry = {"Retry-After": f"{faults.retry_after_s:g}"}
             return _error(429, "rate limited (simulated)", "rate_limit_error", retry)
         if fault == "500":
             return _error(500, "internal error (simulated)", "server_error")
         if fault == "timeout":
-            await asyncio.sleep(sim.config.faults.timeout_delay_s)
-        if fault == "malformed":
-            return Response('{"choices": [ {"message": ', media_type="application/json")
+            await asyncio.sleep(faults.timeout_delay_s)
+        if fault is not None and fault.startswith("malformed:"):
+            return Response(_MALFORMED_BODIES[fault.removeprefix("malformed:")], media_type="application/json")
         if sim.config.latency_ms > 0:
             await asyncio.sleep(sim.config.latency_ms / 1000)
         messages = [m for m in body["messages"] if isinstance(m, dict) and isinstance(m.get("content"), str)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -124,3 +125,81 @@ def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:
     while "up" not in process.log_tail() and time.monotonic() < deadline:
         time.sleep(0.05)  # the SIGTERM handler must be installed before we signal
     assert process.stop(grace_s=0.5) == -9
+
+
+@pytest.fixture
+def vllm_executable(tmp_path: Path) -> str:
+    """A ``vllm`` on the path the config names, running the vLLM process double (this machine has no GPU)."""
+    double = Path(__file__).with_name("vllm_double.py")
+    executable = tmp_path / "bin" / "vllm"
+    executable.parent.mkdir()
+    executable.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{double}" "$@"\n')
+    executable.chmod(0o755)
+    return str(executable)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def logged(log: str, prefix: str) -> str:
+    """The latest line the double logged under `prefix` (the log is appended to across launches)."""
+    return next(line.removeprefix(prefix) for line in reversed(log.splitlines()) if line.startswith(prefix))
+
+
+def test_vllm_backend_lifecycle_lora_then_merged(vllm_executable: str, tmp_path: Path) -> None:
+    """Launch with --enable-lora, wait for /health, SIGTERM the process group; then relaunch a merged model."""
+    template = VllmConfig(model="", served_name="x", executable=vllm_executable, max_model_len=512)
+    backend = VllmBackend("job-7", template=template, log_dir=tmp_path / "logs", ready_timeout_s=60)
+    port = free_port()
+    url = backend.start(Path("/models/base"), Path("/jobs/job-7/adapter"), port)
+    returned_at = time.time()
+    log = backend.log_path.read_text()
+    assert json.loads(logged(log, "argv ")) == [
+        "serve", "/models/base", "--host", "127.0.0.1", "--port", str(port),
+        "--enable-lora", "--lora-modules", "job-7=/jobs/job-7/adapter",
+        "--dtype", "auto", "--gpu-memory-utilization", "0.9", "--max-model-len", "512",
+    ]  # fmt: skip
+    # start() returned only after the server listened (the double listens 1 s after it starts)
+    assert returned_at >= float(logged(log, "listening "))
+    assert url == f"http://127.0.0.1:{port}/v1" and backend.healthy()
+    assert [m["id"] for m in httpx.get(url + "/models").json()["data"]] == ["job-7"]
+    worker = int(logged(log, "worker "))
+
+    backend.stop()
+    assert "SIGTERM" in backend.log_path.read_text(), "stop() did not ask vLLM to shut down gracefully"
+    assert not backend.healthy() and not alive(worker), "vLLM's worker outlived it"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/models")
+
+    port = free_port()
+    url = backend.start(Path("/jobs/job-7/merged"), None, port)
+    try:
+        assert json.loads(logged(backend.log_path.read_text(), "argv ")) == [
+            "serve", "/jobs/job-7/merged", "--host", "127.0.0.1", "--port", str(port),
+            "--served-model-name", "job-7",
+            "--dtype", "auto", "--gpu-memory-utilization", "0.9", "--max-model-len", "512",
+        ]  # fmt: skip
+        assert [m["id"] for m in httpx.get(url + "/models").json()["data"]] == ["job-7"]
+    finally:
+        backend.stop()
+
+
+def test_vllm_backend_launch_that_dies_is_reported_and_can_be_retried(vllm_executable: str, tmp_path: Path) -> None:
+    template = VllmConfig(model="", served_name="x", executable=vllm_executable, extra_args=["--double-exit-code", "1"])
+    backend = VllmBackend("job-8", template=template, log_dir=tmp_path, ready_timeout_s=60)
+    with pytest.raises(ServerExitedError, match="exited with code 1") as info:
+        backend.start(Path("/models/base"), None, free_port())
+    assert "CUDA out of memory" in str(info.value)
+    assert not backend.healthy()
+    backend.template = template.model_copy(update={"extra_args": []})
+    url = backend.start(Path("/models/base"), None, free_port())  # not "already serving": the failed launch is gone
+    try:
+        assert backend.healthy() and httpx.get(url + "/models").status_code == 200
+    finally:
+        backend.stop()

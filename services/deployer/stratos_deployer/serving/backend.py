@@ -17,6 +17,9 @@ from typing import Protocol
 from stratos_deployer.serving.process import ManagedProcess, ServingError
 from stratos_deployer.serving.vllm import VllmConfig, vllm_process
 
+CPU_READY_TIMEOUT_S = 300.0
+VLLM_READY_TIMEOUT_S = 900.0
+
 
 class ServingBackend(Protocol):
     """Starts a model server and reports whether it still answers."""
@@ -90,7 +93,7 @@ class CpuBackend(_ProcessBackend):
         host: str = "127.0.0.1",
         max_batch_size: int = 16,
         max_wait_ms: float = 10.0,
-        ready_timeout_s: float = 300.0,
+        ready_timeout_s: float = CPU_READY_TIMEOUT_S,
         log_dir: Path | None = None,
     ) -> None:
         super().__init__(host, ready_timeout_s, log_dir)
@@ -127,7 +130,7 @@ class VllmBackend(_ProcessBackend):
         served_name: str,
         *,
         template: VllmConfig | None = None,
-        ready_timeout_s: float = 900.0,
+        ready_timeout_s: float = VLLM_READY_TIMEOUT_S,
         log_dir: Path | None = None,
     ) -> None:
         self.template = template or VllmConfig(model="", served_name=served_name)
@@ -163,11 +166,21 @@ def has_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def choose_backend(has_gpu: bool, override: str | None = None, *, served_name: str = "stratos-model") -> ServingBackend:
-    """vLLM on GPU, CPU server otherwise; ``override`` ("cpu" or "vllm") wins."""
+def choose_backend(
+    has_gpu: bool,
+    override: str | None = None,
+    *,
+    served_name: str = "stratos-model",
+    ready_timeout_s: float | None = None,
+    log_dir: Path | None = None,
+) -> ServingBackend:
+    """vLLM on GPU, CPU server otherwise; ``override`` ("cpu" or "vllm") wins.
+
+    ``ready_timeout_s`` None keeps each backend's own default (vLLM loads far slower than the CPU server).
+    """
     choice = (override or ("vllm" if has_gpu else "cpu")).lower()
     if choice == "cpu":
-        return CpuBackend(served_name)
+        return CpuBackend(served_name, log_dir=log_dir, ready_timeout_s=ready_timeout_s or CPU_READY_TIMEOUT_S)
     if choice == "vllm":
-        return VllmBackend(served_name)
+        return VllmBackend(served_name, log_dir=log_dir, ready_timeout_s=ready_timeout_s or VLLM_READY_TIMEOUT_S)
     raise ValueError(f"unknown serving backend {override!r}; expected 'cpu' or 'vllm'")

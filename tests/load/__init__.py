@@ -1,0 +1,1 @@
+"""Load tests: hundreds of concurrent jobs through the real services, expensive stages replaced by doubles."""

@@ -1,0 +1,316 @@
+"""The deployer over a real nats-server: the job report, a redeploy after a re-plan, teardown on cancel.
+
+Inventory, selector (placement, re-planning, the job ledger) and deployer run for real, the deployer
+starting real CPU model servers as child processes. The stages in between are stood in for by their
+events (valid contract events published by the test) and a tiny LoRA adapter in the artifact store:
+the deployer is the unit under test, and training for real would cost a minute more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from nats.aio.client import Client
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+from typer.testing import CliRunner
+
+from stratos_cli.app import app
+from stratos_cli.client import wait_until_ready
+from stratos_deployer.main import build as build_deployer
+from stratos_deployer.settings import DeployerSettings
+from stratos_inventory.main import build as build_inventory
+from stratos_inventory.settings import InventorySettings
+from stratos_selector.main import build as build_selector
+from stratos_selector.settings import SelectorSettings
+from stratos_shared.artifacts import NatsArtifactStore, put_dir
+from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.contracts.base import Event
+from stratos_shared.contracts.events import (
+    DataReady,
+    JobSubmitted,
+    ModelTrained,
+    ServerDownRequested,
+    StudentChosen,
+    StudentScreen,
+    TeacherChosen,
+    TeacherScore,
+    TrainingProgress,
+)
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.embedded import NatsServerProcess
+from stratos_shared.jobs import JobState
+from stratos_shared.models import resolve_model
+from tests.conftest import Collector
+from tests.nats.services import common, running
+
+pytestmark = pytest.mark.nats
+
+ROOT = Path(__file__).parents[2]
+STUDENT = "tiny:tiny-1m"
+LOSSES = [(1, 3.2), (2, 2.9), (3, 2.5)]
+TEACHER_COST, DATA_COST, TRAINING_COST = 0.013, 0.2, 0.05
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter for the tiny student, random enough that serving it is not serving the base model."""
+    torch.manual_seed(7)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(STUDENT))
+    config = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    out = tmp_path_factory.mktemp("adapter")
+    get_peft_model(model, config).save_pretrained(str(out))
+    return out
+
+
+def spec(name: str) -> JobSpec:
+    base = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
+    return base.model_copy(
+        update={
+            "name": name,
+            "students": base.students[:1],
+            "task": base.task.model_copy(update={"size": 100}),
+            "distillation": base.distillation.model_copy(update={"min_dataset_size": 10}),
+        }
+    )
+
+
+def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
+    base = common(nats_server, tmp_path)
+    return (
+        build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
+        build_selector(SelectorSettings(**base)),
+        # Small probes keep each deployment to a few seconds; the numbers still come from real requests.
+        build_deployer(
+            DeployerSettings(**base, serving_backend="cpu", probe_requests=3, accuracy_samples=3, max_tokens=8)
+        ),
+    )
+
+
+async def publish(nc: Client, event: Event) -> None:
+    await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
+
+
+async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Path) -> ModelTrained:
+    """What teacher-eval, data-synth and the trainer would have published for this job, in pipeline order."""
+    store = NatsArtifactStore(nc.jetstream())
+    teacher = TeacherChosen(
+        job_id=job_id,
+        teacher="strong",
+        mode="alignment",
+        tau=0.5,
+        scores=[
+            TeacherScore(name="strong", accuracy=0.9, ci_low=0.75, ci_high=0.96, graded=30, errors=0, cost_usd=0.012),
+            TeacherScore(name="weak", accuracy=0.3, ci_low=0.17, ci_high=0.48, graded=30, errors=1, cost_usd=0.001),
+        ],
+        sample_ids=["q-1", "q-2"],
+        cost_usd=TEACHER_COST,
+    )
+    data = DataReady(
+        job_id=job_id,
+        mode="alignment",
+        teacher="strong",
+        train_uri=store.uri_for(job_id, "data/train.jsonl"),
+        eval_uri=store.uri_for(job_id, "data/eval.jsonl"),
+        asked=100,
+        accepted=85,
+        rejected_by_reason={"wrong-answer": 15},
+        acceptance_rate=0.85,
+        teacher_tokens=20_000,
+        cost_usd=DATA_COST,
+    )
+    screen = StudentScreen(name="tiny-1m", model=STUDENT, params=1_000_000, screened_accuracy=0.0, passed=True)
+    chosen = StudentChosen(job_id=job_id, student="tiny-1m", model=STUDENT, threshold=0.0, screens=[screen])
+    progress = [
+        TrainingProgress(job_id=job_id, server_id=server_id, step=step, total_steps=3, loss=loss)
+        for step, loss in LOSSES
+    ]
+    trained = ModelTrained(
+        job_id=job_id,
+        server_id=server_id,
+        student="tiny-1m",
+        base_model=STUDENT,
+        method="lora-sft",
+        model_uri=await put_dir(store, job_id, "model/adapter", adapter),
+        is_adapter=True,
+        accuracy_before=0.0,
+        accuracy_after=0.1,
+        training_seconds=12.5,
+        steps=3,
+        tokens=4096,
+        cost_usd=TRAINING_COST,
+    )
+    for event in (teacher, data, chosen, *progress, trained):
+        await publish(nc, event)
+    return trained
+
+
+async def deploy(
+    nc: Client, chosen: Collector, completed: Collector, job_id: str, adapter: Path
+) -> tuple[dict[str, Any], ModelTrained]:
+    """Submit a job, stand in for the stages up to training, wait until the deployer completes it."""
+    await publish(nc, JobSubmitted(job_id=job_id, spec=spec(job_id)))
+    await chosen.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=30)
+    placement = next(b for b in chosen.bodies() if b["job_id"] == job_id)
+    trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter)
+    await completed.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=120)
+    return placement, trained
+
+
+async def answers(endpoint: str, model: str) -> bool:
+    """True when the endpoint serves a chat completion for `model`; False when nothing serves there."""
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(
+                f"{endpoint}/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": "1+1?"}], "max_tokens": 4},
+            )
+    except httpx.TransportError:  # refused, reset or silent: nothing serves there
+        return False
+    reply.raise_for_status()
+    body = reply.json()
+    return body["model"] == model and isinstance(body["choices"][0]["message"]["content"], str)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 20.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
+
+
+async def job_state(nc: Client, job_id: str, until: Callable[[JobState], bool]) -> JobState:
+    """The ledger's state of the job once `until` holds (the ledger folds events a moment after they are out)."""
+    jobs = TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState)
+    state: JobState | None = None
+    for _ in range(100):
+        found = await jobs.get(job_id)
+        state = found[0] if found else None
+        if state is not None and until(state):
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the ledger never reached the expected state for {job_id}: {state}")
+
+
+async def test_report_is_complete_and_a_replan_moves_the_deployment(
+    nats_server, tmp_path, nc: Client, collect, adapter_dir: Path
+) -> None:
+    chosen = await collect("stratos.evt.server.chosen")
+    deployed = await collect("stratos.evt.model.deployed")
+    completed = await collect("stratos.evt.job.completed")
+    store = NatsArtifactStore(nc.jetstream())
+    async with running(*stack(nats_server, tmp_path)):
+        await wait_until_ready(nats_server.url)
+        placement, trained = await deploy(nc, chosen, completed, "dep-1", adapter_dir)
+        first = deployed.bodies()[0]
+        done = completed.bodies()[0]
+        report = json.loads(await store.get_bytes(done["report_uri"]))
+        markdown = (await store.get_bytes(done["report_uri"].replace("report.json", "report.md"))).decode()
+        first_state = await job_state(nc, "dep-1", lambda s: s.status == "completed")
+        served_first = await answers(first["endpoint"], "dep-1")
+
+        # The job's server goes down after deployment: the selector re-plans, the deployer follows.
+        old_server = placement["server"]["id"]
+        await publish(nc, ServerDownRequested(server_id=old_server, reason="test: lost after deployment"))
+        await deployed.wait_for(lambda c: any(b["revision"] == 2 for b in c.bodies()), timeout_s=120)
+        second = next(b for b in deployed.bodies() if b["revision"] == 2)
+        replan = next(b for b in chosen.bodies() if b["job_id"] == "dep-1" and b["revision"] == 2)
+        moved_state = await job_state(nc, "dep-1", lambda s: s.endpoint == second["endpoint"])
+        old_endpoint_gone = await eventually(lambda: _not(answers(first["endpoint"], "dep-1")))
+        served_second = await answers(second["endpoint"], "dep-1")
+        moved_report = json.loads(await store.get_bytes(done["report_uri"]))
+
+    # --- the first deployment: on the placed server, measured through its endpoint ---
+    assert first["revision"] == 1 and first["server_id"] == old_server and first["backend"] == "cpu"
+    announced = {b["endpoint"] for b in deployed.bodies() if b["revision"] == 1}
+    assert announced == {first["endpoint"]}, "revision 1 was served more than once (a redelivery restarted it?)"
+    assert served_first, "the endpoint in ModelDeployed did not serve the job's model"
+    assert 0 < first["ttft_p50_ms"] <= first["latency_p50_ms"] <= first["latency_p95_ms"]
+    assert 0.0 <= first["accuracy"] <= 1.0
+    assert done["summary"]["endpoint"] == first["endpoint"] and done["summary"]["server_id"] == old_server
+    assert first_state.endpoint == first["endpoint"] and first_state.report_uri == done["report_uri"]
+
+    # --- the report names every part the issue asks for, with the numbers the events carried ---
+    server = placement["server"]
+    assert report["server"]["id"] == old_server and report["server"]["reason"] == placement["reason"]
+    assert report["server"]["revision"] == 1 and report["server"]["strategy"]
+    assert report["server"]["feasible_count"] >= report["server"]["pareto_size"] >= 1
+    assert report["teacher"]["teacher"] == "strong" and report["teacher"]["mode"] == "alignment"
+    assert report["teacher"]["accuracy"] == 0.9
+    assert report["student"]["before"] == trained.accuracy_before
+    assert report["student"]["after"] == trained.accuracy_after
+    assert report["student"]["seconds"] == trained.training_seconds and report["student"]["student"] == "tiny-1m"
+    serving = report["serving"]
+    assert serving["latency_p50_ms"] == first["latency_p50_ms"] and serving["accuracy"] == first["accuracy"]
+    assert serving["total_latency_ms"] == pytest.approx(server["latency_ms"] + first["latency_p50_ms"])
+    assert serving["slo_ms"] == 100 and serving["meets_slo"] == (serving["total_latency_ms"] <= 100)
+    cost = report["cost"]
+    assert (cost["teacher_eval_usd"], cost["data_synth_usd"], cost["training_usd"]) == (
+        TEACHER_COST,
+        DATA_COST,
+        TRAINING_COST,
+    )
+    assert cost["serving_usd"] == pytest.approx(24 * server["cost_per_hour"]) and cost["budget_usd"] == 200
+    total = TEACHER_COST + DATA_COST + TRAINING_COST + cost["serving_usd"]
+    score = report["score"]
+    assert score["accuracy"] == first["accuracy"]
+    assert score["latency"] == pytest.approx(min(1.0, 100 / serving["total_latency_ms"]))
+    assert score["cost"] == pytest.approx(1 - total / 200)
+    assert [tuple(point) for point in report["loss_curve"]] == LOSSES
+    assert set(report["plots"]) == {"accuracy", "loss", "cost"}
+    for uri in report["plots"].values():
+        assert (await store.get_bytes(uri)).startswith(b"\x89PNG"), uri
+    assert f"**total** | **{total:.4f}** of 200.00 budget" in markdown
+
+    # --- the re-plan: redeployed on the new server, the old endpoint torn down, the ledger and report updated ---
+    assert replan["server"]["id"] != old_server and replan["previous_server_id"] == old_server
+    assert second["revision"] == 2 and second["server_id"] == replan["server"]["id"]
+    assert second["endpoint"] != first["endpoint"]
+    assert old_endpoint_gone, f"the old endpoint {first['endpoint']} still answers after the redeploy"
+    assert served_second, "the new endpoint does not serve the job's model"
+    assert moved_state.server_id == replan["server"]["id"] and moved_state.server_revision == 2
+    assert moved_state.results["deployment"]["revision"] == 2 and moved_state.status == "completed"
+    assert moved_report["server"]["id"] == replan["server"]["id"] and moved_report["server"]["revision"] == 2
+    assert moved_report["serving"]["endpoint"] == second["endpoint"]
+    assert len(completed.messages) == 1, "a redeploy must not complete the job a second time"
+
+
+async def test_cancel_tears_down_only_that_jobs_deployment(
+    nats_server, tmp_path, nc: Client, collect, adapter_dir: Path
+) -> None:
+    chosen = await collect("stratos.evt.server.chosen")
+    deployed = await collect("stratos.evt.model.deployed")
+    completed = await collect("stratos.evt.job.completed")
+    async with running(*stack(nats_server, tmp_path)):
+        await wait_until_ready(nats_server.url)
+        await deploy(nc, chosen, completed, "keep-1", adapter_dir)
+        await deploy(nc, chosen, completed, "stop-1", adapter_dir)
+        endpoints = {b["job_id"]: b["endpoint"] for b in deployed.bodies()}
+        both_served = [await answers(endpoints[job], job) for job in ("keep-1", "stop-1")]
+
+        result = await asyncio.to_thread(CliRunner().invoke, app, ["cancel", "stop-1", "--nats", nats_server.url])
+        stopped = await eventually(lambda: _not(answers(endpoints["stop-1"], "stop-1")))
+        cancelled = await job_state(nc, "stop-1", lambda s: s.status == "cancelled")
+        kept_serving = await answers(endpoints["keep-1"], "keep-1")
+        kept = await job_state(nc, "keep-1", lambda s: s.status == "completed")
+
+    assert both_served == [True, True]
+    assert result.exit_code == 0, result.output
+    assert stopped, f"the cancelled job's endpoint {endpoints['stop-1']} still answers"
+    assert cancelled.endpoint is None and "cancelled" in (cancelled.reason or "")
+    assert kept_serving, "cancelling one job took another job's deployment down"
+    assert kept.endpoint == endpoints["keep-1"]

@@ -1,0 +1,65 @@
+"""The deployer's job report, assembled from the ledger and its own measurements (pure: no broker, no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratos_deployer.domain import build_report
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobs import JobState
+
+ROOT = Path(__file__).parents[3]
+SERVER = {"id": "a100-us-east", "cost_per_hour": 10.0, "latency_ms": 35.0, "gpu_model": "A100-80G"}
+
+
+def spec() -> JobSpec:
+    return JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")  # SLO 100 ms, budget 200, 24 serving hours
+
+
+def state(results: dict[str, Any]) -> JobState:
+    return JobState(job_id="r-1", server_id=SERVER["id"], server_revision=2, student="tiny-1m", results=results)
+
+
+def test_report_over_slo_and_over_budget_says_so_and_scores_it() -> None:
+    results = {
+        "server": {**SERVER, "revision": 2, "reason": "server h100-us-east went down"},
+        "placement": {"strategy": "pareto", "feasible_count": 6, "total_count": 8, "pareto_size": 4},
+        "teacher_eval": {
+            "teacher": "strong",
+            "mode": "alignment",
+            "cost_usd": 1.0,
+            "scores": [{"name": "weak", "accuracy": 0.3}, {"name": "strong", "accuracy": 0.9}],
+        },
+        "data": {"accepted": 80, "asked": 100, "cost_usd": 2.0},
+        "training": {"before": 0.05, "after": 0.45, "seconds": 61.0, "cost_usd": 3.0},
+        "loss_curve": [[1, 2.5], [2, 2.0]],
+    }
+    report = build_report(spec(), state(results), results["server"], {"latency_p50_ms": 80.0, "accuracy": 0.4})
+
+    assert report.server["reason"] == "server h100-us-east went down" and report.server["revision"] == 2
+    assert report.server["pareto_size"] == 4 and report.server["strategy"] == "pareto"
+    assert report.teacher["accuracy"] == 0.9 and report.teacher["mode"] == "alignment"
+    assert (report.student["before"], report.student["after"], report.student["seconds"]) == (0.05, 0.45, 61.0)
+    assert report.student["student"] == "tiny-1m"
+    # 35 ms to the server plus 80 ms p50 misses a 100 ms SLO
+    assert report.serving["total_latency_ms"] == 115.0 and report.serving["meets_slo"] is False
+    # 24 planned serving hours at $10/h alone exceed the $200 budget
+    assert report.cost.serving_usd == 240.0 and report.cost.total_usd == 246.0 and report.cost.budget_usd == 200
+    assert report.score.accuracy == 0.4
+    assert report.score.latency == pytest.approx(100 / 115)
+    assert report.score.cost == 0.0, "an over-budget job must not score on cost"
+    assert report.score.total == pytest.approx((0.4 + 100 / 115 + 0.0) / 3)
+    assert report.loss_curve == [(1, 2.5), (2, 2.0)]
+
+
+def test_report_within_constraints_scores_full_marks_on_them() -> None:
+    results = {"server": SERVER, "training": {"before": 0.0, "after": 0.2, "cost_usd": 0.5}}
+    cheap = {**SERVER, "cost_per_hour": 1.0}
+    report = build_report(spec(), state(results), cheap, {"latency_p50_ms": 20.0, "accuracy": 0.2})
+    assert report.serving["meets_slo"] is True and report.score.latency == 1.0
+    assert report.cost.total_usd == pytest.approx(24.5)
+    assert report.score.cost == pytest.approx(1 - 24.5 / 200)
+    assert report.teacher["accuracy"] is None, "no teacher evaluation in the ledger means no teacher accuracy"
