@@ -125,7 +125,13 @@ def render_markdown(report: JobReport) -> str:
         f"end-to-end p50 {sv.get('latency_p50_ms', 0):.0f} ms, "
         f"p95 {sv.get('latency_p95_ms', 0):.0f} ms; with network {sv.get('total_latency_ms', 0):.0f} ms against the "
         f"{sv.get('slo_ms', 0):.0f} ms SLO ({'met' if sv.get('meets_slo') else 'missed'})",
-        f"- accuracy through the endpoint: {_pct(sv.get('accuracy'))}",
+        f"- accuracy through the endpoint: {_pct(sv.get('accuracy'))}"
+        + (
+            f" against the {_pct(sv['accuracy_target'])} target "
+            f"({'met' if sv.get('meets_accuracy_target') else 'missed'})"
+            if sv.get("accuracy_target")
+            else ""
+        ),
         "",
         "## Cost",
         "| stage | USD |",

@@ -35,6 +35,8 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
         "total_latency_ms": total_latency,
         "slo_ms": spec.constraints.latency_slo_ms,
         "meets_slo": total_latency <= spec.constraints.latency_slo_ms,
+        "accuracy_target": spec.constraints.accuracy_target,
+        "meets_accuracy_target": float(serving.get("accuracy", 0.0)) >= spec.constraints.accuracy_target,
     }
     score = multi_objective_score(
         float(serving.get("accuracy", 0.0)),

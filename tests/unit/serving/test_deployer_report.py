@@ -63,3 +63,19 @@ def test_report_within_constraints_scores_full_marks_on_them() -> None:
     assert report.cost.total_usd == pytest.approx(24.5)
     assert report.score.cost == pytest.approx(1 - 24.5 / 200)
     assert report.teacher["accuracy"] is None, "no teacher evaluation in the ledger means no teacher accuracy"
+
+
+def test_report_checks_the_accuracy_target_and_says_it_in_markdown() -> None:
+    from stratos_shared.report import render_markdown as markdown
+
+    def with_target(target: float) -> JobSpec:
+        base = spec()
+        return base.model_copy(update={"constraints": base.constraints.model_copy(update={"accuracy_target": target})})
+
+    wanted = with_target(0.5)
+    results = {"server": SERVER, "training": {"before": 0.0, "after": 0.4}}
+    missed = build_report(wanted, state(results), SERVER, {"latency_p50_ms": 20.0, "accuracy": 0.4})
+    met = build_report(wanted, state(results), SERVER, {"latency_p50_ms": 20.0, "accuracy": 0.5})
+    assert missed.serving["meets_accuracy_target"] is False and met.serving["meets_accuracy_target"] is True
+    assert "against the 50.0% target (missed)" in markdown(missed)
+    assert "target" not in markdown(build_report(with_target(0.0), state(results), SERVER, {"accuracy": 0.4}))
