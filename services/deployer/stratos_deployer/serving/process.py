@@ -58,12 +58,19 @@ class ManagedProcess:
         if self._proc is not None:
             raise ServingError(f"already started (pid {self._proc.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        stop_leftover(self.pid_path)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         env = {**os.environ, **self.env} if self.env is not None else None
         # A new session lets stop() signal the whole group (vLLM spawns workers).
         self._proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+        self.pid_path.write_text(f"{self._proc.pid} {_start_time(self._proc.pid)}")
+
+    @property
+    def pid_path(self) -> Path:
+        """Kept while the server runs: a deployer relaunched after SIGKILL finds the server its last life left."""
+        return self.log_path.with_suffix(".pid")
 
     def is_running(self) -> bool:
         """True while the process has not exited."""
@@ -114,6 +121,7 @@ class ManagedProcess:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._close_log()
+        self.pid_path.unlink(missing_ok=True)
         return proc.returncode
 
     def log_tail(self, lines: int = 20) -> str:
@@ -128,6 +136,30 @@ class ManagedProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time in clock ticks (Linux /proc): with the pid it names one process, not a reused pid."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def stop_leftover(pid_path: Path) -> None:
+    """Kill the server a SIGKILLed deployer left running (its own session outlives it) before serving the job again.
+
+    Otherwise a deployment redone after the crash runs beside the orphan: two servers for one job.
+    """
+    try:
+        pid_text, started = pid_path.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return
+    if started != "None" and _start_time(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    pid_path.unlink(missing_ok=True)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
