@@ -106,3 +106,37 @@ async def test_server_down_replans_only_the_affected_job(nats_server, tmp_path, 
     for job, server in final.items():
         servers.setdefault(server, []).append(job)
     assert all(len(jobs) <= 2 for jobs in servers.values())
+
+
+async def test_a_placement_whose_announcement_was_lost_is_announced_when_the_job_comes_again(
+    nats_server, tmp_path, nc, collect
+) -> None:
+    """The selector records a placement, then publishes ServerChosen: killed in between, the redelivered
+    JobSubmitted finds the placement and must send the announcement, not drop the job silently."""
+    from stratos_selector.placements import JobPlacement, Placements, ServerLoad
+    from stratos_shared.bus.names import PLACEMENTS_BUCKET
+    from stratos_shared.contracts.events import ServerChosen
+
+    chosen = await collect("stratos.evt.server.chosen")
+    async with running(*stack(nats_server, tmp_path)):
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="first", spec=spec()).to_bytes(), "m1")
+        await chosen.wait_for(lambda c: len(c.messages) == 1)
+        # what a selector killed after `record` and before the publish leaves behind for job "lost"
+        announced = ServerChosen.model_validate(chosen.bodies()[0])
+        lost = announced.model_copy(update={"job_id": "lost", "event_id": "server-chosen-lost-1"})
+        kv = await nc.jetstream().key_value(PLACEMENTS_BUCKET)
+        placements = Placements(TypedKV(kv, JobPlacement), TypedKV(kv, ServerLoad))
+        await placements.record(
+            JobPlacement(job_id="lost", server_id=lost.server.id, revision=1, announcement=lost.model_dump(mode="json"))
+        )
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="lost", spec=spec()).to_bytes(), "m2")
+        await chosen.wait_for(lambda c: any(b["job_id"] == "lost" for b in c.bodies()))
+        # and a plain redelivery of the first job's submission re-sends the same event id (JetStream drops it)
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="first", spec=spec()).to_bytes(), "m3")
+        await chosen.wait_for(lambda c: len(c.messages) == 3)
+        stored = await nc.jetstream().stream_info("STRATOS_EVENTS", subjects_filter="stratos.evt.server.chosen")
+    assert {(b["job_id"], b["event_id"]) for b in chosen.bodies()} == {
+        ("first", announced.event_id),
+        ("lost", "server-chosen-lost-1"),
+    }
+    assert stored.state.subjects == {"stratos.evt.server.chosen": 2}, "a duplicate announcement was stored"

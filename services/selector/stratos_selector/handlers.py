@@ -210,6 +210,7 @@ class Planner:
                 revision=outcome.revision,
                 failed_servers=failed,
                 trace_context=carrier,
+                announcement=outcome.model_dump(mode="json"),
             )
         )
 
@@ -261,8 +262,9 @@ def build_events(
         with tracer.start_as_current_span("selector.place", attributes={"job.id": event.job_id}) as span:
             existing = await planner.placements.get(event.job_id)
             if existing is not None:
-                log.info("job %s already placed on %s; nothing to do", event.job_id, existing.server_id)
-                return []
+                log.info("job %s already placed on %s; announcing it again", event.job_id, existing.server_id)
+                again = existing.active and existing.announcement
+                return [ServerChosen.model_validate(existing.announcement)] if again else []
             # Reading a user's data file can take a while: off the event loop, so other jobs keep flowing.
             problem = await asyncio.to_thread(task_problem, event.spec)
             if problem is not None:

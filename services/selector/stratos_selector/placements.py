@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -30,6 +31,11 @@ class JobPlacement(BaseModel):
     active: bool = True
     trace_context: dict[str, str] = Field(
         default_factory=dict, description="W3C headers of the job's trace, so a re-plan joins the job's trace."
+    )
+    announcement: dict[str, Any] | None = Field(
+        default=None,
+        description="The ServerChosen event as published: a redelivered JobSubmitted re-sends it (same event id, "
+        "so JetStream drops it if the first send went out) instead of losing it to a crash between record and send.",
     )
 
 
