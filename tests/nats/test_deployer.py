@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,9 @@ from typer.testing import CliRunner
 
 from stratos_cli.app import app
 from stratos_cli.client import wait_until_ready
+from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_deployer.main import build as build_deployer
+from stratos_deployer.serving.process import stop_leftover
 from stratos_deployer.settings import DeployerSettings
 from stratos_inventory.main import build as build_inventory
 from stratos_inventory.settings import InventorySettings
@@ -36,6 +40,7 @@ from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     DataReady,
+    JobCancelRequested,
     JobSubmitted,
     ModelTrained,
     ServerDownRequested,
@@ -314,3 +319,45 @@ async def test_cancel_tears_down_only_that_jobs_deployment(
     assert cancelled.endpoint is None and "cancelled" in (cancelled.reason or "")
     assert kept_serving, "cancelling one job took another job's deployment down"
     assert kept.endpoint == endpoints["keep-1"]
+
+
+async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_left_running(
+    nats_server, tmp_path, nc: Client, collect, adapter_dir: Path
+) -> None:
+    """The model server outlives a SIGKILLed deployer; the next deployer adopts it from the deployment record."""
+    chosen = await collect("stratos.evt.server.chosen")
+    deployed = await collect("stratos.evt.model.deployed")
+    completed = await collect("stratos.evt.job.completed")
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    env = service_env(
+        home,
+        nats_server.url,
+        1,
+        {
+            "STRATOS_SERVING_BACKEND": "cpu",
+            "STRATOS_PROBE_REQUESTS": "3",
+            "STRATOS_ACCURACY_SAMPLES": "3",
+            "STRATOS_MAX_TOKENS": "8",
+            "STRATOS_ACK_WAIT_S": "5",
+        },
+    )
+    pid = launch_service("deployer", home, env)
+    try:
+        async with running(*stack(nats_server, tmp_path)[:2]):  # inventory and selector in-process
+            await wait_until_ready(nats_server.url)
+            await deploy(nc, chosen, completed, "orphan-1", adapter_dir)
+            endpoint = deployed.bodies()[0]["endpoint"]
+            served_before = await answers(endpoint, "orphan-1")
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.to_thread(os.waitpid, pid, 0)
+            survived = await answers(endpoint, "orphan-1")
+            pid = launch_service("deployer", home, env)
+            await publish(nc, JobCancelRequested(job_id="orphan-1"))
+            stopped = await eventually(lambda: _not(answers(endpoint, "orphan-1")), timeout_s=60)
+    finally:
+        stop_pids({"deployer": pid})
+        for pid_file in (home / "deployments").rglob("*.pid"):  # a failed run must not leave a server behind
+            stop_leftover(pid_file)
+    assert served_before and survived, "the model server should outlive its deployer (it runs in its own session)"
+    assert stopped, f"the restarted deployer left {endpoint} serving a cancelled job"

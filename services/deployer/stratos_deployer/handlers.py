@@ -8,13 +8,15 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from opentelemetry import trace
 
 from stratos_deployer.domain import build_report
-from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
+from stratos_deployer.serving.backend import choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
+from stratos_deployer.serving.process import stop_leftover
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.handler import EventRouter, HandlerContext
@@ -32,6 +34,22 @@ log = logging.getLogger("stratos.deployer")
 tracer = trace.get_tracer("stratos.deployer")
 
 LEDGER_WAIT_S = 10.0
+DEPLOYMENT_RECORD = "deployment/record.json"
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass
+class LeftoverServer:
+    """A server started by this deployer's previous life (SIGKILLed): found again by its pid files."""
+
+    log_dir: Path
+
+    def stop(self) -> None:
+        for pid_file in self.log_dir.glob("*.pid"):
+            stop_leftover(pid_file)
 
 
 @dataclass
@@ -39,9 +57,19 @@ class Deployment:
     """One running endpoint: what it serves, where, and what was announced about it."""
 
     trained: ModelTrained
-    backend: ServingBackend
+    backend: Stoppable
     deployed: ModelDeployed
     serving: dict[str, float | str]
+
+    def record(self) -> bytes:
+        """What a restarted deployer needs to move or stop this endpoint (kept in the artifact store)."""
+        return json.dumps(
+            {
+                "trained": self.trained.model_dump(mode="json"),
+                "deployed": self.deployed.model_dump(mode="json"),
+                "serving": self.serving,
+            }
+        ).encode()
 
     @property
     def revision(self) -> int:
@@ -64,6 +92,25 @@ class Deployments:
 
     def lock(self, job_id: str) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
+
+    async def find(self, job_id: str, resources: StageResources, workdir: Path) -> Deployment | None:
+        """This deployer's deployment of the job, or the one its previous life recorded before a crash.
+
+        Deployments live in memory; without the record, a deployer restarted after SIGKILL would no
+        longer move a completed job's endpoint on a re-plan, nor stop it on cancel.
+        """
+        if job_id in self.by_job:
+            return self.by_job[job_id]
+        uri = resources.artifacts.uri_for(job_id, DEPLOYMENT_RECORD)
+        if not await resources.artifacts.exists(uri):
+            return None
+        raw = json.loads(await resources.artifacts.get_bytes(uri))
+        deployed = ModelDeployed.model_validate(raw["deployed"])
+        leftover = LeftoverServer(workdir / job_id / f"rev{deployed.revision}" / "logs")
+        found = Deployment(ModelTrained.model_validate(raw["trained"]), leftover, deployed, raw["serving"])
+        self.by_job[job_id] = found
+        log.info("job %s: adopted the deployment at %s recorded before a restart", job_id, deployed.endpoint)
+        return found
 
     async def stop(self, job_id: str) -> bool:
         deployment = self.by_job.pop(job_id, None)
@@ -151,7 +198,9 @@ class Deployer:
         }
         # The previous endpoint serves until this one is measured (its server may be gone already).
         await self.deployments.stop(trained.job_id)
-        self.deployments.by_job[trained.job_id] = Deployment(trained, backend, deployed, serving)
+        deployment = Deployment(trained, backend, deployed, serving)
+        self.deployments.by_job[trained.job_id] = deployment
+        await self.resources.artifacts.put_bytes(trained.job_id, DEPLOYMENT_RECORD, deployment.record())
         return deployed, serving
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
@@ -246,7 +295,7 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
         async with deployments.lock(event.job_id):
             seen = deployments.latest_revision.get(event.job_id, 0)
             deployments.latest_revision[event.job_id] = max(seen, event.revision)
-            current = deployments.by_job.get(event.job_id)
+            current = await deployments.find(event.job_id, resources, deployer.workdir)
             if current is None or event.revision <= current.revision:
                 return []
             spec = await resources.specs.get(event.job_id)
@@ -265,6 +314,7 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
         """A cancelled job's endpoint is torn down, and a deployment still to come is refused."""
         async with deployments.lock(event.job_id):
             deployments.cancelled.add(event.job_id)
+            await deployments.find(event.job_id, resources, deployer.workdir)
             if await deployments.stop(event.job_id):
                 log.info("job %s cancelled: deployment stopped", event.job_id)
 
