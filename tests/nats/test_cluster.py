@@ -38,6 +38,10 @@ async def test_replicated_stream_and_kv_survive_losing_a_node(tmp_path: Path) ->
         js = nc.jetstream(timeout=5)
         info = await js.stream_info(EVENTS_STREAM)
         assert info.config.num_replicas == 3
+        # a client started without STRATOS_REPLICAS (the CLI) ensures the same assets at R1: nothing shrinks
+        await ensure_infrastructure(js, replicas=1)
+        assert (await js.stream_info(EVENTS_STREAM)).config.num_replicas == 3
+        assert (await js.stream_info(f"KV_{JOBS_BUCKET}")).config.num_replicas == 3
         jobs = TypedKV(await js.key_value(JOBS_BUCKET), JobState)
         await jobs.put("job-1", JobState(job_id="job-1", name="before"))
         for i in range(10):
