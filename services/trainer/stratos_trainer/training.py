@@ -210,6 +210,7 @@ class TrainingRun:
         server_id = state.server_id or ""
         loop = asyncio.get_running_loop()
         last_progress = 0.0
+        planned_steps = 0  # known from the first step's progress report; checkpoints come after it
         started_wall = latest.wall_seconds if latest else 0.0
 
         def on_checkpoint(step: int, path: Path) -> None:
@@ -221,14 +222,20 @@ class TrainingRun:
                 await self._put_json(event.job_id, "checkpoints/latest.json", record.model_dump())
                 await publish(
                     TrainingProgress(
-                        job_id=event.job_id, server_id=server_id, step=step, total_steps=step, checkpoint_uri=uri
+                        job_id=event.job_id,
+                        server_id=server_id,
+                        step=step,
+                        total_steps=max(step, planned_steps),
+                        checkpoint_uri=uri,
+                        trainer=self.settings.instance,
                     )
                 )
 
             asyncio.run_coroutine_threadsafe(upload(), loop).result(timeout=600)
 
         def on_progress(progress: Progress) -> None:
-            nonlocal last_progress
+            nonlocal last_progress, planned_steps
+            planned_steps = progress.max_steps
             if time.monotonic() - last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
                 return
             last_progress = time.monotonic()
@@ -241,6 +248,7 @@ class TrainingRun:
                 loss=progress.loss,
                 tokens_per_s=progress.tokens_per_second,
                 eta_s=progress.eta_seconds,
+                trainer=self.settings.instance,
             )
             asyncio.run_coroutine_threadsafe(publish(message), loop)
 
@@ -321,6 +329,7 @@ class TrainingRun:
                 tokens=result.tokens_seen,
                 resumed_from_step=latest.step if latest else 0,
                 cost_usd=seconds / 3600 * price,
+                trainer=self.settings.instance,
             )
         ]
 

@@ -230,6 +230,11 @@ class TrainingProgress(Event):
     tokens_per_s: float | None = None
     eta_s: float | None = None
     checkpoint_uri: str | None = None
+    trainer: str | None = Field(
+        default=None,
+        description="The trainer process that sent it (host:pid unless configured), to tell N trainers apart.",
+        examples=["trainer-7f9c:4121"],
+    )
 
 
 class ModelTrained(Event):
@@ -251,6 +256,9 @@ class ModelTrained(Event):
     tokens: int = Field(ge=0)
     resumed_from_step: int = Field(default=0, ge=0)
     cost_usd: float = Field(ge=0)
+    trainer: str | None = Field(
+        default=None, description="The trainer process that finished the training.", examples=["trainer-7f9c:4121"]
+    )
 
 
 class ModelDeployed(Event):

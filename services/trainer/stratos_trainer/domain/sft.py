@@ -9,10 +9,12 @@ mask from the packed position ids, so this is also correct on CPU/SDPA.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import Dataset
 from peft import LoraConfig
+from transformers import TrainerCallback
 from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
 from stratos_shared.localmodels import load_tokenizer
@@ -23,9 +25,9 @@ from stratos_trainer.domain.runner import common_args, load_base, run
 
 def sft_config(cfg: TrainingConfig, output_dir: Path) -> SFTConfig:
     """The TRL ``SFTConfig`` for a :class:`TrainingConfig`."""
-    precision = resolve_precision(cfg.device)
+    args = common_args(cfg, output_dir, resolve_precision(cfg.device))
     return SFTConfig(
-        **common_args(cfg, output_dir, precision),
+        **args,
         max_length=cfg.max_seq_len,
         packing=cfg.packing,
         packing_strategy="bfd",
@@ -54,8 +56,12 @@ def train_sft(
     sink: CheckpointSink | None = None,
     should_stop: StopFn | None = None,
     progress: ProgressFn | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainResult:
-    """Fine-tune ``base_model`` on SFT records (see :mod:`.data`); ``cfg.method`` picks LoRA or full SFT."""
+    """Fine-tune ``base_model`` on SFT records (see :mod:`.data`); ``cfg.method`` picks LoRA or full SFT.
+
+    ``callbacks`` are extra observers (the benchmark times the loop with one, as it does the plain TRL script).
+    """
     if cfg.method not in ("lora-sft", "sft"):
         raise ValueError(f"train_sft cannot run method {cfg.method!r}")
     out = Path(output_dir)
@@ -68,6 +74,6 @@ def train_sft(
         train_dataset=train.select_columns(["messages"]),
         processing_class=tokenizer,
         peft_config=lora_config(cfg) if cfg.method == "lora-sft" else None,
-        callbacks=[control],
+        callbacks=[control, *callbacks],
     )
     return run(trainer, control, cfg, out, tokenizer, base_model, resume_from)
