@@ -147,6 +147,15 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def gone_within(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def logged(log: str, prefix: str) -> str:
     """The latest line the double logged under `prefix` (the log is appended to across launches)."""
     return next(line.removeprefix(prefix) for line in reversed(log.splitlines()) if line.startswith(prefix))
@@ -173,7 +182,8 @@ def test_vllm_backend_lifecycle_lora_then_merged(vllm_executable: str, tmp_path:
 
     backend.stop()
     assert "SIGTERM" in backend.log_path.read_text(), "stop() did not ask vLLM to shut down gracefully"
-    assert not backend.healthy() and not alive(worker), "vLLM's worker outlived it"
+    # the worker got the group's SIGTERM with its parent; on a loaded machine it may take a moment to exit
+    assert not backend.healthy() and gone_within(worker, 10.0), "vLLM's worker outlived it"
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/models")
 
