@@ -6,7 +6,6 @@ session-scoped; every test talks to the server over real HTTP.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ SERVED_NAME = "student-under-test"
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Built in a fresh temp dir, unless ``STRATOS_MODEL_CACHE`` names a shared cache (building takes minutes)."""
-    shared_cache = os.environ.get("STRATOS_MODEL_CACHE")
-    return ensure_tiny_model("tiny-1m", cache_dir=None if shared_cache else tmp_path_factory.mktemp("models"))
+def tiny_model_path() -> Path:
+    """The tiny base from the shared, content-addressed model cache: built once per machine (the trainer and
+    deployer tests use the same one), not once per test session."""
+    return ensure_tiny_model("tiny-1m")
 
 
 @pytest.fixture(scope="session")
