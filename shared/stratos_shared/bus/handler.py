@@ -227,8 +227,10 @@ class EventRouter:
                     raise TypeError(f"{fn.__name__} returned {type(out).__name__}, which it does not declare")
                 await publish_event(broker, out)
             # one line per handled event: with the job id and trace id attached, a job's path reads from the logs
+            # (at INFO when it moved the job on; the ledger folding progress events stays at DEBUG)
             outcome = ", ".join(type(out).__name__ for out in result) or "nothing"
-            log.info("%s handled %s -> %s", self.service, type(event).__name__, outcome)
+            level = logging.INFO if result else logging.DEBUG
+            log.log(level, "%s handled %s -> %s", self.service, type(event).__name__, outcome)
         except asyncio.CancelledError:
             raise
         except Redeliver as again:
