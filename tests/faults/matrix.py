@@ -26,9 +26,10 @@ from typing import Any
 from nats.aio.client import Client
 
 from stratos_cli.client import wait_until_ready
+from stratos_selector.placements import JobPlacement, job_key
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET
-from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, PLACEMENTS_BUCKET
+from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted, ServerDownRequested
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import NatsServerProcess, start_cluster
 from stratos_shared.jobs import JobState
@@ -487,6 +488,32 @@ class FaultRun:
         return status
 
 
+async def release(job_ids: list[str], nc: Client, timeout_s: float = 120.0) -> None:
+    """Cancel a finished round's jobs and wait for their server slots to be free.
+
+    A completed job keeps its slot while its deployment serves, and a full catalog rejects new jobs:
+    without this, later rounds of the full matrix were rejected at placement.
+    """
+    js = nc.jetstream()
+    for job_id in job_ids:
+        cancel = JobCancelRequested(job_id=job_id)
+        await js.publish(cancel.SUBJECT, cancel.to_bytes(), headers={"Nats-Msg-Id": cancel.event_id})
+    placements = TypedKV(await js.key_value(PLACEMENTS_BUCKET), JobPlacement)
+
+    async def freed() -> bool:
+        for job_id in job_ids:
+            found = await placements.get(job_key(job_id))
+            if found is not None and found[0].active:
+                return False
+        return True
+
+    deadline = time.monotonic() + timeout_s
+    while not await freed():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the slots of {job_ids} were not freed within {timeout_s:.0f} s of cancelling")
+        await asyncio.sleep(0.2)
+
+
 async def run_matrix(
     rounds: list[list[Fault]], workdir: Path, timeout_s: float = 600.0, cluster: bool = False
 ) -> MatrixReport:
@@ -516,6 +543,7 @@ async def run_matrix(
                     part = await run.run(faults, timeout_s)
                     report.faults += part.faults
                     report.jobs += part.jobs
+                    await release([f.job_id for f in faults], nc)
             finally:
                 await nc.close()
     finally:

@@ -9,6 +9,7 @@ from the last checkpoint.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event
@@ -21,6 +22,7 @@ from stratos_trainer.settings import TrainerSettings
 from stratos_trainer.training import TrainingRun
 
 LEDGER_WAIT_S = 10.0
+log = logging.getLogger("stratos.trainer")
 
 
 async def placed_state(resources: StageResources, job_id: str) -> JobState:
@@ -48,6 +50,11 @@ def build_events(settings: TrainerSettings, resources: StageResources, signals: 
         """Pre-screen students, train the chosen one (resuming from the last checkpoint), evaluate, upload."""
         state = await placed_state(resources, event.job_id)
         if state.status != "running" or event.job_id in signals.cancelled:
+            return []
+        if "training" in state.results:
+            # ModelTrained is already out (the ledger folded it): this is a redelivery whose ack was lost, for
+            # example to a broker restart. Training again would repeat the costliest side effect for nothing.
+            log.info("job %s is already trained; acknowledging the redelivered DataReady", event.job_id)
             return []
         signals.latest_revision[event.job_id] = max(state.server_revision, signals.latest_revision.get(event.job_id, 0))
         return await training.run(event, state, ctx.publish)
