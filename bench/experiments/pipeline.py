@@ -1,7 +1,7 @@
 """One job through the services' own domain code, in process: the decisions and the learning, not the delivery.
 
 The stages run in the order the events would drive them, calling what each
-service's handler calls: teacher-eval (``score_teacher``, ``choose_teacher``,
+service's handler calls: teacher-eval (``score_teachers``, ``choose_teacher``,
 ``choose_mode`` on the stratified sample), data-synth (``synthesise`` against
 the teacher simulator served on a local port), trainer (``prescreen``,
 ``train_sft`` with the job's ``training_config``, ``evaluate_path`` on the
@@ -32,7 +32,7 @@ from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Task
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
-from stratos_teacher_eval.evaluation import score_teacher
+from stratos_teacher_eval.evaluation import score_teachers
 from stratos_teacher_eval.settings import TeacherEvalSettings
 from stratos_trainer.domain.config import PrescreenConfig
 from stratos_trainer.domain.data import sft_dataset
@@ -142,19 +142,14 @@ async def evaluate_teachers(spec: JobSpec, cache_dir: Path, sample: Sequence[Exa
     task = task_for(spec.task)
     if sample is None:
         sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
-    scores = await asyncio.gather(
-        *(
-            score_teacher(
-                teacher,
-                task,
-                sample,
-                cache_dir=cache_dir,
-                concurrency=settings.teacher_concurrency,
-                timeout_s=settings.teacher_timeout_s,
-                max_retries=settings.teacher_max_retries,
-            )
-            for teacher in spec.teachers
-        )
+    scores = await score_teachers(
+        spec.teachers,
+        task,
+        sample,
+        cache_dir=cache_dir,
+        concurrency=settings.teacher_concurrency,
+        timeout_s=settings.teacher_timeout_s,
+        max_retries=settings.teacher_max_retries,
     )
     best = choose_teacher(scores)
     if best is None:

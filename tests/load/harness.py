@@ -16,7 +16,6 @@ import json
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,12 @@ from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted
 from stratos_shared.contracts.job import JobSpec, TeacherSpec
 from stratos_shared.contracts.servers import ServerSpec
 from stratos_shared.jobs import JobState
-from stratos_shared.service import ServiceRuntime
 from stratos_shared.settings import StratosSettings
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from stratos_teacher_eval.main import build as build_teacher_eval
 from stratos_teacher_eval.settings import TeacherEvalSettings
 from tests.load.doubles import DeployerDouble, TrainerDouble
+from tests.nats.services import running
 
 ROOT = Path(__file__).parents[2]
 TERMINAL = ("JobCompleted", "JobFailed", "JobRejected")
@@ -222,19 +221,6 @@ class CapacityWatch:
             self.over.add(load.server_id)
 
 
-@contextlib.asynccontextmanager
-async def running(runtimes: list[ServiceRuntime]) -> AsyncIterator[None]:
-    started: list[ServiceRuntime] = []
-    try:
-        for runtime in runtimes:
-            await runtime.start()
-            started.append(runtime)
-        yield
-    finally:
-        for runtime in reversed(started):
-            await runtime.stop()
-
-
 async def run_load(config: LoadConfig, nats_url: str, home: Path) -> LoadReport:
     """Submit `config.jobs` jobs at once, wait for every outcome, and report what happened."""
     servers = catalog(config)
@@ -273,7 +259,7 @@ async def run_load(config: LoadConfig, nats_url: str, home: Path) -> LoadReport:
                 *(double.runtime for double in trainers),
                 *(double.runtime for double in deployers),
             ]
-            async with running(runtimes):
+            async with running(*runtimes):
                 await wait_for_inventory(nats_url, len(servers))
                 job_ids = [f"load-{i:04d}" for i in range(config.jobs)]
                 submitted_at: dict[str, float] = {}

@@ -84,3 +84,32 @@ async def score_teacher(
             {"teacher.accuracy": score.accuracy, "teacher.errors": score.errors, "teacher.cost_usd": score.cost_usd}
         )
         return score
+
+
+async def score_teachers(
+    teachers: Sequence[TeacherSpec],
+    task: Task,
+    sample: Sequence[Example],
+    *,
+    cache_dir: Path,
+    concurrency: int,
+    timeout_s: float,
+    max_retries: int,
+) -> list[TeacherScore]:
+    """Every candidate scored on the same sample at once (the service and the experiments call this)."""
+    return list(
+        await asyncio.gather(
+            *(
+                score_teacher(
+                    teacher,
+                    task,
+                    sample,
+                    cache_dir=cache_dir,
+                    concurrency=concurrency,
+                    timeout_s=timeout_s,
+                    max_retries=max_retries,
+                )
+                for teacher in teachers
+            )
+        )
+    )

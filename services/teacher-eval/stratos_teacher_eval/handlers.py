@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from opentelemetry import trace
@@ -13,7 +12,7 @@ from stratos_shared.contracts.events import JobFailed, ServerChosen, TeacherChos
 from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_shared.tasks.errors import TaskError
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
-from stratos_teacher_eval.evaluation import score_teacher
+from stratos_teacher_eval.evaluation import score_teachers
 from stratos_teacher_eval.settings import TeacherEvalSettings
 
 log = logging.getLogger("stratos.teacher_eval")
@@ -36,19 +35,14 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
             except TaskError as exc:  # the selector checked it; the file may have changed (or differ here) since
                 return [failed(event.job_id, f"the task cannot be loaded: {exc}")]
             sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
-            scores = await asyncio.gather(
-                *(
-                    score_teacher(
-                        teacher,
-                        task,
-                        sample,
-                        cache_dir=cache_dir,
-                        concurrency=settings.teacher_concurrency,
-                        timeout_s=settings.teacher_timeout_s,
-                        max_retries=settings.teacher_max_retries,
-                    )
-                    for teacher in spec.teachers
-                )
+            scores = await score_teachers(
+                spec.teachers,
+                task,
+                sample,
+                cache_dir=cache_dir,
+                concurrency=settings.teacher_concurrency,
+                timeout_s=settings.teacher_timeout_s,
+                max_retries=settings.teacher_max_retries,
             )
             best = choose_teacher(scores)
             if best is None:
