@@ -29,7 +29,7 @@ from stratos_cli.client import wait_until_ready
 from stratos_selector.placements import JobPlacement, job_key
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, PLACEMENTS_BUCKET
-from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted, ServerDownRequested
+from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted, ServerDownRequested, ServerUpRequested
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import NatsServerProcess, start_cluster
 from stratos_shared.jobs import JobState
@@ -269,7 +269,7 @@ class FaultRun:
         self.may_resend: Counter[str] = Counter()
         self.checkpoint_at_kill: dict[str, int] = {}
         self.downed_before_training: dict[str, list[str]] = {}
-        self.replans: Counter[str] = Counter()
+        self.expected_revision: dict[str, int] = {}
         self._inject = asyncio.Lock()
 
     async def submit(self, job_id: str, seed: int) -> None:
@@ -285,11 +285,14 @@ class FaultRun:
     def _revision(self, job_id: str) -> int:
         """The job's latest placement: one per server it lost (its own, or a neighbour's on a shared server)."""
         chosen = [int(b["revision"]) for b in self.published.of("ServerChosen", job_id)]
-        return max([*chosen, 1 + self.replans[job_id]])
+        return max([*chosen, self.expected_revision.get(job_id, 1)])
 
-    def _server_of(self, job_id: str) -> str | None:
-        chosen = sorted(self.published.of("ServerChosen", job_id), key=lambda b: int(b["revision"]))
-        return str(chosen[-1]["server"]["id"]) if chosen else None
+    async def placement(self, job_id: str) -> JobPlacement:
+        """The selector's current placement of the job."""
+        placements = TypedKV(await self.nc.jetstream(timeout=10).key_value(PLACEMENTS_BUCKET), JobPlacement)
+        found = await placements.get(job_key(job_id))
+        assert found is not None, f"job {job_id} has no placement"
+        return found[0]
 
     async def reach(self, fault: Fault, hold: Hold | None, timeout_s: float) -> None:
         """Return once the fault's job is in the fault's stage (held there when the stage asks a teacher)."""
@@ -316,25 +319,45 @@ class FaultRun:
         hit = not self._published(STAGE_OUTPUT[fault.stage], job)
         if fault.service in TEACHER_CALLERS:
             self.may_resend.update(self.teacher.gate.unanswered(fault.service))
-        if fault.service == "trainer":
+        if fault.service == "trainer" and not self._published("ModelTrained", job):
+            # Killed mid-training: the resumed run must start at or after the last checkpoint. (Killed after
+            # ModelTrained, there is nothing to resume; `training runs` catches a second training.)
             steps = [b["step"] for b in self.published.of("TrainingProgress", job) if b.get("checkpoint_uri")]
             self.checkpoint_at_kill[job] = max(steps, default=0)
         if fault.service == "nats":
             await self.kill_broker()
         elif fault.service == "server-down":
-            server = self._server_of(job)
-            assert server is not None
+            placement = await self.placement(job)
+            server = placement.server_id
             if not self._published("ModelTrained", job):
                 self.downed_before_training.setdefault(job, []).append(server)
-            self.replans[job] += 1
+            # The selector's record, not the events seen so far: a neighbour's re-plan may have moved the job already.
+            self.expected_revision[job] = placement.revision + 1
             down = ServerDownRequested(server_id=server, reason=f"fault test: lost during {fault.stage}")
             await self.nc.jetstream(timeout=10).publish(
                 down.SUBJECT, down.to_bytes(), headers={"Nats-Msg-Id": down.event_id}
             )
+            await self.bring_back(server, job)
         else:
             self.stack.kill(fault.service)
             self.stack.restart(fault.service)
         return hit
+
+    async def bring_back(self, server: str, job_id: str) -> None:
+        """Once the job has moved off it, the server comes back: outages are transient.
+
+        Without this the full matrix's server-down round took six of eight servers down for good, and the
+        jobs that had completed (they keep their slots while serving) ran out of feasible servers.
+        """
+        revision = self._revision(job_id)
+
+        async def moved() -> bool:
+            chosen = {int(b["revision"]) for b in self.published.of("ServerChosen", job_id)}
+            return revision in chosen or self._published("JobFailed", job_id)
+
+        await poll(moved, 60, what=f"job {job_id} re-planned off {server}")
+        up = ServerUpRequested(server_id=server)
+        await self.nc.jetstream(timeout=10).publish(up.SUBJECT, up.to_bytes(), headers={"Nats-Msg-Id": up.event_id})
 
     async def kill_broker(self) -> None:
         """One server: kill -9 and restart it on its port and file store. A cluster: kill -9 the node leading

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from nats.aio.client import Client
 
 from stratos_inventory.main import build as build_inventory
@@ -140,3 +141,54 @@ async def test_a_placement_whose_announcement_was_lost_is_announced_when_the_job
         ("lost", "server-chosen-lost-1"),
     }
     assert stored.state.subjects == {"stratos.evt.server.chosen": 2}, "a duplicate announcement was stored"
+
+
+async def test_a_job_goes_back_to_a_server_that_failed_it_once_it_is_up_rather_than_fail(
+    nats_server, tmp_path, nc, collect
+) -> None:
+    """Outages are often transient: a server that failed the job and came back is a last resort, not banned.
+
+    The job loses X, moves to Y; X comes back; every server but X goes down, Y last: the job must move
+    back to X (before the fix it failed with "no other server fits").
+    """
+    from stratos_shared.contracts.events import ServerUpRequested
+
+    chosen = await collect("stratos.evt.server.chosen")
+    downs = await collect("stratos.evt.server.down")
+    failed = await collect("stratos.evt.job.failed")
+    servers = [s["id"] for s in yaml.safe_load((ROOT / "examples" / "servers.yaml").read_text())["servers"]]
+    async with running(*stack(nats_server, tmp_path)):
+        await publish(nc, JobSubmitted.SUBJECT, JobSubmitted(job_id="job-x", spec=spec()).to_bytes(), "x")
+        await chosen.wait_for(lambda c: len(c.messages) == 1)
+        first = chosen.bodies()[0]["server"]["id"]
+        await publish(nc, ServerDownRequested.SUBJECT, ServerDownRequested(server_id=first).to_bytes(), "down-x")
+        await chosen.wait_for(lambda c: len(c.messages) == 2)
+        second = chosen.bodies()[1]["server"]["id"]
+        await publish(nc, ServerUpRequested.SUBJECT, ServerUpRequested(server_id=first).to_bytes(), "up-x")
+        await wait_status(nc, first, "up")
+        others = [s for s in servers if s not in (first, second)]
+        for server in others:
+            await publish(nc, ServerDownRequested.SUBJECT, ServerDownRequested(server_id=server).to_bytes(), server)
+        await downs.wait_for(lambda c: len(c.messages) == 1 + len(others))
+        for server in others:
+            await wait_status(nc, server, "down")
+        await publish(nc, ServerDownRequested.SUBJECT, ServerDownRequested(server_id=second).to_bytes(), "down-y")
+        await chosen.wait_for(lambda c: len(c.messages) == 3 or bool(failed.messages))
+    assert not failed.messages, failed.bodies()
+    third = chosen.bodies()[2]
+    assert (third["revision"], third["server"]["id"], third["previous_server_id"]) == (3, first, second)
+
+
+async def wait_status(nc: Client, server_id: str, status: str) -> None:
+    """Until the inventory's record of the server says ``status`` (and the selector's watcher had a moment)."""
+    from stratos_shared.bus.names import SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerRecord
+
+    servers = TypedKV(await nc.jetstream().key_value(SERVERS_BUCKET), ServerRecord)
+    for _ in range(200):
+        found = await servers.get(server_id)
+        if found is not None and found[0].status == status:
+            await asyncio.sleep(0.3)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"server {server_id} never became {status}")

@@ -135,7 +135,14 @@ class Planner:
             self._down_hints.discard(record.spec.id)  # the bucket has caught up with the ServerDown
 
     def server_down(self, server_id: str) -> None:
-        """A ServerDown arrived: stop offering the server even before the watcher delivers its record."""
+        """A ServerDown arrived: stop offering the server even before the watcher delivers its record.
+
+        No hint when the watcher already delivered the down record: nothing would clear it, and the server
+        would stay out of the table after it came back up.
+        """
+        records = self._records
+        if records is not None and any(r.spec.id == server_id and r.status == "down" for r in records.values()):
+            return
         self._down_hints.add(server_id)
         self._up = None
 
@@ -178,12 +185,19 @@ class Planner:
     async def choose(
         self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
     ) -> ServerChosen | Infeasible:
-        """Select and claim a slot (retrying when a race fills the server); nothing recorded yet."""
+        """Select and claim a slot (retrying when a race fills the server); nothing recorded yet.
+
+        Servers that failed this job before are a last resort, not banned: the table holds only servers that
+        are up, and one that came back beats failing a job that has nowhere else to go.
+        """
         table = await self.table()
         load = await self.placements.load()
         exclude = set(failed)
         for _ in range(MAX_CLAIM_ATTEMPTS):
             selection = select(table, spec, exclude=exclude, load=load)
+            if isinstance(selection, Infeasible) and exclude:
+                exclude = set()
+                selection = select(table, spec, exclude=exclude, load=load)
             if isinstance(selection, Infeasible):
                 return selection
             chosen = selection.server
