@@ -128,13 +128,16 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case JobRejected():
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():
-            changes |= {"server_id": event.server.id, "server_revision": event.revision}
-            results["server"] = {
-                **event.server.model_dump(mode="json"),
-                "revision": event.revision,
-                "reason": event.reason,
-            }
-            results["placement"] = event.explanation.model_dump(mode="json")
+            # At-least-once delivery can bring an older placement after a newer one (a redelivery after a
+            # crash): the highest revision stands, or the trainer and deployer would follow a lost server.
+            if event.revision >= current.server_revision:
+                changes |= {"server_id": event.server.id, "server_revision": event.revision}
+                results["server"] = {
+                    **event.server.model_dump(mode="json"),
+                    "revision": event.revision,
+                    "reason": event.reason,
+                }
+                results["placement"] = event.explanation.model_dump(mode="json")
             if current.stage in ("submitted", "placing"):
                 changes["stage"] = "teacher-eval"
         case TeacherChosen():
@@ -181,7 +184,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 "student": event.student,
                 "resumed_from_step": event.resumed_from_step,
             }
-        case ModelDeployed():
+        case ModelDeployed() if event.revision >= int(results.get("deployment", {}).get("revision", 0)):
             changes["endpoint"] = event.endpoint
             results["deployment"] = {
                 "p50_ms": event.latency_p50_ms,

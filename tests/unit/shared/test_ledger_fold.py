@@ -1,0 +1,69 @@
+"""The job ledger folds events delivered at least once and not always in order: the newest placement stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stratos_selector.domain.catalog import generate_catalog
+from stratos_selector.domain.strategies import Infeasible, select
+from stratos_shared.contracts.events import JobSubmitted, ModelDeployed, ServerChosen
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.jobs import JobState, apply
+
+ROOT = Path(__file__).resolve().parents[3]
+SPEC = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
+
+
+def placements() -> tuple[ServerChosen, ServerChosen]:
+    """Revision 1 on one server, revision 2 (a re-plan) on another."""
+    servers = generate_catalog(20, seed=3)
+    first = select(servers, SPEC)
+    assert not isinstance(first, Infeasible)
+    second = select(servers, SPEC, exclude={first.server.id})
+    assert not isinstance(second, Infeasible)
+    return tuple(  # type: ignore[return-value]
+        ServerChosen(job_id="j", revision=rev, server=s.server, reason="r", explanation=s.explanation)
+        for rev, s in ((1, first), (2, second))
+    )
+
+
+def deployed(revision: int) -> ModelDeployed:
+    return ModelDeployed(
+        job_id="j",
+        server_id=f"s{revision}",
+        revision=revision,
+        endpoint=f"http://127.0.0.1:{8000 + revision}/v1",
+        backend="cpu",
+        ttft_p50_ms=1.0,
+        ttft_p95_ms=1.0,
+        latency_p50_ms=1.0,
+        latency_p95_ms=1.0,
+        accuracy=0.5,
+    )
+
+
+def fold(*events: object) -> JobState:
+    state: JobState | None = None
+    for event in events:
+        state = apply(state, event) or state  # type: ignore[arg-type]
+    assert state is not None
+    return state
+
+
+def test_an_old_placement_redelivered_after_a_re_plan_does_not_move_the_job_back() -> None:
+    """Seen in the fault matrix: the selector died before acking revision 1, its redelivery came after
+    revision 2, and the trainer trained on the server that was down."""
+    one, two = placements()
+    submitted = JobSubmitted(job_id="j", spec=SPEC)
+    in_order = fold(submitted, one, two)
+    redelivered = fold(submitted, two, one)
+    assert (redelivered.server_id, redelivered.server_revision) == (two.server.id, 2)
+    assert redelivered.results["server"] == in_order.results["server"]
+    assert [h.event_type for h in redelivered.history] == ["JobSubmitted", "ServerChosen", "ServerChosen"]
+    assert apply(redelivered, one) is None  # and once seen, it is not applied again
+
+
+def test_an_old_deployment_redelivered_after_a_redeploy_keeps_the_new_endpoint() -> None:
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(2), deployed(1))
+    assert state.endpoint == "http://127.0.0.1:8002/v1"
+    assert state.results["deployment"]["revision"] == 2
