@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import json
 import logging
 import os
 import random
 import socket
+import statistics
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ from tests.nats.services import common, running
 pytestmark = pytest.mark.nats
 ROOT = Path(__file__).parents[2]
 FULL = os.environ.get("STRATOS_LOAD_FULL") == "1"
+BURSTS = 5
+"""One warm-up burst before tracemalloc starts, then four measured ones."""
 BASE = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
 
 
@@ -215,13 +219,30 @@ def garbage(rng: random.Random, index: int, big_every: int) -> bytes:
     return json.dumps({**json.loads(valid), "job_id": {"a": [1] * rng.randint(0, 500)}}).encode()
 
 
+async def settled_memory(samples: int = 10, every_s: float = 0.2) -> int:
+    """Traced memory once the last burst's buffers are released: the least of a few samples a moment apart.
+
+    A single reading after a burst swung between 0.7 and 3.1 MB with the same code (a near-1 MB payload
+    still in a read or write buffer); what is held for good is in every sample.
+    """
+    least = None
+    for _ in range(samples):
+        gc.collect()
+        now = tracemalloc.get_traced_memory()[0]
+        least = now if least is None else min(least, now)
+        await asyncio.sleep(every_s)
+    assert least is not None
+    return least
+
+
 @pytest.mark.timeout(300)
 async def test_consumer_keeps_serving_and_memory_stays_flat_under_bursts_of_garbage(
     nats_server, tmp_path, nc, collect
 ) -> None:
-    """Three bursts (warm-up, then two measured) of bad submissions, about 1 in 30 near 1 MB: every one is
-    answered, a valid job is still placed, and memory held after the third burst is no more than after the
-    second (tracemalloc over the whole process: the selector and its ledger run in it)."""
+    """Five bursts of bad submissions, about 1 in 30 near 1 MB: every one is answered, a valid job is still
+    placed, and memory held does not grow from burst to burst (tracemalloc over the whole process: the
+    selector and its ledger run in it). The median of the last three bursts' growth is checked: one sample
+    can catch a big payload still in a read buffer (0.58 MB once), a leak shows in every burst."""
     per_burst = 2000 if FULL else 300
     answered = 0
     dead = 0
@@ -249,7 +270,7 @@ async def test_consumer_keeps_serving_and_memory_stays_flat_under_bursts_of_garb
             build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
             build_selector(SelectorSettings(**base)),
         ):
-            for burst in range(3):
+            for burst in range(BURSTS):
                 for _ in range(per_burst):
                     await publish(nc, garbage(rng, sent, big_every=30), f"garbage-{sent}")
                     sent += 1
@@ -259,19 +280,16 @@ async def test_consumer_keeps_serving_and_memory_stays_flat_under_bursts_of_garb
                         break
                     await asyncio.sleep(0.1)
                 assert answered == sent and dead == 2 * sent, (burst, answered, dead, sent)
-                gc.collect()
                 if burst == 0:
                     tracemalloc.start()
-                held.append(tracemalloc.get_traced_memory()[0])
+                held.append(await settled_memory())
             tracemalloc.stop()
             await publish(nc, JobSubmitted(job_id="after-bursts", spec=BASE).to_bytes(), "after-bursts")
             await chosen.wait_for(lambda c: len(c.messages) == 1, timeout_s=30)
     finally:
         quiet.setLevel(level)
-    _, after_second, after_third = held
-    print(
-        f"\ntraced memory after bursts 2 and 3 of {per_burst}: {after_second / 1e6:.2f} MB, {after_third / 1e6:.2f} MB"
-    )
-    # a leak of even 1 KB per message would add 0.3 MB a burst; a retained 1 MB payload, 1 MB each
-    assert after_third - after_second < 512 * 1024, held
+    growth = [after - before for before, after in itertools.pairwise(held[1:])]
+    print(f"\ntraced memory after each burst of {per_burst}: {[round(h / 1e6, 2) for h in held]} MB")
+    # a retained ~1 MB payload would add 10 MB a burst; a leak of 2 KB per message, 0.6 MB
+    assert statistics.median(growth) < 512 * 1024, held
     assert chosen.bodies()[0]["job_id"] == "after-bursts"
