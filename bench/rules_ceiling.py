@@ -1,0 +1,75 @@
+"""How well can a tiny student learn custom rules from *perfect* traces? The ceiling for injection mode.
+
+Knowledge injection can at best hand the student the task's reference reasoning. This trains the student
+directly on `CustomRulesTask.reference_trace` for every training question (full SFT, no teacher, no
+filtering) and scores greedy held-out accuracy with the pipeline's generation budget. If this stays far
+below 3x the weak teacher (about 38%), no data-synthesis change can reach the paper's ratio at this size.
+
+    .venv/bin/python bench/rules_ceiling.py --rules 2 --max-ops 2 --size 3000 --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from stratos_shared.localmodels import ensure_tiny_model
+from stratos_shared.tasks.base import Example
+from stratos_shared.tasks.custom_rules import CustomRulesTask
+from stratos_trainer.domain.config import TrainingConfig
+from stratos_trainer.domain.data import eval_items, sft_dataset
+from stratos_trainer.domain.evaluate import evaluate_path
+from stratos_trainer.domain.sft import train_sft
+from stratos_trainer.settings import TrainerSettings
+
+HELD_OUT = 200
+
+
+def record(task: CustomRulesTask, example: Example) -> dict[str, object]:
+    """The trainer's JSONL record with the task's own reasoning as the answer."""
+    messages = [*task.prompt(example), {"role": "assistant", "content": task.reference_trace(example)}]
+    return {"id": example.id, "messages": messages, "answer": example.answer}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", default="tiny-1m", help="a tiny model name (tiny-1m, tiny-2m, ...)")
+    parser.add_argument("--rules", type=int, default=3, help="invented operators (the demo's job has 3)")
+    parser.add_argument("--max-ops", type=int, default=3, help="operations per question, at most")
+    parser.add_argument("--size", type=int, default=1200, help="questions generated; 200 are held out")
+    parser.add_argument("--steps", type=int, default=300, help="SFT steps of 32 padded examples")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/stratos-rules-ceiling"))
+    args = parser.parse_args()
+    task = CustomRulesTask.generate(seed=11, size=args.size, n_rules=args.rules, min_ops=1, max_ops=args.max_ops)
+    examples = list(task.examples())
+    random.Random(0).shuffle(examples)
+    test, train = examples[:HELD_OUT], examples[HELD_OUT:]
+    started = time.monotonic()
+    cfg = TrainingConfig(
+        method="sft", max_steps=args.steps, learning_rate=3e-3, batch_size=32, packing=False, checkpoint_interval=10_000
+    )
+    run_dir = args.out / f"{args.student}-r{args.rules}-o{args.max_ops}-n{args.size}-s{args.steps}"
+    result = train_sft(ensure_tiny_model(args.student), sft_dataset([record(task, e) for e in train]), cfg, run_dir)
+    budget = TrainerSettings.model_fields["max_new_tokens"].default
+    scored = evaluate_path(
+        result.model_dir,
+        eval_items([record(task, e) for e in test]),
+        lambda output, answer: float(task.extract_answer(output) == answer),
+        max_new_tokens=budget,
+    )
+    right = Counter(e.stratum for e, score in zip(test, scored.scores, strict=True) if score)
+    total = Counter(e.stratum for e in test)
+    by_stratum = ", ".join(f"{s} {right[s]}/{total[s]}" for s in sorted(total))
+    print(
+        f"{args.student}, {args.rules} rules, <= {args.max_ops} ops, {len(train)} perfect traces, {args.steps} steps: "
+        f"held-out {scored.accuracy:.1%} ({by_stratum}); {time.monotonic() - started:.0f} s"
+    )
+    print("first output:", scored.outputs[0].replace("\n", " | "))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
