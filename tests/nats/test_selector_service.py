@@ -15,9 +15,10 @@ from stratos_inventory.settings import InventorySettings
 from stratos_selector.main import build as build_selector
 from stratos_selector.settings import SelectorSettings
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET
-from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.bus.names import JOBS_BUCKET, SERVERS_BUCKET
+from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested, ServerUpRequested
 from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.jobs import JobState
 from tests.nats.services import common, running
 
@@ -151,8 +152,6 @@ async def test_a_job_goes_back_to_a_server_that_failed_it_once_it_is_up_rather_t
     The job loses X, moves to Y; X comes back; every server but X goes down, Y last: the job must move
     back to X (before the fix it failed with "no other server fits").
     """
-    from stratos_shared.contracts.events import ServerUpRequested
-
     chosen = await collect("stratos.evt.server.chosen")
     downs = await collect("stratos.evt.server.down")
     failed = await collect("stratos.evt.job.failed")
@@ -181,9 +180,6 @@ async def test_a_job_goes_back_to_a_server_that_failed_it_once_it_is_up_rather_t
 
 async def wait_status(nc: Client, server_id: str, status: str) -> None:
     """Until the inventory's record of the server says ``status`` (and the selector's watcher had a moment)."""
-    from stratos_shared.bus.names import SERVERS_BUCKET
-    from stratos_shared.contracts.servers import ServerRecord
-
     servers = TypedKV(await nc.jetstream().key_value(SERVERS_BUCKET), ServerRecord)
     for _ in range(200):
         found = await servers.get(server_id)
