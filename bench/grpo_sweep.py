@@ -6,6 +6,14 @@ and the held-out accuracy (greedy, the task's grader) is compared with the warm 
 ``lr,temperature,steps,beta,num_generations,loss_type,batch_size,warmup_ratio``.
 
     .venv/bin/python bench/grpo_sweep.py --warm-steps 300 1e-4,0.5,60,0.04,8,dapo,256,0.25
+
+Measured on 2 cores from the 300-step warm start (held-out 0.725 on 200 items): the sampling temperature
+matters most, because the tiny student's distribution is flat (greedy 0.725, but a sample at 1.0 is right
+0.26 of the time and at 0.5 0.53; pass@8 is 0.9 at both). At 1.0 GRPO makes it worse (lr 3e-5, 60 steps:
+0.685; lr 1e-4: 0.520; lr 5e-5, 200 steps: 0.695). At 0.5 and 0.3 with lr 1e-4 it learns: 0.775 after 200
+steps of 16 prompts x 8, 0.825 after 400 (100 s and 208 s), 0.795 at 0.3; lr 2e-4 is worse (0.755, 0.740).
+From a weaker warm start (0.26 on 400 items, the test's) lr 1e-4 at 0.5 with 16 prompts x 4 reaches 0.505
+in 200 steps and 0.605 in 300 (66 s and 88 s): these are the GRPO defaults now.
 """
 
 from __future__ import annotations

@@ -41,6 +41,12 @@ def main() -> int:
     parser.add_argument("--max-ops", type=int, default=3, help="operations per question, at most")
     parser.add_argument("--size", type=int, default=1200, help="questions generated; 200 are held out")
     parser.add_argument("--steps", type=int, default=300, help="SFT steps of 32 padded examples")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=TrainerSettings.model_fields["max_new_tokens"].default,
+        help="generation budget when scoring (the trainer's default)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/stratos-rules-ceiling"))
     args = parser.parse_args()
     task = CustomRulesTask.generate(seed=11, size=args.size, n_rules=args.rules, min_ops=1, max_ops=args.max_ops)
@@ -53,12 +59,11 @@ def main() -> int:
     )
     run_dir = args.out / f"{args.student}-r{args.rules}-o{args.max_ops}-n{args.size}-s{args.steps}"
     result = train_sft(ensure_tiny_model(args.student), sft_dataset([record(task, e) for e in train]), cfg, run_dir)
-    budget = TrainerSettings.model_fields["max_new_tokens"].default
     scored = evaluate_path(
         result.model_dir,
         eval_items([record(task, e) for e in test]),
         lambda output, answer: float(task.extract_answer(output) == answer),
-        max_new_tokens=budget,
+        max_new_tokens=args.max_new_tokens,
     )
     right = Counter(e.stratum for e, score in zip(test, scored.scores, strict=True) if score)
     total = Counter(e.stratum for e in test)

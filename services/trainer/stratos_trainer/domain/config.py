@@ -18,7 +18,7 @@ Device = Literal["auto", "cpu", "cuda"]
 METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     "lora-sft": {"learning_rate": 2e-3, "batch_size": 16},
     "sft": {"learning_rate": 1e-3, "batch_size": 16},
-    "grpo": {"learning_rate": 5e-4, "batch_size": 32},
+    "grpo": {"learning_rate": 1e-4, "batch_size": 64},
 }
 """Per-method defaults, tuned on the 1M-4M local students (raise for CPU-sized models, lower for billion-scale)."""
 
@@ -71,8 +71,12 @@ class TrainingConfig:
     """GRPO: new tokens per sampled completion."""
     beta: float = 0.0
     """GRPO: KL penalty to the reference model; 0 skips the reference model (halves memory, TRL's default)."""
-    temperature: float = 1.0
-    """GRPO: sampling temperature of the rollouts."""
+    temperature: float = 0.5
+    """GRPO: sampling temperature of the rollouts.
+
+    0.5, not the usual 1.0: a small student's distribution is flat, so at 1.0 most
+    rollouts are noise and GRPO made the 1M student worse (``bench/grpo_sweep.py``);
+    billion-scale students are sharper and tolerate 0.7-1.0."""
     grpo_use_lora: bool = False
     """GRPO: train a LoRA adapter instead of all weights (for students too big to update fully)."""
     seed: int = 0
