@@ -197,7 +197,7 @@ def screen_students(spec: JobSpec, records: list[dict[str, Any]], threshold: flo
         seed=spec.task.seed,
     )
     candidates = [resolve_model(s.model) for s in spec.students]
-    return prescreen(candidates, shots, [(task.prompt(e), e.id) for e in items], Graded(task, items), config)
+    return prescreen(candidates, shots, [(task.student_prompt(e), e.id) for e in items], Graded(task, items), config)
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ class Lab:
         settings = TrainerSettings()
         task, items = held_out(spec, self.scale.eval_items)
         grader = Graded(task, items)
-        prompts = [(task.prompt(e), e.id) for e in items]
+        prompts = [(task.student_prompt(e), e.id) for e in items]
         base = resolve_model(ref)
         base_key = _digest(ref, spec.task.model_dump(mode="json"), self.scale.eval_items)
         if base_key not in self._base:

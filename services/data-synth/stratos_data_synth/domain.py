@@ -104,15 +104,15 @@ def chat_record(task: Task, example: Example, trace: str, suffix: int = 0) -> di
     return {
         "id": f"{example.id}#{suffix}",
         "example_id": example.id,
-        "messages": [*task.prompt(example), {"role": "assistant", "content": trace}],
+        "messages": [*task.student_prompt(example), {"role": "assistant", "content": trace}],
         "answer": example.answer,
     }
 
 
 def grpo_record(task: Task, example: Example) -> dict[str, Any]:
     """GRPO's prompt/answer format: the reward comes from grading the student's own completion."""
-    return {"id": example.id, "prompt": task.prompt(example), "answer": example.answer}
+    return {"id": example.id, "prompt": task.student_prompt(example), "answer": example.answer}
 
 
 def eval_record(task: Task, example: Example) -> dict[str, Any]:
-    return {"id": example.id, "prompt": task.prompt(example), "answer": example.answer}
+    return {"id": example.id, "prompt": task.student_prompt(example), "answer": example.answer}

@@ -212,14 +212,14 @@ class Deployer:
             latency = await probe_latency_async(
                 endpoint,
                 job_id,
-                [task.prompt(e) for e in held_out],
+                [task.student_prompt(e) for e in held_out],
                 n_requests=self.settings.probe_requests,
                 max_tokens=self.settings.max_tokens,
             )
             accuracy = await check_accuracy_async(
                 endpoint,
                 job_id,
-                [(task.prompt(e), e.id) for e in held_out],
+                [(task.student_prompt(e), e.id) for e in held_out],
                 lambda output, example_id: task.grade(output, by_id[example_id]).correct,
                 max_tokens=self.settings.max_tokens,
             )

@@ -15,7 +15,7 @@ class DeployerSettings(StratosSettings):
     )
     probe_requests: int = Field(default=16, ge=1, le=10_000, description="Requests in the latency probe.")
     accuracy_samples: int = Field(default=100, ge=1, description="Held-out items checked through the endpoint.")
-    max_tokens: int = Field(default=160, ge=1, description="Generation limit for probes and the accuracy check.")
+    max_tokens: int = Field(default=192, ge=1, description="Generation limit for probes and the accuracy check.")
     ready_timeout_s: float | None = Field(
         default=None, gt=0, description="How long a backend may take to become ready; unset: 300 s CPU, 900 s vLLM."
     )

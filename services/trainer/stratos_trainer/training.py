@@ -122,7 +122,7 @@ class TrainingRun:
                 max_new_tokens=self.settings.max_new_tokens,
                 seed=spec.task.seed,
             )
-            items = [(task.prompt(e), e.id) for e in held_out]
+            items = [(task.student_prompt(e), e.id) for e in held_out]
             with tracer.start_as_current_span("trainer.prescreen", attributes={"job.id": event.job_id}):
                 result = await asyncio.to_thread(
                     prescreen, list(paths.values()), shots, items, Graded(task, held_out), config
@@ -188,7 +188,7 @@ class TrainingRun:
             ]
         await publish(chosen)
         base_path = await asyncio.to_thread(resolve_model, chosen.model)
-        items = [(task.prompt(e), e.id) for e in held_out]
+        items = [(task.student_prompt(e), e.id) for e in held_out]
         grader = Graded(task, held_out)
 
         before = await self._artifact_json(event.job_id, "training/before.json")

@@ -76,6 +76,14 @@ class Task(ABC):
             {"role": "user", "content": example.question},
         ]
 
+    def student_prompt(self, example: Example) -> list[ChatMessage]:
+        """What a distilled student is trained, evaluated and served on: the teacher's prompt unless a task says.
+
+        A task whose instructions carry knowledge the traces spell out anyway can drop them here: the student
+        learns that knowledge from the traces, and every training step and served request gets cheaper.
+        """
+        return self.prompt(example)
+
     def reverse_prompt(self, example: Example) -> list[ChatMessage]:
         """Reverse prompt: question plus correct answer; the model writes reasoning that leads to it."""
         return [

@@ -32,4 +32,5 @@ def test_injection_refuses_traces_without_steps() -> None:
     assert not builder.offer(example, f"The answer is {example.answer}.\nAnswer: {example.answer}")
     assert builder.rejected == {REJECT_NO_STEPS: 1}
     assert builder.offer(example, task.reference_trace(example))
-    assert builder.records([example])[0]["messages"][1]["content"] == example.question
+    # The student is trained on its own prompt (the question alone), not the teacher's rules-bearing one.
+    assert builder.records([example])[0]["messages"][:-1] == [{"role": "user", "content": example.question}]

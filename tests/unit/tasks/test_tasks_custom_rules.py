@@ -36,7 +36,8 @@ def test_grade(output: str, correct: bool) -> None:
 def test_check_steps() -> None:
     trace = TASK.reference_trace(EX)
     assert trace == (
-        "3 ⊕ 5 = (2*3 + 1*5 + 3) mod 10 = 14 mod 10 = 4\n4 ⊗ 2 = (1*4*2 + 7) mod 10 = 15 mod 10 = 5\nAnswer: 5"
+        "3 ⊕ 5 = (2*3 + 1*5 + 3) mod 10 = (6 + 5 + 3) mod 10 = 14 mod 10 = 4\n"
+        "4 ⊗ 2 = (1*4*2 + 7) mod 10 = (8 + 7) mod 10 = 15 mod 10 = 5\nAnswer: 5"
     )
     assert TASK.check_steps(trace, EX).ok
     assert TASK.check_steps("3 ⊕ 5 = 4\n4 ⊗ 2 = 5\nAnswer: 5", EX).ok
@@ -44,6 +45,19 @@ def test_check_steps() -> None:
     assert "wrong step" in TASK.check_steps(wrong_expansion, EX).reason
     assert "shows 1 operation" in TASK.check_steps("4 ⊗ 2 = 5\nAnswer: 5", EX).reason
     assert not TASK.check_steps("It is 5.\nAnswer: 5", EX).ok
+
+
+def test_products_are_reduced_to_their_last_digit_one_step_at_a_time() -> None:
+    rule = Rule("⊙", "prod", 3, 0, 4)
+    # 7 * 9 = 63 -> 3; 3 * 3 = 9; 9 + 4 = 13 -> 3, which is (3*7*9 + 4) mod 10 = 193 mod 10.
+    assert rule.steps(7, 9) == ["(3*7*9 + 4) mod 10", "(3*3 + 4) mod 10", "(9 + 4) mod 10", "13 mod 10", "3"]
+    assert Rule("⊕", "lin", 4, 3, 9).steps(7, 8) == ["(4*7 + 3*8 + 9) mod 10", "(8 + 4 + 9) mod 10", "21 mod 10", "1"]
+
+
+def test_students_get_the_question_alone_and_teachers_the_rules() -> None:
+    assert TASK.student_prompt(EX) == [{"role": "user", "content": EX.question}]
+    assert [m["role"] for m in TASK.prompt(EX)] == ["system", "user"]
+    assert parse_rules(TASK.prompt(EX)[0]["content"]) == RULES
 
 
 @given(st.integers(0, 10_000))
