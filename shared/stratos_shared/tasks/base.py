@@ -70,7 +70,7 @@ class Task(ABC):
         """Instructions that define the task and the required output format."""
 
     def prompt(self, example: Example) -> list[ChatMessage]:
-        """Forward prompt: the question alone (knowledge alignment, evaluation, serving)."""
+        """Forward prompt a teacher gets, instructions and question (teacher evaluation, knowledge alignment)."""
         return [
             {"role": "system", "content": self.system_prompt()},
             {"role": "user", "content": example.question},

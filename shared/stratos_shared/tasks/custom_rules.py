@@ -1,8 +1,8 @@
 """Custom rules: expressions over made-up operators on digits.
 
 The operators are invented per seed (``a ⊕ b = (2*a + 1*b + 3) mod 10``), so no
-pretrained model can know them: any skill the student shows must come from
-the rules stated in the system prompt and from distilled reasoning. Operators
+pretrained model can know them: teachers read them in the system prompt, and
+any skill the student shows must come from the distilled reasoning. Operators
 have no precedence; questions parenthesise every inner operation.
 
 Trace format: one line per operation, innermost first, each expanding the rule
