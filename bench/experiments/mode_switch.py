@@ -23,7 +23,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from bench.experiments.pipeline import FULL, QUICK, JobRun, Lab, SimTeacher, quiet, run_job, served_teachers
-from bench.experiments.report import Section, common_args, save, table
+from bench.experiments.report import Section, common_args, parse_args, save, table
 from bench.experiments.stats import pct, pct_ci
 
 TEACHER = SimTeacher("sim-teacher", {"custom-rules": 0.126, "math": 0.9}, sloppy_rate=0.2)
@@ -213,7 +213,7 @@ def run(lab: Lab, images: Path, with_levers: bool) -> Section:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common_args(argparse.ArgumentParser(description=__doc__))
     parser.add_argument("--levers", action="store_true", help="also run injection with more steps, data, model")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     quiet()
     lab = Lab(QUICK if args.quick else FULL, args.seed)
     section = run(lab, args.images, args.levers)

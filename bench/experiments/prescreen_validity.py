@@ -33,7 +33,7 @@ from bench.experiments.pipeline import (
     served_teachers,
     synthesise_data,
 )
-from bench.experiments.report import Section, common_args, save, table
+from bench.experiments.report import Section, common_args, parse_args, save, table
 from bench.experiments.stats import pct, pct_ci, ranks, spearman
 from stratos_shared.contracts.job import DistillationSpec
 from stratos_shared.localmodels import ensure_tiny_model
@@ -237,7 +237,7 @@ def run(lab: Lab, images: Path, big: bool) -> Section:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common_args(argparse.ArgumentParser(description=__doc__))
     parser.add_argument("--big", action="store_true", help="add tiny-4m (about 3x the time of the others together)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     quiet()
     lab = Lab(QUICK if args.quick else FULL, args.seed)
     section = run(lab, args.images, args.big)

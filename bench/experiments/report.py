@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,14 @@ def common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for tasks, simulator and training")
     parser.add_argument("--images", type=Path, default=IMAGES, help="where the PNG plot goes")
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; a smoke run's plots go to a temporary folder unless ``--images`` says where (docs/ is for full runs)."""
+    args = parser.parse_args(argv)
+    if args.quick and args.images == IMAGES:
+        args.images = Path(tempfile.gettempdir()) / "stratos-results-quick"
+    return args
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ import torch
 
 from bench.experiments import mode_switch, prescreen_validity, server_selection, threshold
 from bench.experiments.pipeline import FULL, QUICK, Lab, quiet
-from bench.experiments.report import IMAGES, ROOT, Section, common_args, table
+from bench.experiments.report import ROOT, Section, common_args, parse_args, table
 
 DOC = ROOT / "docs" / "results.md"
 
@@ -70,9 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--levers", action="store_true", help="mode switch: also more steps, bigger student, data")
     parser.add_argument("--big", action="store_true", help="pre-screen: add tiny-4m")
     parser.add_argument("--out", type=Path, default=None, help=f"the document (default {DOC}; --quick: none)")
-    args = parser.parse_args(argv)
-    if args.quick and args.images == IMAGES:
-        args.images = Path(tempfile.gettempdir()) / "stratos-results-quick"  # smoke plots stay out of docs/
+    args = parse_args(parser, argv)
     if args.out is None and not args.quick:
         args.out = DOC
     quiet()

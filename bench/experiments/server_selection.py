@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from bench.experiments.report import Section, common_args, save, table
+from bench.experiments.report import Section, common_args, parse_args, save, table
 from bench.selection_quality import StrategyResult, compare, generate_jobs, markdown
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import STRATEGIES
@@ -171,7 +171,7 @@ def run(size: Size, seed: int, images: Path, quick: bool) -> Section:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = common_args(argparse.ArgumentParser(description=__doc__)).parse_args(argv)
+    args = parse_args(common_args(argparse.ArgumentParser(description=__doc__)), argv)
     section = run(QUICK_SIZE if args.quick else FULL_SIZE, args.seed, args.images, args.quick)
     print(section.table, "\n\n" + section.interpretation)
     return 0

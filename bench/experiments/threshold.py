@@ -19,7 +19,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from bench.experiments.pipeline import FULL, QUICK, JobRun, Lab, SimTeacher, quiet, run_job, served_teachers
-from bench.experiments.report import Section, common_args, save, table
+from bench.experiments.report import Section, common_args, parse_args, save, table
 from bench.experiments.stats import pct, pct_ci
 
 TAUS = (0.25, 0.5, 0.75)
@@ -161,7 +161,7 @@ def run(lab: Lab, images: Path) -> Section:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = common_args(argparse.ArgumentParser(description=__doc__)).parse_args(argv)
+    args = parse_args(common_args(argparse.ArgumentParser(description=__doc__)), argv)
     quiet()
     lab = Lab(QUICK if args.quick else FULL, args.seed)
     section = run(lab, args.images)

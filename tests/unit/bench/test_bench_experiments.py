@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from bench.experiments.report import IMAGES, common_args, parse_args
 from bench.experiments.stats import pct_ci, ranks, spearman
 from bench.selection_quality import compare, generate_jobs, place_all
 from stratos_selector.domain.catalog import generate_catalog
@@ -65,3 +68,12 @@ def test_compare_scores_every_strategy_on_the_same_jobs() -> None:
     by = {r.strategy: r for r in rows}
     assert by["cost-first"].total_cost_usd <= by["accuracy-first"].total_cost_usd
     assert by["accuracy-first"].accuracy == max(r.accuracy for r in rows)
+
+
+def test_smoke_runs_keep_their_plots_out_of_docs() -> None:
+    def images(*argv: str) -> Path:
+        return Path(parse_args(common_args(argparse.ArgumentParser()), list(argv)).images)
+
+    assert images() == IMAGES
+    assert images("--quick") != IMAGES
+    assert images("--quick", "--images", "/tmp/here") == Path("/tmp/here")
