@@ -67,10 +67,11 @@ class Rule:
             total = pa + qb + self.r
         else:
             ab = a * b % 10
+            pab = self.p * ab % 10
             if self.p != 1:
                 segments.append(f"({self.p}*{ab} + {self.r}) mod 10")
-            total = self.p * ab % 10 + self.r
-            segments.append(f"({total - self.r} + {self.r}) mod 10")
+            segments.append(f"({pab} + {self.r}) mod 10")
+            total = pab + self.r
         return [*segments, f"{total} mod 10", str(total % 10)]
 
     def raw(self, a: int, b: int) -> int:
