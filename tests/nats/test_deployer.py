@@ -28,7 +28,7 @@ from stratos_cli.app import app
 from stratos_cli.client import wait_until_ready
 from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_deployer.main import build as build_deployer
-from stratos_deployer.serving.process import stop_leftover
+from stratos_deployer.serving.process import stop_leftovers
 from stratos_deployer.settings import DeployerSettings
 from stratos_inventory.main import build as build_inventory
 from stratos_inventory.settings import InventorySettings
@@ -357,7 +357,6 @@ async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_le
             stopped = await eventually(lambda: _not(answers(endpoint, "orphan-1")), timeout_s=60)
     finally:
         stop_pids({"deployer": pid})
-        for pid_file in (home / "deployments").rglob("*.pid"):  # a failed run must not leave a server behind
-            stop_leftover(pid_file)
+        stop_leftovers(home / "deployments")  # a failed run must not leave a server behind
     assert served_before and survived, "the model server should outlive its deployer (it runs in its own session)"
     assert stopped, f"the restarted deployer left {endpoint} serving a cancelled job"

@@ -16,7 +16,7 @@ from stratos_deployer.domain import build_report
 from stratos_deployer.serving.backend import choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
-from stratos_deployer.serving.process import stop_leftover
+from stratos_deployer.serving.process import stop_leftovers
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.handler import EventRouter, HandlerContext
@@ -43,13 +43,12 @@ class Stoppable(Protocol):
 
 @dataclass
 class LeftoverServer:
-    """A server started by this deployer's previous life (SIGKILLed): found again by its pid files."""
+    """A server started by this deployer's previous life (SIGKILLed): found again by the mark it runs with."""
 
     log_dir: Path
 
     def stop(self) -> None:
-        for pid_file in self.log_dir.glob("*.pid"):
-            stop_leftover(pid_file)
+        stop_leftovers(self.log_dir)
 
 
 @dataclass
@@ -149,6 +148,10 @@ class Deployer:
         self, trained: ModelTrained, spec: JobSpec, state: JobState
     ) -> tuple[ModelDeployed, dict[str, float | str]]:
         revision = state.server_revision
+        if trained.job_id not in self.deployments.by_job:
+            # Any server of this job still running was started by a past life of this deployer, maybe at an
+            # earlier revision (then nothing else would stop it): it must not serve beside the new one.
+            await asyncio.to_thread(stop_leftovers, self.workdir / trained.job_id)
         workdir = self.workdir / trained.job_id / f"rev{revision}"
         model_dir = await get_dir(self.resources.artifacts, trained.model_uri, workdir / "model")
         student = next(s for s in spec.students if s.name == trained.student)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +15,13 @@ import pytest
 
 from stratos_deployer.serving.backend import CpuBackend, VllmBackend, choose_backend
 from stratos_deployer.serving.cpu_server import free_port
-from stratos_deployer.serving.process import ManagedProcess, ServerExitedError, ServerNotReadyError
+from stratos_deployer.serving.process import (
+    SERVER_MARK,
+    ManagedProcess,
+    ServerExitedError,
+    ServerNotReadyError,
+    stop_leftovers,
+)
 from stratos_deployer.serving.vllm import VllmConfig, build_vllm_command
 
 
@@ -213,3 +221,41 @@ def test_vllm_backend_launch_that_dies_is_reported_and_can_be_retried(vllm_execu
         assert backend.healthy() and httpx.get(url + "/models").status_code == 200
     finally:
         backend.stop()
+
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+
+
+def test_a_server_left_by_a_killed_deployer_is_stopped_when_its_job_is_served_again(tmp_path: Path) -> None:
+    """No record is needed: the server carries its mark from exec on (a deployer can die before writing anything)."""
+    job = tmp_path / "deployments" / "job-1"
+    left = subprocess.Popen(  # what a deployer SIGKILLed right after starting the rev-1 server leaves behind
+        SLEEPER, env={**os.environ, SERVER_MARK: str(job / "rev1" / "logs" / "cpu-server.log")}, start_new_session=True
+    )
+    other = subprocess.Popen(
+        SLEEPER, env={**os.environ, SERVER_MARK: str(tmp_path / "deployments" / "job-10" / "rev1" / "logs" / "x.log")}
+    )
+    try:
+        assert stop_leftovers(job) == 1
+        assert left.wait(timeout=10) == -signal.SIGKILL
+        assert other.poll() is None, "another job's server was stopped"
+        assert stop_leftovers(job) == 0
+    finally:
+        for process in (left, other):
+            process.kill()
+            process.wait()
+
+
+def test_starting_a_server_stops_the_one_a_past_life_left_on_the_same_log(tmp_path: Path) -> None:
+    first = ManagedProcess(SLEEPER, "http://127.0.0.1:9/health", tmp_path / "rev1" / "cpu-server.log")
+    first.start()  # then "forgotten", as by a deployer that was SIGKILLed
+    second = ManagedProcess(SLEEPER, "http://127.0.0.1:9/health", tmp_path / "rev1" / "cpu-server.log")
+    second.start()
+    try:
+        deadline = time.monotonic() + 10
+        while first.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first.is_running() and second.is_running()
+    finally:
+        first.stop()
+        second.stop()

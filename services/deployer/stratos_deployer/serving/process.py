@@ -18,6 +18,9 @@ from typing import IO
 
 import httpx
 
+SERVER_MARK = "STRATOS_SERVER_LOG"
+"""Set in each model server's environment to its log path: what names a server left by a deployer's past life."""
+
 
 class ServingError(Exception):
     """Base class for everything that goes wrong while serving a model."""
@@ -58,19 +61,13 @@ class ManagedProcess:
         if self._proc is not None:
             raise ServingError(f"already started (pid {self._proc.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        stop_leftover(self.pid_path)
+        stop_leftovers(self.log_path)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {**os.environ, **self.env} if self.env is not None else None
+        env = {**os.environ, **(self.env or {}), SERVER_MARK: str(self.log_path.resolve())}
         # A new session lets stop() signal the whole group (vLLM spawns workers).
         self._proc = subprocess.Popen(
             self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        self.pid_path.write_text(f"{self._proc.pid} {_start_time(self._proc.pid)}")
-
-    @property
-    def pid_path(self) -> Path:
-        """Kept while the server runs: a deployer relaunched after SIGKILL finds the server its last life left."""
-        return self.log_path.with_suffix(".pid")
 
     def is_running(self) -> bool:
         """True while the process has not exited."""
@@ -121,7 +118,6 @@ class ManagedProcess:
                 _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         self._close_log()
-        self.pid_path.unlink(missing_ok=True)
         return proc.returncode
 
     def log_tail(self, lines: int = 20) -> str:
@@ -138,28 +134,41 @@ class ManagedProcess:
             self._log = None
 
 
-def _start_time(pid: int) -> str | None:
-    """A process's start time in clock ticks (Linux /proc): with the pid it names one process, not a reused pid."""
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+def marked_servers(root: Path) -> list[int]:
+    """Processes whose ``SERVER_MARK`` is ``root`` or a path under it (Linux /proc; unreadable ones are skipped)."""
+    root = root.resolve()
+    prefix = f"{SERVER_MARK}=".encode()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        mark = next((var[len(prefix) :] for var in environ.split(b"\0") if var.startswith(prefix)), None)
+        if mark is None:
+            continue
+        path = Path(os.fsdecode(mark))
+        if path == root or root in path.parents:
+            found.append(int(entry.name))
+    return found
 
 
-def stop_leftover(pid_path: Path) -> None:
-    """Kill the server a SIGKILLed deployer left running (its own session outlives it) before serving the job again.
+def stop_leftovers(root: Path) -> int:
+    """SIGKILL every model server marked at or under ``root``; return how many there were.
 
-    Otherwise a deployment redone after the crash runs beside the orphan: two servers for one job.
+    A server runs in its own session, so it outlives a SIGKILLed deployer. The mark is in the server's
+    environment from exec on, so a restarted deployer finds it whenever the last life died, even between
+    starting the server and recording anything about it; serving the job again beside it would run two.
     """
-    try:
-        pid_text, started = pid_path.read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return
-    if started != "None" and _start_time(pid) == started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    pid_path.unlink(missing_ok=True)
+    pids = marked_servers(root)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)  # a session leader: its workers too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(pids)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
