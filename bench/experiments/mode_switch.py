@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 
@@ -29,10 +28,6 @@ from bench.experiments.stats import pct, pct_ci
 TEACHER = SimTeacher("sim-teacher", {"custom-rules": 0.126, "math": 0.9}, sloppy_rate=0.2)
 STUDENT = "tiny-1m"
 GOAL = 3.0
-RULES_AT_SCALE: dict[str, Any] = {"task": {"size": 5000}, "training": {"max_steps": 1000}}
-"""The custom-rules jobs' size in the full run: tiny-1m learns the task only past ~300 steps of ~30 records
-(``bench/rules_ceiling.py``: 12% after 300 steps, 86% after 1,000 on perfect traces), so 150 would measure
-nothing but chance. About 16 minutes per job on 2 cores."""
 PAPER = "paper: teacher 12.6%, student 38.1% (3.0x)"
 
 
@@ -58,18 +53,12 @@ def levers(lab: Lab) -> list[tuple[str, str, dict[str, object]]]:
     ]
 
 
-def rules_scale(lab: Lab) -> dict[str, Any]:
-    """Job overrides for the custom-rules runs: ``RULES_AT_SCALE`` in the full run, none in the smoke run."""
-    return {} if lab.scale is QUICK else RULES_AT_SCALE
-
-
 def measure(lab: Lab, with_levers: bool) -> list[Row]:
     rows: list[Row] = []
-    big = rules_scale(lab)
     with served_teachers([TEACHER], lab.seed) as served:
-        chosen = run_job(lab, served, "rules-injection.yaml", STUDENT, **big)
+        chosen = run_job(lab, served, "rules-injection.yaml", STUDENT)
         rows.append(Row("pipeline's choice", "custom-rules", chosen))
-        forced = run_job(lab, served, "rules-injection.yaml", STUDENT, mode="alignment", **big)
+        forced = run_job(lab, served, "rules-injection.yaml", STUDENT, mode="alignment")
         rows.append(Row("forced alignment (no switch)", "custom-rules", forced))
         rows.append(Row("pipeline's choice", "math", run_job(lab, served, "math-alignment.yaml", STUDENT)))
         if with_levers:
@@ -77,14 +66,6 @@ def measure(lab: Lab, with_levers: bool) -> list[Row]:
                 run = run_job(lab, served, "rules-injection.yaml", student, mode="injection", **updates)
                 rows.append(Row(f"lever: {label}", "custom-rules", run))
     return rows
-
-
-def rules_steps(lab: Lab) -> str:
-    big = rules_scale(lab)
-    if not big:
-        return "the same"
-    size, steps = big["task"]["size"], big["training"]["max_steps"]
-    return f"{size:,} examples and {steps:,} steps (the student learns this task only past ~300 steps)"
 
 
 def render_table(rows: Sequence[Row], n: int) -> str:
@@ -185,8 +166,8 @@ def run(lab: Lab, images: Path, with_levers: bool) -> Section:
             f"rules, as GPT-4o on the paper's Mahjong task, and {pct(TEACHER.accuracy['math'])} on math; "
             f"{pct(TEACHER.sloppy_rate)} of its reverse traces skip the steps (verification rejects them). "
             f"Jobs: `examples/rules-injection.yaml` and `examples/math-alignment.yaml` ({lab.scale.task_size} "
-            f"examples, 20% held out, tau 0.5), student {STUDENT}, full SFT for {lab.scale.max_steps} steps; "
-            f"the two custom-rules runs (pipeline's choice, forced alignment) with {rules_steps(lab)}. "
+            f"examples, 20% held out, tau 0.5; custom rules with up to two operators a question), student {STUDENT}, "
+            f"full SFT for {lab.scale.max_steps} steps of the jobs' batch size (16 records). "
             f"Teacher and students are measured on the same {lab.scale.eval_items} held-out items "
             "(95% Wilson intervals in brackets); 'eval sample' is teacher-eval's stratified sample that decides "
             "the mode."

@@ -207,12 +207,13 @@ class Scale:
     task_size: int
     """Examples generated per task (20% held out)."""
     max_steps: int
-    """Optimizer steps per training run (packed batches of 8 x 512 tokens)."""
+    """Optimizer steps per training run (of the example jobs' batch size: 16 records)."""
     eval_items: int
     """Held-out items the teacher and the students are measured on."""
 
 
-FULL = Scale(task_size=1200, max_steps=150, eval_items=200)
+FULL = Scale(task_size=2500, max_steps=600, eval_items=200)
+"""The example jobs as `make demo` runs them."""
 QUICK = Scale(task_size=200, max_steps=6, eval_items=16)
 
 

@@ -77,7 +77,9 @@ class Graded:
 
 def training_config(spec: JobSpec) -> TrainingConfig:
     training = spec.training
-    config = TrainingConfig(method=training.method, checkpoint_interval=training.checkpoint_every_steps)
+    config = TrainingConfig(
+        method=training.method, checkpoint_interval=training.checkpoint_every_steps, packing=training.packing
+    )
     if training.epochs is not None:
         config.epochs = training.epochs
     if training.max_steps is not None:

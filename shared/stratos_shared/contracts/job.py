@@ -107,6 +107,11 @@ class TrainingSpec(_Frozen):
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int | None = Field(default=None, gt=0, le=4096, description="Sequences per optimizer step.")
     checkpoint_every_steps: int = Field(default=50, gt=0)
+    packing: bool = Field(
+        default=False,
+        description="SFT: pack several records into each 512-token sequence (batch_size then counts those). "
+        "Worth it on a GPU with flash attention; on CPU it trains slower and learns less per step.",
+    )
 
 
 class SelectionSpec(_Frozen):

@@ -8,6 +8,7 @@ import helpers
 import pytest
 import torch
 
+from stratos_shared.contracts.job import JobSpec
 from stratos_trainer.domain.config import METHOD_DEFAULTS, TrainingConfig, resolve_precision
 from stratos_trainer.domain.data import (
     DataFormatError,
@@ -17,6 +18,9 @@ from stratos_trainer.domain.data import (
     sft_dataset,
     write_jsonl,
 )
+from stratos_trainer.training import training_config
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_per_method_defaults_and_overrides() -> None:
@@ -25,6 +29,19 @@ def test_per_method_defaults_and_overrides() -> None:
         assert cfg.learning_rate == defaults["learning_rate"]
         assert cfg.batch_size == defaults["batch_size"]
     assert TrainingConfig(method="sft", learning_rate=0.1).lr == 0.1
+
+
+def test_a_job_spec_s_training_section_reaches_the_training_config() -> None:
+    spec = JobSpec.from_yaml(EXAMPLES / "rules-injection.yaml")
+    packed = spec.model_copy(update={"training": spec.training.model_copy(update={"packing": True})})
+    assert training_config(spec).packing is False  # padded unless asked: see TrainingConfig.packing
+    config = training_config(packed)
+    assert config.packing is True
+    assert (config.method, config.max_steps, config.learning_rate) == (
+        spec.training.method,
+        spec.training.max_steps,
+        spec.training.learning_rate,
+    )
 
 
 def test_grpo_batch_must_be_a_multiple_of_num_generations() -> None:

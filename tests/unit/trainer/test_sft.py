@@ -54,7 +54,9 @@ def test_lora_sft_learns_addition(
 
 
 def test_a_packed_step_trains_on_nearly_full_bins(base_model: Path, task_data: Any, tmp_path: Path) -> None:
-    cfg = TrainingConfig(method="sft", max_steps=2, batch_size=2, max_seq_len=256, checkpoint_interval=10**6)
+    cfg = TrainingConfig(
+        method="sft", max_steps=2, batch_size=2, max_seq_len=256, packing=True, checkpoint_interval=10**6
+    )
     result = train_sft_cached(base_model, task_data[0][:200], cfg, tmp_path)
     full = 2 * cfg.batch * cfg.max_seq_len  # steps x bins x bin length; the ~40-token records fill bins closely
     assert 0.9 * full <= result.tokens_seen <= full, result.tokens_seen

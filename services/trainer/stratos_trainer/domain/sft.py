@@ -2,9 +2,8 @@
 
 Loss is on assistant tokens only (``assistant_only_loss``: the local chat
 template marks assistant turns with ``{% generation %}``), so the student
-learns to answer, not to predict prompts. Packing (best-fit-decreasing,
-padding-free) removes padding compute; transformers builds a block-diagonal
-mask from the packed position ids, so this is also correct on CPU/SDPA.
+learns to answer, not to predict prompts. Batches are padded unless the job
+asks for packing (best-fit-decreasing, padding-free; see ``TrainingConfig.packing``).
 """
 
 from __future__ import annotations
