@@ -197,6 +197,9 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             }
         case JobCompleted():
             changes |= {"status": "completed", "stage": "completed", "report_uri": event.report_uri}
+        case JobFailed() if current.status == "completed":
+            # A deployed job lost its server with nowhere to go: the deployer tears its endpoint down.
+            changes |= {"status": "failed", "reason": f"deployment lost: {event.reason}", "endpoint": None}
         case JobFailed():
             changes |= {"status": "failed", "reason": f"{event.stage}: {event.reason}"}
         case JobCancelRequested():
@@ -207,7 +210,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 changes |= {"status": "cancelled", "reason": "cancelled by user: deployment stopped", "endpoint": None}
         case _:
             pass
-    if terminal and "status" in changes and event.event_type not in ("ModelDeployed", "JobCancelRequested"):
+    ends_a_deployment = event.event_type in ("JobCancelRequested", "JobFailed") and current.status == "completed"
+    if terminal and "status" in changes and event.event_type != "ModelDeployed" and not ends_a_deployment:
         changes.pop("status")  # the first outcome stands; later events are still recorded
     history = current.history
     if not isinstance(event, (DataProgress, TrainingProgress)):

@@ -159,10 +159,10 @@ async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Pat
 
 
 async def deploy(
-    nc: Client, chosen: Collector, completed: Collector, job_id: str, adapter: Path
+    nc: Client, chosen: Collector, completed: Collector, job_id: str, adapter: Path, job: JobSpec | None = None
 ) -> tuple[dict[str, Any], ModelTrained]:
-    """Submit a job, stand in for the stages up to training, wait until the deployer completes it."""
-    await publish(nc, JobSubmitted(job_id=job_id, spec=spec(job_id)))
+    """Submit a job (`spec(job_id)` unless given), stand in for the stages up to training, wait until it completes."""
+    await publish(nc, JobSubmitted(job_id=job_id, spec=job or spec(job_id)))
     await chosen.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=30)
     placement = next(b for b in chosen.bodies() if b["job_id"] == job_id)
     trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter)
@@ -319,6 +319,33 @@ async def test_cancel_tears_down_only_that_jobs_deployment(
     assert cancelled.endpoint is None and "cancelled" in (cancelled.reason or "")
     assert kept_serving, "cancelling one job took another job's deployment down"
     assert kept.endpoint == endpoints["keep-1"]
+
+
+async def test_a_deployed_job_whose_only_server_goes_down_fails_and_its_endpoint_is_torn_down(
+    nats_server, tmp_path, nc: Client, collect, adapter_dir: Path
+) -> None:
+    """Only one server meets a 31 ms latency SLO: once it is down the selector has nowhere to re-plan the job."""
+    chosen = await collect("stratos.evt.server.chosen")
+    failed = await collect("stratos.evt.job.failed")
+    deployed = await collect("stratos.evt.model.deployed")
+    completed = await collect("stratos.evt.job.completed")
+    strict = spec("lost-1")
+    strict = strict.model_copy(update={"constraints": strict.constraints.model_copy(update={"latency_slo_ms": 31})})
+    async with running(*stack(nats_server, tmp_path)):
+        await wait_until_ready(nats_server.url)
+        placement, _ = await deploy(nc, chosen, completed, "lost-1", adapter_dir, strict)
+        endpoint = deployed.bodies()[0]["endpoint"]
+        served = await answers(endpoint, "lost-1")
+        await publish(nc, ServerDownRequested(server_id=placement["server"]["id"], reason="test: lost for good"))
+        await failed.wait_for(lambda c: any(b["job_id"] == "lost-1" for b in c.bodies()), timeout_s=30)
+        stopped = await eventually(lambda: _not(answers(endpoint, "lost-1")))
+        state = await job_state(nc, "lost-1", lambda s: s.status == "failed")
+
+    assert placement["server"]["id"] == "h100-us-east" and served
+    assert failed.bodies()[0]["stage"] == "placement"
+    assert stopped, f"the failed job's endpoint {endpoint} still answers"
+    assert state.endpoint is None and (state.reason or "").startswith("deployment lost: server h100-us-east went down")
+    assert len([b for b in chosen.bodies() if b["job_id"] == "lost-1"]) == 1, "re-planned onto a server that misses"
 
 
 async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_left_running(

@@ -21,7 +21,14 @@ from stratos_deployer.settings import DeployerSettings
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.contracts.base import Event, stable_id
-from stratos_shared.contracts.events import JobCancelRequested, JobCompleted, ModelDeployed, ModelTrained, ServerChosen
+from stratos_shared.contracts.events import (
+    JobCancelRequested,
+    JobCompleted,
+    JobFailed,
+    ModelDeployed,
+    ModelTrained,
+    ServerChosen,
+)
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.jobcontext import StageResources, split_task, task_for
@@ -86,7 +93,8 @@ class Deployments:
     def __init__(self) -> None:
         self.by_job: dict[str, Deployment] = {}
         self.latest_revision: dict[str, int] = {}
-        self.cancelled: set[str] = set()
+        self.ended: set[str] = set()
+        """Jobs cancelled or failed: a deployment still to come for them is refused."""
         self._locks: dict[str, asyncio.Lock] = {}
 
     def lock(self, job_id: str) -> asyncio.Lock:
@@ -261,13 +269,13 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
     async def on_model_trained(event: ModelTrained, ctx: HandlerContext) -> list[Event]:
         """Serve the student on the job's server, measure latency and accuracy, write the report, complete the job."""
         async with deployments.lock(event.job_id):
-            if event.job_id in deployments.cancelled:
+            if event.job_id in deployments.ended:
                 return []
             spec = await resources.specs.get(event.job_id)
             # A re-plan this deployer already saw must be in the ledger's view before we pick the server.
             revision = deployments.latest_revision.get(event.job_id, 1)
             state = await current_state(resources, event.job_id, min_revision=revision)
-            if state.status == "cancelled":
+            if state.status in ("cancelled", "failed"):
                 return []
             current = deployments.by_job.get(event.job_id)
             if current and current.trained.event_id == event.event_id and current.revision == state.server_revision:
@@ -296,6 +304,8 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
     async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
         """A deployed job's server went away: serve it on the new server, update the endpoint and the report."""
         async with deployments.lock(event.job_id):
+            if event.job_id in deployments.ended:
+                return []
             seen = deployments.latest_revision.get(event.job_id, 0)
             deployments.latest_revision[event.job_id] = max(seen, event.revision)
             current = await deployments.find(event.job_id, resources, deployer.workdir)
@@ -312,13 +322,24 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
         log.info("job %s redeployed on %s at %s", event.job_id, event.server.id, deployed.endpoint)
         return [deployed]
 
+    async def tear_down(job_id: str, why: str) -> None:
+        async with deployments.lock(job_id):
+            deployments.ended.add(job_id)
+            await deployments.find(job_id, resources, deployer.workdir)
+            if await deployments.stop(job_id):
+                log.info("job %s %s: deployment stopped", job_id, why)
+
     @events.handler(consumes=JobCancelRequested, publishes=[], durable="deployer-cancel")
     async def on_cancel(event: JobCancelRequested, ctx: HandlerContext) -> None:
         """A cancelled job's endpoint is torn down, and a deployment still to come is refused."""
-        async with deployments.lock(event.job_id):
-            deployments.cancelled.add(event.job_id)
-            await deployments.find(event.job_id, resources, deployer.workdir)
-            if await deployments.stop(event.job_id):
-                log.info("job %s cancelled: deployment stopped", event.job_id)
+        await tear_down(event.job_id, "cancelled")
+
+    @events.handler(consumes=JobFailed, publishes=[], durable="deployer-failed")
+    async def on_failed(event: JobFailed, ctx: HandlerContext) -> None:
+        """A failed job serves nothing: e.g. a deployed job whose server went down with nowhere else to go.
+
+        Otherwise its model server would keep running (and billing) for a job the ledger calls failed.
+        """
+        await tear_down(event.job_id, f"failed in {event.stage}")
 
     return events

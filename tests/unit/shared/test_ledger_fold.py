@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
-from stratos_shared.contracts.events import JobSubmitted, ModelDeployed, ServerChosen
+from stratos_shared.contracts.events import JobCompleted, JobFailed, JobSubmitted, ModelDeployed, ServerChosen
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState, apply
 
@@ -67,3 +67,17 @@ def test_an_old_deployment_redelivered_after_a_redeploy_keeps_the_new_endpoint()
     state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(2), deployed(1))
     assert state.endpoint == "http://127.0.0.1:8002/v1"
     assert state.results["deployment"]["revision"] == 2
+
+
+def test_a_deployed_job_that_loses_its_server_for_good_is_failed_without_an_endpoint() -> None:
+    lost = JobFailed(job_id="j", stage="placement", reason="server s1 went down and no other server fits: budget")
+    completed = JobCompleted(job_id="j", report_uri="nats-obj://r", summary={})
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(1), completed, lost)
+    assert (state.status, state.endpoint) == ("failed", None)
+    assert state.reason == f"deployment lost: {lost.reason}"
+
+
+def test_the_first_outcome_stands_for_a_job_that_never_deployed() -> None:
+    failed = JobFailed(job_id="j", stage="training", reason="out of memory")
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), failed, JobCompleted(job_id="j", report_uri="r", summary={}))
+    assert (state.status, state.reason) == ("failed", "training: out of memory")
