@@ -78,7 +78,10 @@ class Graded:
 def training_config(spec: JobSpec) -> TrainingConfig:
     training = spec.training
     config = TrainingConfig(
-        method=training.method, checkpoint_interval=training.checkpoint_every_steps, packing=training.packing
+        method=training.method,
+        checkpoint_interval=training.checkpoint_every_steps,
+        packing=training.packing,
+        warm_start_steps=training.warm_start_steps,
     )
     if training.epochs is not None:
         config.epochs = training.epochs
@@ -89,6 +92,10 @@ def training_config(spec: JobSpec) -> TrainingConfig:
     if training.batch_size is not None:
         config.batch_size = training.batch_size
     return config
+
+
+WARM_START_MODEL = "model/warm-start.tar.gz"
+"""The GRPO cold start's model, the base GRPO trains (and resumes) on."""
 
 
 class TrainingRun:
@@ -161,10 +168,62 @@ class TrainingRun:
             str(stored["reason"]),
         )
 
+    async def _warm_start(
+        self,
+        job_id: str,
+        base_path: str | Path,
+        config: TrainingConfig,
+        workdir: Path,
+        should_stop: Callable[[], bool],
+        progress: Callable[[Progress], None],
+    ) -> Path | JobFailed | None:
+        """The GRPO cold start: full SFT on the job's verified traces; None when stopped (a re-plan, a cancel).
+
+        Run once per job and kept in the artifact store: GRPO's checkpoints are taken on top of it, so a
+        resumed run needs it again. Stopped part-way, it is redone from the base (it is the short phase).
+        """
+        store = self.resources.artifacts
+        done_uri = store.uri_for(job_id, WARM_START_MODEL)
+        if await store.exists(done_uri):
+            return await get_dir(store, done_uri, workdir / "warm-start")
+        traces_uri = store.uri_for(job_id, "data/traces.jsonl")
+        traces = (
+            read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
+            if await store.exists(traces_uri)
+            else []
+        )
+        if not traces:
+            return JobFailed(
+                event_id=stable_id(job_id, "failed", "warm-start"),
+                job_id=job_id,
+                stage="training",
+                reason="training.warm_start_steps is set, but data-synth kept no verified traces to start GRPO from",
+            )
+        sft = config.warm_start_config()
+        with tracer.start_as_current_span(
+            "trainer.warm_start",
+            attributes={"job.id": job_id, "training.steps": sft.max_steps, "data.records": len(traces)},
+        ):
+            result = await asyncio.to_thread(
+                train_sft,
+                base_path,
+                sft_dataset(traces),
+                sft,
+                workdir / "warm-run",
+                should_stop=should_stop,
+                progress=progress,
+            )
+        if result.stopped_early:
+            return None
+        await put_dir(store, job_id, WARM_START_MODEL, result.model_dir)
+        log.info("job %s: warm start done (%d SFT steps on %d traces)", job_id, result.global_step, len(traces))
+        return result.model_dir
+
     async def run(self, event: DataReady, state: JobState, publish: Publish) -> list[Event]:
         spec = await self.resources.specs.get(event.job_id)
         task = task_for(spec.task)
-        held_out = split_task(task, spec.task).eval[: self.settings.eval_samples]
+        split = split_task(task, spec.task)
+        held_out = split.eval[: self.settings.eval_samples]
         workdir = self.settings.home / "trainer" / event.job_id
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
@@ -189,7 +248,7 @@ class TrainingRun:
                 )
             ]
         await publish(chosen)
-        base_path = await asyncio.to_thread(resolve_model, chosen.model)
+        base_path: str | Path = await asyncio.to_thread(resolve_model, chosen.model)
         items = [(task.student_prompt(e), e.id) for e in held_out]
         grader = Graded(task, held_out)
 
@@ -258,6 +317,15 @@ class TrainingRun:
             return self.signals.must_stop(event.job_id, revision)
 
         config = training_config(spec)
+        if config.method == "grpo" and config.warm_start_steps:
+            warm = await self._warm_start(event.job_id, base_path, config, workdir, should_stop, on_progress)
+            if isinstance(warm, JobFailed):
+                return [warm]
+            if warm is None:
+                if event.job_id in self.signals.cancelled:
+                    return []
+                raise Redeliver(f"job {event.job_id} moved off {server_id} during its warm start; it is redone")
+            base_path = warm
         out = workdir / "run"
         t0 = time.monotonic()
         with tracer.start_as_current_span(
@@ -271,12 +339,14 @@ class TrainingRun:
             },
         ) as span:
             if config.method == "grpo":
-                records = [{**r, "answer": r["id"]} for r in to_grpo_records(train_records)]
+                # data-synth writes GRPO jobs' data as prompts; the reward grades by id against the train split
+                prompts = train_records if "prompt" in train_records[0] else to_grpo_records(train_records)
+                records = [{**r, "answer": r["id"]} for r in prompts]
                 result = await asyncio.to_thread(
                     train_grpo,
                     base_path,
                     grpo_dataset(records),
-                    grader,
+                    Graded(task, list(split.train)),
                     config,
                     out,
                     resume_from=resume_from,

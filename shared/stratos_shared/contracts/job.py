@@ -112,6 +112,19 @@ class TrainingSpec(_Frozen):
         description="SFT: pack several records into each 512-token sequence (batch_size then counts those). "
         "Worth it on a GPU with flash attention; on CPU it trains slower and learns less per step.",
     )
+    warm_start_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="GRPO only: full-SFT steps on the verified traces before GRPO (a cold start). A base that never "
+        "earns the reward gives GRPO nothing to learn from; 0 starts GRPO from the base.",
+    )
+
+    @model_validator(mode="after")
+    def _warm_start_is_for_grpo(self) -> TrainingSpec:
+        if self.warm_start_steps and self.method != "grpo":
+            raise ValueError(f"training.warm_start_steps applies to method 'grpo' only, not '{self.method}'")
+        return self
 
 
 class SelectionSpec(_Frozen):

@@ -73,3 +73,24 @@ def test_bad_records_are_rejected() -> None:
         sft_dataset([bad])
     with pytest.raises(DataFormatError, match="bad message"):
         sft_dataset([{"id": "y", "messages": [{"role": "robot", "content": "x"}]}])
+
+
+def test_a_grpo_warm_start_is_full_sft_at_the_sft_defaults() -> None:
+    grpo = TrainingConfig(method="grpo", max_steps=50, learning_rate=1e-5, warm_start_steps=120, packing=True)
+    warm = grpo.warm_start_config()
+    assert (warm.method, warm.max_steps, warm.warm_start_steps, warm.packing) == ("sft", 120, 0, True)
+    assert (warm.learning_rate, warm.batch_size) == (
+        METHOD_DEFAULTS["sft"]["learning_rate"],
+        METHOD_DEFAULTS["sft"]["batch_size"],
+    )
+    with pytest.raises(ValueError, match="warm start"):
+        TrainingConfig(method="grpo").warm_start_config()
+
+
+def test_warm_start_steps_are_refused_outside_grpo() -> None:
+    raw = JobSpec.from_yaml(EXAMPLES / "math-alignment.yaml").model_dump(mode="json")
+    raw["training"]["warm_start_steps"] = 100
+    with pytest.raises(ValueError, match="warm_start_steps applies to method 'grpo' only, not 'sft'"):
+        JobSpec.model_validate(raw)
+    raw["training"] |= {"method": "grpo", "batch_size": 16, "learning_rate": None}
+    assert JobSpec.model_validate(raw).training.warm_start_steps == 100

@@ -57,8 +57,9 @@ class TrainingConfig:
     Off by default, measured (``bench/rules_ceiling.py``, tiny-1m, 600 steps of ~15 custom-rules records on
     CPU): padded 54.5% held-out in 91 s, packed 15.5% in 164 s. On CPU/SDPA a packed row is one long sequence
     with a dense block-diagonal mask, so attention cost grows with the square of the row; flash-attention
-    kernels on a GPU avoid that, which is where packing pays. Why the packed run also learns less per step is
-    not settled: its forward pass matches the padded one (examples do not attend to each other).
+    kernels on a GPU avoid that, which is where packing pays. Why the packed run also learned less is not
+    settled: its forward pass matches the padded one (examples do not attend to each other), but it saw ~12
+    records a step instead of 16, and on that task learning is a late jump that a few steps' lag can miss.
     """
     max_seq_len: int = 512
     """Longest tokenized example; longer ones are truncated (packing bins are this long too)."""
@@ -80,6 +81,8 @@ class TrainingConfig:
     0.5, not the usual 1.0: a small student's distribution is flat, so at 1.0 most
     rollouts are noise and GRPO made the 1M student worse (``bench/grpo_sweep.py``);
     billion-scale students are sharper and tolerate 0.7-1.0."""
+    warm_start_steps: int = 0
+    """GRPO: full-SFT steps on verified traces first, with the SFT defaults (``warm_start_config``); 0: none."""
     grpo_use_lora: bool = False
     """GRPO: train a LoRA adapter instead of all weights (for students too big to update fully)."""
     seed: int = 0
@@ -102,6 +105,14 @@ class TrainingConfig:
             learning_rate=self.learning_rate if self.learning_rate is not None else float(defaults["learning_rate"]),
             batch_size=self.batch_size if self.batch_size is not None else int(defaults["batch_size"]),
         )
+
+    def warm_start_config(self) -> TrainingConfig:
+        """The SFT run a GRPO job with ``warm_start_steps`` starts with: full SFT at the SFT defaults."""
+        if self.method != "grpo" or self.warm_start_steps <= 0:
+            raise ValueError("a warm start needs method 'grpo' and warm_start_steps > 0")
+        return replace(
+            self, method="sft", max_steps=self.warm_start_steps, learning_rate=None, batch_size=None, warm_start_steps=0
+        ).resolved()
 
     @property
     def lr(self) -> float:
