@@ -10,9 +10,10 @@ of optimizer steps each:
 - ``ours, padded``: ``train_sft`` as the trainer service calls it, packing off, so
   ``ours / plain TRL`` is the overhead of our wrapper (callbacks, per-step logging, the final
   resumable checkpoint); goal >= 0.95x;
-- ``ours, packed``: the service default (best-fit-decreasing packing, padding-free), with as
-  many 512-token bins per step as hold the padded runs' tokens, so all three train on about
-  the same number of tokens per step.
+- ``ours, packed``: packing on (best-fit-decreasing, padding-free; a job opts in with
+  ``training.packing``), with as many 512-token bins per step as hold the padded runs' tokens,
+  so all three train on about the same number of tokens per step. On CPU, attention over a
+  packed row costs the square of its length, which is why padding is the default.
 
 Runs are interleaved (defaults, plain, padded, packed, defaults, ...) so load from other
 processes hits all alike, and the median of the repeats is reported. Throughput
