@@ -9,6 +9,8 @@ teacher simulator are real; only the scale is small.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from nats.aio.client import Client
 
@@ -17,7 +19,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.teacher.simulator import RunningSimulator
 from stratos_trainer.main import build as build_trainer
 from stratos_trainer.settings import TrainerSettings
-from stratos_trainer.training import WARM_START_MODEL
+from stratos_trainer.training import WARM_START_MODEL, WARM_START_RECORD
 from tests.nats.services import common, running
 from tests.nats.test_teacher_and_data import job, services, simulator, submit
 
@@ -67,5 +69,8 @@ async def test_a_grpo_job_starts_from_an_sft_warm_start_on_the_verified_traces(
     assert result["method"] == "grpo" and result["steps"] == GRPO_STEPS
     assert await store.exists(store.uri_for("grpo-1", WARM_START_MODEL)), "the warm start was not kept"
     assert {WARM_START_STEPS, GRPO_STEPS} <= steps, f"progress did not show both phases: {steps}"
+    warm = json.loads(await store.get_bytes(store.uri_for("grpo-1", WARM_START_RECORD)))
+    assert warm["steps"] == WARM_START_STEPS
+    assert result["training_seconds"] > warm["seconds"] > 0, "the warm start's time is not in the job's training time"
     # base near 0% on 60 held-out items; the warm-started student is well off it
     assert result["accuracy_after"] >= result["accuracy_before"] + 0.1, result

@@ -96,6 +96,8 @@ def training_config(spec: JobSpec) -> TrainingConfig:
 
 WARM_START_MODEL = "model/warm-start.tar.gz"
 """The GRPO cold start's model, the base GRPO trains (and resumes) on."""
+WARM_START_RECORD = "training/warm-start.json"
+"""Its wall time and steps: the job's training time and cost include them, even after a restart."""
 
 
 class TrainingRun:
@@ -216,6 +218,7 @@ class TrainingRun:
         if result.stopped_early:
             return None
         await put_dir(store, job_id, WARM_START_MODEL, result.model_dir)
+        await self._put_json(job_id, WARM_START_RECORD, {"seconds": result.wall_seconds, "steps": result.global_step})
         log.info("job %s: warm start done (%d SFT steps on %d traces)", job_id, result.global_step, len(traces))
         return result.model_dir
 
@@ -340,7 +343,9 @@ class TrainingRun:
         ) as span:
             if config.method == "grpo":
                 # data-synth writes GRPO jobs' data as prompts; the reward grades by id against the train split
-                prompts = train_records if "prompt" in train_records[0] else to_grpo_records(train_records)
+                prompts = (
+                    train_records if train_records and "prompt" in train_records[0] else to_grpo_records(train_records)
+                )
                 records = [{**r, "answer": r["id"]} for r in prompts]
                 result = await asyncio.to_thread(
                     train_grpo,
@@ -382,7 +387,8 @@ class TrainingRun:
             "model/adapter.tar.gz" if is_adapter else "model/full.tar.gz",
             result.adapter_dir if result.adapter_dir is not None else result.model_dir,
         )
-        seconds = started_wall + result.wall_seconds
+        warm_start = await self._artifact_json(event.job_id, WARM_START_RECORD) if config.warm_start_steps else None
+        seconds = started_wall + result.wall_seconds + float((warm_start or {}).get("seconds", 0.0))
         price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
         return [
             ModelTrained(
