@@ -40,7 +40,7 @@ from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Task
 from stratos_trainer.domain.checkpoints import Progress
 from stratos_trainer.domain.config import PrescreenConfig, TrainingConfig
-from stratos_trainer.domain.data import grpo_dataset, read_jsonl, sft_dataset, to_grpo_records
+from stratos_trainer.domain.data import grpo_dataset, read_jsonl, sft_dataset
 from stratos_trainer.domain.evaluate import evaluate_path
 from stratos_trainer.domain.grpo import train_grpo
 from stratos_trainer.domain.prescreen import prescreen
@@ -342,11 +342,8 @@ class TrainingRun:
             },
         ) as span:
             if config.method == "grpo":
-                # data-synth writes GRPO jobs' data as prompts; the reward grades by id against the train split
-                prompts = (
-                    train_records if train_records and "prompt" in train_records[0] else to_grpo_records(train_records)
-                )
-                records = [{**r, "answer": r["id"]} for r in prompts]
+                # grpo_dataset takes prompts (what data-synth writes) or SFT records; rewards grade by id (train split)
+                records = [{**r, "answer": r["id"]} for r in train_records]
                 result = await asyncio.to_thread(
                     train_grpo,
                     base_path,
