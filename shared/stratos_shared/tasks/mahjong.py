@@ -358,7 +358,9 @@ class MahjongTask(Task):
             missed = rng.choice(waits)  # the classic mistake: overlooking one wait
             shown = [t for t in waits if t != missed]
         else:
-            extra = rng.choice([t for t in range(N_KINDS) if t not in waits and hand[t] > 0] or [0])
+            # a tile from the hand that is not a wait; if every one of them is, any other tile (never a wait)
+            not_waits = [t for t in range(N_KINDS) if t not in waits]
+            extra = rng.choice([t for t in not_waits if hand[t] > 0] or not_waits)
             shown = sorted([*waits, extra])
         lines = [f"Hand: {format_counts(hand)}"]
         lines += [_grouping_line(hand, t) for t in shown if t in waits]
