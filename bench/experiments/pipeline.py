@@ -147,6 +147,7 @@ async def evaluate_teachers(spec: JobSpec, cache_dir: Path, sample: Sequence[Exa
         task,
         sample,
         cache_dir=cache_dir,
+        policy=settings.input_policy(),
         concurrency=settings.teacher_concurrency,
         timeout_s=settings.teacher_timeout_s,
         max_retries=settings.teacher_max_retries,
@@ -166,6 +167,7 @@ async def synthesise_data(spec: JobSpec, teacher: str, mode: DistillationMode, c
     async with teacher_client(
         chosen,
         cache_dir,
+        policy=settings.input_policy(),
         concurrency=settings.teacher_concurrency,
         timeout_s=settings.teacher_timeout_s,
         max_retries=settings.teacher_max_retries,

@@ -40,3 +40,7 @@ class StageFailure(StratosError):
         super().__init__(f"{stage}: {reason}")
         self.stage = stage
         self.reason = reason
+
+
+class PolicyError(StratosError):
+    """A job spec references something the operator's input policy refuses (a path, a secret, a network)."""

@@ -19,6 +19,7 @@ from stratos_shared.bus.names import JOBS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.jobs import JobState
+from stratos_shared.policy import InputPolicy
 from stratos_shared.tasks import Example, Task, build_task
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
@@ -67,13 +68,21 @@ def split_task(task: Task, spec: TaskSpec) -> Split:
 
 
 def teacher_client(
-    teacher: TeacherSpec, cache_dir: Path, *, concurrency: int = 16, timeout_s: float = 60.0, max_retries: int = 4
+    teacher: TeacherSpec,
+    cache_dir: Path,
+    *,
+    policy: InputPolicy,
+    concurrency: int = 16,
+    timeout_s: float = 60.0,
+    max_retries: int = 4,
 ) -> TeacherClient:
-    """A client for one candidate teacher; the key is resolved from its reference here and nowhere else."""
+    """A client for one candidate teacher; the key is resolved from its reference here and nowhere else, and
+    only if `policy` allows it; the client checks the teacher's address against `policy` when it connects."""
     return TeacherClient(
         teacher.base_url,
         teacher.model,
-        api_key=resolve_secret(teacher.api_key_ref) if teacher.api_key_ref else None,
+        api_key=resolve_secret(teacher.api_key_ref, policy) if teacher.api_key_ref else None,
+        address_guard=policy.address_problem,
         max_concurrency=concurrency,
         timeout_s=timeout_s,
         max_retries=max_retries,

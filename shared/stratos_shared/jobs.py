@@ -113,6 +113,10 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
     """The state after `event`; None when the event does not concern a job or was already applied."""
     if event.job_id is None:
         return None
+    if state is None and not isinstance(event, (JobSubmitted, JobRejected)):
+        return None  # only a submission (or its rejection) opens an entry: no phantom jobs from stray events
+    if isinstance(event, JobSubmitted) and state is not None and state.submitted_at is not None:
+        return None  # the first submission of an id stands; the selector refuses a re-used id
     current = state or JobState(job_id=event.job_id)
     if event.event_id in current.seen:
         return None
@@ -125,6 +129,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             changes |= {"name": event.spec.name, "submitted_at": event.occurred_at}
             if current.stage == "submitted":
                 changes["stage"] = "placing"
+        case JobRejected() if current.server_revision:
+            pass  # a placed job is not rejected by a later submission that re-used its id (history only)
         case JobRejected():
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():

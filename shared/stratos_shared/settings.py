@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratos_shared.logs import LogFormat
+from stratos_shared.policy import DEFAULT_DENIED_NETWORKS, DEFAULT_SECRET_ENV_PREFIXES, InputPolicy, networks
 
 
 def default_home() -> Path:
@@ -37,6 +38,29 @@ class StratosSettings(BaseSettings):
     )
     trace_dir: Path | None = Field(default=None, description="Local span store when no OTLP endpoint is set.")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Serve Prometheus metrics here.")
+    data_root: Path = Field(
+        default_factory=Path.cwd,
+        description="Job data files (task.path) must lie under this folder; default: where the service started.",
+    )
+    model_root: Path | None = Field(
+        default=None, description="Local student model folders must lie under this folder; default: <home>/models."
+    )
+    max_data_file_mb: int = Field(default=256, ge=1, le=1_000_000, description="Largest task file admitted, MiB.")
+    secret_env_prefixes: list[str] = Field(
+        default=list(DEFAULT_SECRET_ENV_PREFIXES),
+        description="api_key_ref 'env:NAME' must start with one of these (JSON list). STRATOS_* and NATS_* never.",
+    )
+    secrets_dirs: list[Path] | None = Field(
+        default=None,
+        description="api_key_ref 'file:/path' must lie in one of these (JSON list); default: <home>/secrets.",
+    )
+    teacher_deny_networks: list[str] = Field(
+        default=list(DEFAULT_DENIED_NETWORKS),
+        description="Teacher URLs may not reach these networks (JSON list of CIDRs): link-local and metadata.",
+    )
+    teacher_allow_networks: list[str] = Field(
+        default_factory=list, description="When set, teacher URLs may reach only these networks (JSON list of CIDRs)."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -50,6 +74,24 @@ class StratosSettings(BaseSettings):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"NATS URL {url!r} must start with nats://, tls://, ws:// or wss://")
         return value
+
+    @field_validator("teacher_deny_networks", "teacher_allow_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        networks(value)
+        return value
+
+    def input_policy(self) -> InputPolicy:
+        """What job specs may reference on this service (its own NATS password is never a resolvable secret)."""
+        return InputPolicy(
+            data_root=self.data_root,
+            model_root=self.model_root or self.home / "models",
+            secret_env_prefixes=tuple(self.secret_env_prefixes),
+            secret_dirs=tuple(self.secrets_dirs if self.secrets_dirs is not None else [self.home / "secrets"]),
+            denied_networks=networks(self.teacher_deny_networks),
+            allowed_networks=networks(self.teacher_allow_networks),
+            max_data_bytes=self.max_data_file_mb * 2**20,
+        ).protecting(self.nats_password)
 
     @property
     def servers(self) -> list[str]:

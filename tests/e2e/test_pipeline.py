@@ -43,7 +43,7 @@ def small_job(teacher_url: str) -> JobSpec:
     return spec.model_copy(
         update={
             "teachers": [
-                t.model_copy(update={"base_url": teacher_url, "api_key_ref": "env:E2E_TEACHER_KEY"})
+                t.model_copy(update={"base_url": teacher_url, "api_key_ref": "env:TEACHER_KEY_E2E"})
                 for t in spec.teachers
             ],
             "students": spec.students[:1],
@@ -103,7 +103,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     events = await collect("stratos.evt.>")
     home = tmp_path / "home"
     env = {
-        "E2E_TEACHER_KEY": SECRET,
+        "TEACHER_KEY_E2E": SECRET,
         "STRATOS_ACK_WAIT_S": "10",
         "STRATOS_EVAL_SAMPLES": "100",
         "STRATOS_PRESCREEN_ITEMS": "8",

@@ -61,13 +61,14 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     from stratos_inventory.handlers import build_events as inventory
     from stratos_selector.handlers import Planner
     from stratos_selector.handlers import build_events as selector
+    from stratos_selector.settings import SelectorSettings
     from stratos_shared.jobcontext import StageResources
     from stratos_teacher_eval.handlers import build_events as teacher_eval
     from stratos_teacher_eval.settings import TeacherEvalSettings
 
     routers = {
         "inventory": inventory(Inventory()),
-        "selector": selector(Planner()),
+        "selector": selector(Planner(), SelectorSettings().input_policy()),
         "teacher-eval": teacher_eval(TeacherEvalSettings(), StageResources()),
         "data-synth": data_synth(DataSynthSettings(), StageResources()),
     }

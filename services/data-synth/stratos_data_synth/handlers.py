@@ -32,6 +32,7 @@ def jsonl(records: Sequence[dict[str, Any]]) -> bytes:
 def build_events(settings: DataSynthSettings, resources: StageResources) -> EventRouter:
     events = EventRouter("data-synth", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
     cache_dir = settings.home / "cache" / "teachers"
+    policy = settings.input_policy()
 
     async def run_mode(
         spec: JobSpec, event: TeacherChosen, mode: DistillationMode, ctx: HandlerContext
@@ -46,6 +47,7 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
         async with teacher_client(
             teacher,
             cache_dir,
+            policy=policy,
             concurrency=settings.teacher_concurrency,
             timeout_s=settings.teacher_timeout_s,
             max_retries=settings.teacher_max_retries,

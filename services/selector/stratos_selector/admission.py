@@ -1,20 +1,71 @@
-"""Refusing a job whose task can never work, before a server slot or a teacher call is spent on it.
+"""Refusing a job that can never work, or that points at what the operator does not allow, before a server slot
+or a teacher call is spent on it.
 
-The constraints on servers (memory, latency, budget, capacity) are the domain's
-business; this module checks the task itself: its data file must load (every
-line, so a corrupt line is named at submission rather than found by a later
-stage), and the split must leave held-out examples for the teacher evaluation
-and enough training examples for `min_dataset_size` to be reachable at all.
+The constraints on servers (memory, latency, budget, capacity) are the domain's business; this module checks
+what the spec references and the task itself:
+
+- every path, secret reference and teacher URL against the operator's `InputPolicy` (data and model roots,
+  the secret allowlist, refused networks); relative paths are resolved against their root, and the spec is
+  stored with the resolved paths, so every stage reads the same file;
+- the data file must load (every line, so a corrupt line is named at submission rather than found by a later
+  stage), and the split must leave held-out examples for the teacher evaluation and enough training examples
+  for `min_dataset_size` to be reachable at all.
+
+All of it may touch the file system or DNS, so the selector runs it off the event loop.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from stratos_shared.contracts.job import JobSpec
+from stratos_shared.errors import PolicyError
 from stratos_shared.jobcontext import split_task, task_for
+from stratos_shared.policy import InputPolicy
 from stratos_shared.tasks.errors import TaskError
 
 PROBE_SIZE = 64
 """Generated tasks larger than this are checked on a sample this size (generating mahjong is slow)."""
+
+
+def fingerprint(spec: JobSpec) -> str:
+    """Identity of a submission: a re-used job id with another spec is refused, the same spec is a redelivery."""
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def resolve_paths(spec: JobSpec, policy: InputPolicy) -> JobSpec:
+    """The spec with its data file and local student folders resolved inside the operator's roots.
+
+    Raises PolicyError for a path outside its root (``..`` and symlinks that leave it included).
+    """
+    task = spec.task
+    if task.path is not None:
+        task = task.model_copy(update={"path": str(policy.data_path(task.path))})
+    students = []
+    for student in spec.students:
+        local = policy.model_path(student.model)
+        students.append(student if local is None else student.model_copy(update={"model": str(local)}))
+    return spec.model_copy(update={"task": task, "students": students})
+
+
+def admission_problem(spec: JobSpec, policy: InputPolicy) -> str | None:
+    """Why the (path-resolved) job may not run, in words a user can act on; None when it may."""
+    try:
+        if spec.task.path is not None:
+            policy.check_data_file(policy.data_path(spec.task.path))
+        for student in spec.students:
+            local = policy.model_path(student.model)
+            if local is not None and not local.is_dir():
+                return f"student '{student.name}': model folder {local} does not exist or is not a folder"
+        for teacher in spec.teachers:
+            if teacher.api_key_ref is not None:
+                policy.check_secret_ref(teacher.api_key_ref)
+            problem = policy.url_problem(teacher.base_url)
+            if problem is not None:
+                return f"teacher '{teacher.name}': {problem}"
+    except PolicyError as exc:
+        return str(exc)
+    return task_problem(spec)
 
 
 def task_problem(spec: JobSpec) -> str | None:
@@ -26,6 +77,8 @@ def task_problem(spec: JobSpec) -> str | None:
         task = task_for(probe)
     except TaskError as exc:
         return f"the task cannot be loaded: {exc}"
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:  # e.g. generator options it can't use
+        return f"the task cannot be built: {type(exc).__name__}: {exc}"[:1000]
     distillation = spec.distillation
     if not exact:
         most = task_spec.size * distillation.keep_per_question

@@ -17,7 +17,7 @@ import numpy as np
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
-from stratos_selector.admission import task_problem
+from stratos_selector.admission import admission_problem, fingerprint, resolve_paths
 from stratos_selector.domain import Infeasible, ServerTable, select
 from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.bus.handler import EventRouter, HandlerContext
@@ -33,9 +33,10 @@ from stratos_shared.contracts.events import (
 )
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
-from stratos_shared.errors import InvalidEventError
+from stratos_shared.errors import InvalidEventError, PolicyError
 from stratos_shared.jobs import JobState, apply
 from stratos_shared.metrics import jobs_finished, replan_seconds, replans
+from stratos_shared.policy import InputPolicy
 
 log = logging.getLogger("stratos.selector")
 tracer = trace.get_tracer("stratos.selector")
@@ -126,7 +127,11 @@ class Planner:
             if records.pop(entry.key, None) is not None:
                 self._full = None
             return
-        record = ServerRecord.model_validate_json(entry.value)
+        try:
+            record = ServerRecord.model_validate_json(entry.value)
+        except ValueError as exc:
+            log.error("server record %r is not valid; ignored: %s", entry.key, exc)
+            return
         before = records.get(entry.key)
         records[entry.key] = record
         if before is None or before.spec != record.spec:
@@ -259,10 +264,21 @@ def reject_submission(invalid: InvalidEventError, subject: str) -> list[Event]:
     ]
 
 
+def reject(job_id: str, reason: str, *key: object) -> JobRejected:
+    return JobRejected(event_id=stable_id(job_id, "rejected", *key), job_id=job_id, reason=reason)
+
+
 def build_events(
-    planner: Planner, max_deliver: int = 5, ack_wait_s: float = 30.0, with_ledger: bool = True
+    planner: Planner,
+    policy: InputPolicy,
+    max_deliver: int = 5,
+    ack_wait_s: float = 30.0,
+    with_ledger: bool = True,
 ) -> EventRouter:
-    """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough)."""
+    """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough).
+
+    `policy` is the operator's limit on what a spec may reference (files, secrets, teacher networks).
+    """
     events = EventRouter("selector", max_deliver=max_deliver, ack_wait_s=ack_wait_s)
 
     @events.handler(
@@ -274,27 +290,32 @@ def build_events(
     async def on_job_submitted(event: JobSubmitted, ctx: HandlerContext) -> list[Event]:
         """Accept the job (store its spec) and place it, or reject it naming the binding constraint."""
         with tracer.start_as_current_span("selector.place", attributes={"job.id": event.job_id}) as span:
+            mine = fingerprint(event.spec)
+            if await planner.placements.own_id(event.job_id, mine) != mine:
+                reason = f"job id {event.job_id} is already taken by another submission; submit under a new id"
+                return [reject(event.job_id, reason, "id-in-use", mine)]
             existing = await planner.placements.get(event.job_id)
             if existing is not None:
                 log.info("job %s already placed on %s; announcing it again", event.job_id, existing.server_id)
                 again = existing.active and existing.announcement
                 return [ServerChosen.model_validate(existing.announcement)] if again else []
-            # Reading a user's data file can take a while: off the event loop, so other jobs keep flowing.
-            problem = await asyncio.to_thread(task_problem, event.spec)
+            try:
+                spec = resolve_paths(event.spec, policy)
+            except PolicyError as exc:
+                problem: str | None = str(exc)
+            else:
+                # Reading a user's data file (or resolving a teacher's host) can take a while: off the event loop.
+                problem = await asyncio.to_thread(admission_problem, spec, policy)
             if problem is not None:
                 span.set_attribute("selector.rejected", problem)
-                return [JobRejected(event_id=stable_id(event.job_id, "rejected"), job_id=event.job_id, reason=problem)]
-            await planner.accept(event.job_id, event.spec)
+                return [reject(event.job_id, problem)]
+            await planner.accept(event.job_id, spec)
             outcome = await planner.place(
-                event.job_id, event.spec, revision=1, failed=[], reason="initial placement", previous=None
+                event.job_id, spec, revision=1, failed=[], reason="initial placement", previous=None
             )
             if isinstance(outcome, Infeasible):
                 span.set_attribute("selector.infeasible", outcome.reason)
-                return [
-                    JobRejected(
-                        event_id=stable_id(event.job_id, "rejected"), job_id=event.job_id, reason=outcome.reason
-                    )
-                ]
+                return [reject(event.job_id, outcome.reason)]
             span.set_attribute("server.id", outcome.server.id)
             return [outcome]
 
@@ -310,11 +331,33 @@ def build_events(
         started = time.perf_counter()
         planner.server_down(event.server_id)
         job_ids = await planner.placements.on_server(event.server_id)
-        placements = await asyncio.gather(*(planner.placements.get(job_id) for job_id in job_ids))
-        specs = await asyncio.gather(*(planner.spec_of(job_id) for job_id in job_ids))
+        # One job's unreadable record must not stop the others from moving: it fails alone.
+        placements = await asyncio.gather(
+            *(planner.placements.get(job_id) for job_id in job_ids), return_exceptions=True
+        )
+        specs = await asyncio.gather(*(planner.spec_of(job_id) for job_id in job_ids), return_exceptions=True)
         moved = 0
         afterwards: list[Awaitable[None]] = []
         for job_id, placement, spec in zip(job_ids, placements, specs, strict=True):
+            if isinstance(placement, BaseException) or isinstance(spec, BaseException):
+                problem = placement if isinstance(placement, BaseException) else spec
+                log.error(
+                    "job %s on %s cannot be re-planned: its stored record is unreadable: %s",
+                    job_id,
+                    event.server_id,
+                    problem,
+                )
+                await ctx.publish(
+                    JobFailed(
+                        event_id=stable_id(job_id, "failed", "unreadable", event.event_id),
+                        job_id=job_id,
+                        stage="placement",
+                        reason=f"server {event.server_id} went down and the job's stored record cannot be read "
+                        f"({type(problem).__name__})",
+                    )
+                )
+                afterwards.append(planner.placements.release(event.server_id, job_id))
+                continue
             if placement is None or spec is None or not placement.active:
                 continue
             if placement.server_id != event.server_id:
@@ -380,7 +423,9 @@ def build_events(
 
     if with_ledger:
 
-        @events.handler(consumes=Event, publishes=[], durable="selector-ledger", subject="stratos.evt.>")
+        @events.handler(
+            consumes=Event, publishes=[], durable="selector-ledger", subject="stratos.evt.>", projection=True
+        )
         async def project(event: Event, ctx: HandlerContext) -> None:
             """Fold every job event into the job's state in KV (what `stratos status` reads)."""
             if event.job_id is None:

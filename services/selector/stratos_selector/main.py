@@ -18,7 +18,9 @@ SERVICE = "selector"
 def build(settings: SelectorSettings | None = None) -> ServiceRuntime:
     settings = settings or SelectorSettings()
     planner = Planner()
-    events = build_events(planner, settings.max_deliver, settings.ack_wait_s, with_ledger=settings.run_ledger)
+    events = build_events(
+        planner, settings.input_policy(), settings.max_deliver, settings.ack_wait_s, with_ledger=settings.run_ledger
+    )
 
     async def start(runtime: ServiceRuntime) -> None:
         placements_kv = await runtime.js.key_value(PLACEMENTS_BUCKET)

@@ -46,6 +46,10 @@ class ServerLoad(BaseModel):
     jobs: list[str] = Field(default_factory=list)
 
 
+def submission_key(job_id: str) -> str:
+    return f"submission.{job_id}"
+
+
 def job_key(job_id: str) -> str:
     return f"job.{job_id}"
 
@@ -175,6 +179,16 @@ class Placements:
         return {
             load.server_id: len(load.jobs) for load in (await self.loads.items(prefix="server.")).values() if load.jobs
         }
+
+    async def own_id(self, job_id: str, fingerprint: str) -> str:
+        """Claim the job id for the submission with this fingerprint (first writer wins); the owner's fingerprint."""
+        key = submission_key(job_id)
+        try:
+            await self.jobs.kv.create(key, fingerprint.encode())
+        except KeyWrongLastSequenceError:
+            entry = await self.jobs.kv.get(key)
+            return (entry.value or b"").decode()
+        return fingerprint
 
     async def get(self, job_id: str) -> JobPlacement | None:
         found = await self.jobs.get(job_key(job_id))

@@ -12,6 +12,7 @@ from opentelemetry import trace
 from stratos_shared.contracts.events import TeacherScore
 from stratos_shared.contracts.job import TeacherSpec
 from stratos_shared.jobcontext import teacher_client
+from stratos_shared.policy import InputPolicy
 from stratos_shared.tasks import Example, Task
 from stratos_shared.teacher.errors import TeacherError
 from stratos_teacher_eval.domain import percentile, wilson_interval
@@ -25,6 +26,7 @@ async def score_teacher(
     sample: Sequence[Example],
     *,
     cache_dir: Path,
+    policy: InputPolicy,
     concurrency: int,
     timeout_s: float,
     max_retries: int,
@@ -36,7 +38,12 @@ async def score_teacher(
         latencies: list[float] = []
         try:
             client = teacher_client(
-                teacher, cache_dir, concurrency=concurrency, timeout_s=timeout_s, max_retries=max_retries
+                teacher,
+                cache_dir,
+                policy=policy,
+                concurrency=concurrency,
+                timeout_s=timeout_s,
+                max_retries=max_retries,
             )
         except TeacherError as exc:
             return TeacherScore(
@@ -92,6 +99,7 @@ async def score_teachers(
     sample: Sequence[Example],
     *,
     cache_dir: Path,
+    policy: InputPolicy,
     concurrency: int,
     timeout_s: float,
     max_retries: int,
@@ -105,6 +113,7 @@ async def score_teachers(
                     task,
                     sample,
                     cache_dir=cache_dir,
+                    policy=policy,
                     concurrency=concurrency,
                     timeout_s=timeout_s,
                     max_retries=max_retries,

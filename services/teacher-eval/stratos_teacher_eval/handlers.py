@@ -22,6 +22,7 @@ tracer = trace.get_tracer("stratos.teacher_eval")
 def build_events(settings: TeacherEvalSettings, resources: StageResources) -> EventRouter:
     events = EventRouter("teacher-eval", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
     cache_dir = settings.home / "cache" / "teachers"
+    policy = settings.input_policy()
 
     @events.handler(consumes=ServerChosen, publishes=[TeacherChosen, JobFailed], durable="teacher-eval", max_workers=4)
     async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
@@ -40,6 +41,7 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
                 task,
                 sample,
                 cache_dir=cache_dir,
+                policy=policy,
                 concurrency=settings.teacher_concurrency,
                 timeout_s=settings.teacher_timeout_s,
                 max_retries=settings.teacher_max_retries,

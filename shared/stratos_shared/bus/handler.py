@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +38,9 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
-from stratos_shared.contracts.base import Event
-from stratos_shared.contracts.parsing import parse_event
+from stratos_shared.contracts.base import Event, stable_id
+from stratos_shared.contracts.events import JobCancelRequested, JobFailed
+from stratos_shared.contracts.parsing import load_json, parse_event
 from stratos_shared.errors import InvalidEventError
 from stratos_shared.logs import job_context
 from stratos_shared.metrics import events_handled, handling_seconds
@@ -68,15 +69,37 @@ async def publish_event(broker: NatsBroker, event: Event) -> None:
     )
 
 
+SECRET_FIELD = re.compile(
+    rb'("(?:api_key_ref|api_key|apikey|authorization|password|passwd|secret|token|access_token)"\s*:\s*")'
+    rb'((?:[^"\\]|\\.)*)"',
+    re.IGNORECASE,
+)
+URL_CREDENTIALS = re.compile(rb"(https?://)[^/@\s\"]*@", re.IGNORECASE)
+REDACTED = b"**redacted**"
+HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def redact(payload: bytes) -> bytes:
+    """The payload with anything that may be a secret masked: key-like fields that are not references
+    (``env:``/``file:``), and credentials inside URLs. Dead letters are kept for operators, not for keys."""
+
+    def field(match: re.Match[bytes]) -> bytes:
+        value = match.group(2)
+        kept = value if value.startswith((b"env:", b"file:")) and b"@" not in value else REDACTED
+        return match.group(1) + kept + b'"'
+
+    return URL_CREDENTIALS.sub(rb"\1" + REDACTED + b"@", SECRET_FIELD.sub(field, payload))
+
+
 async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -> None:
-    """Copy a message we give up on to ``stratos.dlq.<subject>`` with why, for an operator to inspect."""
+    """Copy a message we give up on to ``stratos.dlq.<subject>`` with why (secrets masked), for an operator."""
     headers = {
-        "Stratos-Dead-Reason": reason[:1000],
+        "Stratos-Dead-Reason": HEADER_UNSAFE.sub(" ", reason)[:1000],
         "Stratos-Dead-Service": service,
         "Stratos-Original-Subject": raw.subject,
         "Stratos-Deliveries": str(raw.metadata.num_delivered if raw.reply else 0),
     }
-    await broker.publish(raw.data, subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
+    await broker.publish(redact(raw.data), subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
 
 
 class Redeliver(Exception):
@@ -136,11 +159,14 @@ class EventRouter:
         on_invalid: InvalidCallback | None = None,
         max_workers: int = 1,
         subject: str | None = None,
+        projection: bool = False,
     ) -> Callable[[Handler[E]], Handler[E]]:
         """Register `fn` as the durable pull consumer `durable` of `consumes.SUBJECT`.
 
         With `subject` (a wildcard such as ``stratos.evt.>``) and `consumes=Event`,
         the handler receives every event type on it, parsed by its ``event_type``.
+        A `projection` (the job ledger) only reads what other consumers own: it neither dead-letters an
+        invalid message (the owning consumer does, once) nor fails a job when it gives up on an event.
         """
         listen = subject or consumes.SUBJECT
         for out in publishes:
@@ -151,7 +177,7 @@ class EventRouter:
             allowed = tuple(publishes)
 
             async def consume(msg: NatsMessage) -> None:
-                await self._deliver(fn, consumes, allowed, on_invalid, msg)
+                await self._deliver(fn, consumes, allowed, on_invalid, msg, projection)
 
             # `max_workers` pull loops on the one durable consumer, each fetching only when it is free (as N
             # processes do). FastStream's own `max_workers` fetches ahead of a free worker and does not extend
@@ -186,24 +212,43 @@ class EventRouter:
         allowed: tuple[type[Event], ...],
         on_invalid: InvalidCallback | None,
         msg: NatsMessage,
+        projection: bool,
     ) -> None:
         raw: Msg = msg.raw_message
-        broker = self._broker()
         started = time.perf_counter()
         labels = {"service": self.service, "event_type": consumes.__name__}
         try:
-            event = parse_event(_event_class(consumes, msg.body), msg.body)
+            event = parse_event(_event_class(consumes, msg.body, raw.subject), msg.body)
         except InvalidEventError as invalid:
-            events_handled.add(1, {**labels, "outcome": "invalid"})
-            log.warning("%s refused a message on %s: %s", self.service, raw.subject, invalid.reason)
-            for answer in on_invalid(invalid, raw.subject) if on_invalid else ():
-                await publish_event(broker, answer)
-            await dead_letter(broker, raw, self.service, invalid.reason)
-            await msg.ack()
+            await self._refuse(invalid, raw, msg, on_invalid, projection, labels)
+            return
+        except Exception as exc:  # anything else that reading a payload can raise must not escape either
+            unreadable = InvalidEventError(f"message cannot be read: {type(exc).__name__}: {exc}"[:500])
+            await self._refuse(unreadable, raw, msg, on_invalid, projection, labels)
             return
 
         with job_context(getattr(event, "job_id", None)):
-            await self._handle(fn, event, allowed, msg, labels, started)
+            await self._handle(fn, event, allowed, msg, labels, started, projection)
+
+    async def _refuse(
+        self,
+        invalid: InvalidEventError,
+        raw: Msg,
+        msg: NatsMessage,
+        on_invalid: InvalidCallback | None,
+        projection: bool,
+        labels: dict[str, str],
+    ) -> None:
+        """An unreadable or invalid message: answered, dead-lettered once, acked at once (never redelivered)."""
+        events_handled.add(1, {**labels, "outcome": "invalid"})
+        if projection:
+            log.debug("%s skipped a message on %s: %s", self.service, raw.subject, invalid.reason)
+        else:
+            log.warning("%s refused a message on %s: %s", self.service, raw.subject, invalid.reason)
+            for answer in on_invalid(invalid, raw.subject) if on_invalid else ():
+                await publish_event(self._broker(), answer)
+            await dead_letter(self._broker(), raw, self.service, invalid.reason)
+        await msg.ack()
 
     async def _handle(
         self,
@@ -213,6 +258,7 @@ class EventRouter:
         msg: NatsMessage,
         labels: dict[str, str],
         started: float,
+        projection: bool,
     ) -> None:
         """Run the handler under a lease, publish what it returns, then ack (or nak / dead-letter on failure)."""
         raw: Msg = msg.raw_message
@@ -242,6 +288,8 @@ class EventRouter:
             if delivery >= self.max_deliver:
                 log.error("%s gives up on %s after %d deliveries: %s", self.service, raw.subject, delivery, reason)
                 await dead_letter(broker, raw, self.service, reason)
+                if not projection:
+                    await self._fail_job(event, raw, delivery, reason)
                 await msg.ack()
             else:
                 log.warning(
@@ -256,6 +304,19 @@ class EventRouter:
         await msg.ack()
         events_handled.add(1, {**labels, "outcome": "ok"})
         handling_seconds.record(time.perf_counter() - started, labels)
+
+    async def _fail_job(self, event: Event, raw: Msg, delivery: int, reason: str) -> None:
+        """A stage that gives up on a job's event fails the job, so it is never left "running" for ever."""
+        if event.job_id is None or isinstance(event, (JobFailed, JobCancelRequested)):
+            return
+        failed = JobFailed(
+            event_id=stable_id(event.job_id, "failed", "gave-up", self.service, event.event_id),
+            job_id=event.job_id,
+            stage=self.service,
+            reason=f"{self.service} gave up on {event.event_type} after {delivery} attempts: {reason}"[:2000],
+        )
+        with contextlib.suppress(Exception):  # the dead letter already holds the event; never lose the ack
+            await publish_event(self._broker(), failed)
 
     async def _extend_lease(self, raw: Msg) -> None:
         while True:
@@ -274,19 +335,20 @@ class EventRouter:
         broker.include_router(self.router)
 
 
-def _event_class(consumes: type[E], body: bytes) -> type[E]:
-    """The class to validate against: `consumes` itself, or for the generic `Event` the class its type names."""
+def _event_class(consumes: type[E], body: bytes, subject: str) -> type[E]:
+    """The class to validate against: `consumes` itself, or for the generic `Event` the class its type names,
+    which must be the one that travels on `subject` (a JobSubmitted published on the cancel subject is no event)."""
     if consumes is not Event:
         return consumes
     from stratos_shared.contracts.events import EVENT_TYPES
 
-    try:
-        name = json.loads(body).get("event_type")
-    except (ValueError, AttributeError):
-        return consumes  # parse_event reports the problem
+    data = load_json(body)
+    name = data.get("event_type") if isinstance(data, dict) else None
     found = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if found is None:
         raise InvalidEventError(f"unknown event_type {str(name)[:64]!r}")
+    if subject != found.SUBJECT:
+        raise InvalidEventError(f"{found.__name__} events travel on {found.SUBJECT}, not on {subject}")
     return found  # type: ignore[return-value]
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_CAS_ATTEMPTS = 50
+log = logging.getLogger("stratos.kv")
 
 
 class TypedKV(Generic[M]):
@@ -71,9 +73,15 @@ class TypedKV(Generic[M]):
             return []
 
     async def items(self, prefix: str = "") -> dict[str, M]:
+        """Every readable value under `prefix`; one record that no longer validates is skipped (and logged),
+        never allowed to hide the others."""
         out: dict[str, M] = {}
         for key in await self.keys(prefix):
-            got = await self.get(key)
+            try:
+                got = await self.get(key)
+            except ValidationError as exc:
+                log.error("KV key %r does not hold a valid %s; skipped: %s", key, self.model.__name__, exc)
+                continue
             if got is not None:
                 out[key] = got[0]
         return out

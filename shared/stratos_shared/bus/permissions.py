@@ -38,7 +38,7 @@ EVENT_PUBLISHERS: dict[str, list[str]] = {
     "teacher-eval": [TeacherChosen.SUBJECT, JobFailed.SUBJECT],
     "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, JobFailed.SUBJECT],
     "trainer": [StudentChosen.SUBJECT, TrainingProgress.SUBJECT, ModelTrained.SUBJECT, JobFailed.SUBJECT],
-    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT],
+    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT, JobFailed.SUBJECT],
     "cli": [JobSubmitted.SUBJECT, JobCancelRequested.SUBJECT, ServerDownRequested.SUBJECT, ServerUpRequested.SUBJECT],
     "agent": ["stratos.hb.*"],
 }

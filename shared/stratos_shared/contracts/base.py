@@ -12,11 +12,23 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
+JOB_ID_MAX = 96
+"""A job id is a KV key and an object-store folder: letters, digits, '_', '-', and dots only between them
+(KV keys are dot-separated tokens, so a leading, trailing or doubled dot is refused by the store)."""
+TOKEN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+"""An id that is one NATS subject token (server ids: ``stratos.hb.<server_id>``): no dots, no wildcards."""
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""An event id travels as the ``Nats-Msg-Id`` header: no spaces or control characters."""
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, max_length=JOB_ID_MAX, examples=["gsm8k-small-3f9a1c"])]
+ServerId = Annotated[str, Field(pattern=TOKEN_ID_PATTERN, examples=["a100-us-east"])]
+CONTRACT_CONFIG = ConfigDict(frozen=True, allow_inf_nan=False)
+"""Shared by every contract model: immutable, and no NaN or infinity (JSON writes them as null, so a record
+holding one would not read back)."""
 
 
 def utcnow() -> datetime:
@@ -35,7 +47,7 @@ def stable_id(*parts: object) -> str:
 class Event(BaseModel):
     """Base of all events: id, job, time, type and schema version."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="ignore")
 
     SUBJECT: ClassVar[str]
     """The NATS subject this event is published on."""
@@ -43,11 +55,11 @@ class Event(BaseModel):
     """The newest schema version this code reads and writes."""
 
     event_type: str = Field(description="The event's class name; each subclass pins it with a Literal.")
-    schema_version: int = Field(default=1, ge=1, description="Schema version of this payload.")
+    schema_version: StrictInt = Field(default=1, ge=1, description="Schema version of this payload (an integer).")
     event_id: str = Field(
-        default_factory=new_id, min_length=1, max_length=128, description="Unique id; the NATS message id."
+        default_factory=new_id, pattern=EVENT_ID_PATTERN, description="Unique id; the NATS message id."
     )
-    job_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="The job this event belongs to.")
+    job_id: JobId | None = Field(default=None, description="The job this event belongs to.")
     occurred_at: datetime = Field(default_factory=utcnow, description="When the event happened (UTC).")
 
     def to_bytes(self) -> bytes:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratos_shared.contracts.base import Event
+from stratos_shared.contracts.base import CONTRACT_CONFIG, Event, JobId, ServerId
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import SelectionExplanation
 from stratos_shared.contracts.servers import ServerSpec
@@ -21,7 +21,7 @@ DistillationMode = Literal["alignment", "injection"]
 
 
 class _Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="ignore")
 
 
 # --- job lifecycle -------------------------------------------------------------------------
@@ -32,7 +32,7 @@ class JobSubmitted(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.job.submitted"
     event_type: Literal["JobSubmitted"] = "JobSubmitted"
-    job_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+    job_id: JobId
     spec: JobSpec
     submitted_by: str = Field(default="cli", max_length=128)
 
@@ -52,7 +52,7 @@ class JobCancelRequested(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.job.cancel"
     event_type: Literal["JobCancelRequested"] = "JobCancelRequested"
-    job_id: str
+    job_id: JobId
 
 
 class JobCompleted(Event):
@@ -60,7 +60,7 @@ class JobCompleted(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.job.completed"
     event_type: Literal["JobCompleted"] = "JobCompleted"
-    job_id: str
+    job_id: JobId
     report_uri: str
     summary: dict[str, Any] = Field(default_factory=dict)
 
@@ -70,7 +70,7 @@ class JobFailed(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.job.failed"
     event_type: Literal["JobFailed"] = "JobFailed"
-    job_id: str
+    job_id: JobId
     stage: str
     reason: str
 
@@ -92,7 +92,7 @@ class ServerHeartbeat(Event):
 
     SUBJECT: ClassVar[str] = "stratos.hb"
     event_type: Literal["ServerHeartbeat"] = "ServerHeartbeat"
-    server_id: str
+    server_id: ServerId
 
 
 class ServerDownRequested(Event):
@@ -100,7 +100,7 @@ class ServerDownRequested(Event):
 
     SUBJECT: ClassVar[str] = "stratos.cmd.server.down"
     event_type: Literal["ServerDownRequested"] = "ServerDownRequested"
-    server_id: str
+    server_id: ServerId
     reason: str = "operator"
 
 
@@ -109,7 +109,7 @@ class ServerUpRequested(Event):
 
     SUBJECT: ClassVar[str] = "stratos.cmd.server.up"
     event_type: Literal["ServerUpRequested"] = "ServerUpRequested"
-    server_id: str
+    server_id: ServerId
 
 
 class ServerDown(Event):
@@ -117,7 +117,7 @@ class ServerDown(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.server.down"
     event_type: Literal["ServerDown"] = "ServerDown"
-    server_id: str
+    server_id: ServerId
     reason: str = Field(description="heartbeat-timeout or operator.")
 
 
@@ -129,10 +129,10 @@ class ServerChosen(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.server.chosen"
     event_type: Literal["ServerChosen"] = "ServerChosen"
-    job_id: str
+    job_id: JobId
     revision: int = Field(ge=1, description="1 for the first placement, +1 per re-plan.")
     server: ServerSpec
-    previous_server_id: str | None = None
+    previous_server_id: ServerId | None = None
     reason: str = Field(default="initial placement")
     explanation: SelectionExplanation
 
@@ -157,7 +157,7 @@ class TeacherChosen(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.teacher.chosen"
     event_type: Literal["TeacherChosen"] = "TeacherChosen"
-    job_id: str
+    job_id: JobId
     teacher: str
     mode: DistillationMode
     tau: float
@@ -171,7 +171,7 @@ class DataProgress(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.data.progress"
     event_type: Literal["DataProgress"] = "DataProgress"
-    job_id: str
+    job_id: JobId
     done: int
     total: int
     accepted: int
@@ -182,7 +182,7 @@ class DataReady(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.data.ready"
     event_type: Literal["DataReady"] = "DataReady"
-    job_id: str
+    job_id: JobId
     mode: DistillationMode
     teacher: str
     train_uri: str = Field(description="JSONL, chat format (see docs/datasets.md).")
@@ -210,7 +210,7 @@ class StudentChosen(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.student.chosen"
     event_type: Literal["StudentChosen"] = "StudentChosen"
-    job_id: str
+    job_id: JobId
     student: str
     model: str
     threshold: float
@@ -222,8 +222,8 @@ class TrainingProgress(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.training.progress"
     event_type: Literal["TrainingProgress"] = "TrainingProgress"
-    job_id: str
-    server_id: str
+    job_id: JobId
+    server_id: ServerId
     step: int = Field(ge=0)
     total_steps: int = Field(ge=0)
     loss: float | None = None
@@ -242,8 +242,8 @@ class ModelTrained(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.model.trained"
     event_type: Literal["ModelTrained"] = "ModelTrained"
-    job_id: str
-    server_id: str
+    job_id: JobId
+    server_id: ServerId
     student: str
     base_model: str
     method: str
@@ -266,8 +266,8 @@ class ModelDeployed(Event):
 
     SUBJECT: ClassVar[str] = "stratos.evt.model.deployed"
     event_type: Literal["ModelDeployed"] = "ModelDeployed"
-    job_id: str
-    server_id: str
+    job_id: JobId
+    server_id: ServerId
     revision: int = Field(ge=1, description="Matches the ServerChosen revision it was deployed for.")
     endpoint: str
     backend: Literal["vllm", "cpu"]

@@ -7,13 +7,24 @@ never by value, so a spec can travel in events and logs safely.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+from stratos_shared.contracts.base import CONTRACT_CONFIG
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
+"""Names become parts of job ids and artifact paths: dots only between other characters."""
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+MAX_PATH_CHARS = 4096
+MAX_GENERATOR_DEPTH = 8
+SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+CREDENTIAL_QUERY_KEYS = ("key", "token", "secret", "password", "signature", "auth")
 
 TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
 TrainingMethod = Literal["lora-sft", "sft", "grpo"]
@@ -21,7 +32,7 @@ SelectionStrategy = Literal["pareto", "accuracy-first", "cost-first", "latency-f
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="forbid")
 
 
 class TaskSpec(_Frozen):
@@ -40,6 +51,19 @@ class TaskSpec(_Frozen):
         default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on."
     )
     seed: int = Field(default=0)
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_path_text(value, "task.path")
+        return value
+
+    @field_validator("generator")
+    @classmethod
+    def _plain_generator(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_plain_json(value, "generator", 0)
+        return value
 
     @model_validator(mode="after")
     def _jsonl_needs_path_and_grader(self) -> TaskSpec:
@@ -64,7 +88,7 @@ class Constraints(_Frozen):
 class TeacherSpec(_Frozen):
     """A candidate teacher behind an OpenAI-compatible endpoint."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     base_url: str = Field(description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8100/v1", max_length=2048)
     model: str = Field(max_length=256)
     api_key_ref: str | None = Field(
@@ -80,22 +104,50 @@ class TeacherSpec(_Frozen):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"base_url is not a valid URL ({exc})") from None
+        if not parts.hostname:
+            raise ValueError("base_url has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("base_url must not carry credentials (user:key@host); name the key in api_key_ref")
+        if any(k.lower().replace("-", "_").endswith(CREDENTIAL_QUERY_KEYS) for k, _ in parse_qsl(parts.query)):
+            raise ValueError("base_url must not carry a key in its query string; name the key in api_key_ref")
+        if parts.fragment or any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ValueError("base_url must not contain a fragment, spaces or control characters")
         return value.rstrip("/")
 
     @field_validator("api_key_ref")
     @classmethod
     def _reference_not_secret(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("env:", "file:")):
-            raise ValueError("api_key_ref must be a reference ('env:VAR' or 'file:/path'), never the key itself")
-        return value
+        if value is None:
+            return value
+        scheme, _, location = value.partition(":")
+        if scheme == "env" and SECRET_ENV_NAME.fullmatch(location):
+            return value
+        if scheme == "file" and location.startswith("/"):
+            _check_path_text(location, "api_key_ref")
+            return value
+        raise ValueError(
+            "api_key_ref must be a reference ('env:VAR' with a variable name, or 'file:/absolute/path'), "
+            "never the key itself"
+        )
 
 
 class StudentSpec(_Frozen):
     """A candidate student base model: a hub id, a local path, or a built-in tiny model ('tiny:tiny-1m')."""
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     model: str = Field(max_length=1024, examples=["Qwen/Qwen2.5-1.5B-Instruct", "tiny:tiny-1m", "/models/my-base"])
     params_b: float = Field(gt=0, le=2000, description="Parameter count in billions (drives the memory estimate).")
+
+    @field_validator("model")
+    @classmethod
+    def _plain_model(cls, value: str) -> str:
+        _check_path_text(value, "model")
+        return value
 
 
 class TrainingSpec(_Frozen):
@@ -165,7 +217,7 @@ class DistillationSpec(_Frozen):
 class JobSpec(_Frozen):
     """Everything a user submits."""
 
-    name: str = Field(pattern=NAME_PATTERN, examples=["gsm8k-small"])
+    name: Name = Field(examples=["gsm8k-small"])
     task: TaskSpec
     constraints: Constraints = Field(default_factory=Constraints)
     teachers: list[TeacherSpec] = Field(min_length=1, max_length=32)
@@ -189,3 +241,27 @@ class JobSpec(_Frozen):
         """Load and validate a job spec file; raises pydantic.ValidationError or yaml.YAMLError."""
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         return cls.model_validate(data)
+
+
+def _check_path_text(value: str, field: str) -> None:
+    """What no file name can hold, refused before anything touches the file system."""
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL byte")
+    if len(value) > MAX_PATH_CHARS or any(len(part.encode()) > 255 for part in value.split("/")):
+        raise ValueError(f"{field} is too long (at most {MAX_PATH_CHARS} characters, 255 bytes per name)")
+    if ".." in value.split("/"):
+        raise ValueError(f"{field} must not contain '..'")
+
+
+def _check_plain_json(value: object, where: str, depth: int) -> None:
+    """Free-form options must be plain, finite JSON a few levels deep (they are stored and read back)."""
+    if depth > MAX_GENERATOR_DEPTH:
+        raise ValueError(f"{where} is nested more than {MAX_GENERATOR_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds a non-finite number ({value})")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain_json(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain_json(item, f"{where}[{index}]", depth + 1)

@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+import math
+import re
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from stratos_shared.contracts.base import JOB_ID_PATTERN, Event
+from stratos_shared.contracts.base import JOB_ID_MAX, JOB_ID_PATTERN, Event
 from stratos_shared.errors import InvalidEventError
 
 E = TypeVar("E", bound=Event)
 
 MAX_ERRORS = 20
+MAX_DEPTH = 64
+"""No event nests deeper than this; deeper JSON is refused before Python's recursion limit is near."""
+
+
+class _NotPlainJson(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlainJson(f"number {text[:32]} is too large to be represented")
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise _NotPlainJson(f"{text} is not a JSON number")
+
+
+def _depth(data: Any) -> int:
+    """Deepest nesting of lists and objects, walked without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = node.values()
+        elif not isinstance(node, list):
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
+    return deepest
+
+
+def load_json(body: bytes) -> Any:
+    """Plain JSON: finite numbers only, nested at most MAX_DEPTH levels; raises InvalidEventError why not."""
+    try:
+        data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidEventError(f"message nests too deeply (at most {MAX_DEPTH} levels are allowed)") from None
+    except _NotPlainJson as exc:
+        raise InvalidEventError(f"message is not plain JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEventError(f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    except ValueError as exc:  # int() of a digit string longer than Python converts
+        raise InvalidEventError(f"message cannot be read as JSON ({exc.__class__.__name__}: {exc})"[:300]) from None
+    if (deepest := _depth(data)) > MAX_DEPTH:
+        raise InvalidEventError(f"message nests {deepest} levels deep; at most {MAX_DEPTH} are allowed")
+    return data
 
 
 def describe_validation_error(error: ValidationError) -> list[str]:
@@ -24,22 +75,22 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     return lines
 
 
-def _job_id_of(data: object) -> str | None:
-    import re
+def valid_job_id(job_id: object) -> bool:
+    """Whether `job_id` is a job id the stores accept (the pattern every event's job_id field carries)."""
+    return isinstance(job_id, str) and len(job_id) <= JOB_ID_MAX and re.fullmatch(JOB_ID_PATTERN, job_id) is not None
 
+
+def _job_id_of(data: object) -> str | None:
     if isinstance(data, dict):
         job_id = data.get("job_id")
-        if isinstance(job_id, str) and re.fullmatch(JOB_ID_PATTERN, job_id):
-            return job_id
+        if valid_job_id(job_id):
+            return str(job_id)
     return None
 
 
 def parse_event(cls: type[E], body: bytes) -> E:
     """Validate `body` as an event of type `cls`; raise InvalidEventError saying why not."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEventError(f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    data = load_json(body)
     if not isinstance(data, dict):
         raise InvalidEventError(f"message must be a JSON object, got {type(data).__name__}")
     job_id = _job_id_of(data)
@@ -49,7 +100,9 @@ def parse_event(cls: type[E], body: bytes) -> E:
             f"expected a {cls.__name__} event on this subject, got event_type={str(event_type)[:64]!r}", job_id=job_id
         )
     version = data.get("schema_version", 1)
-    if isinstance(version, int) and version > cls.VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidEventError(f"schema_version must be an integer, got {type(version).__name__}", job_id=job_id)
+    if version > cls.VERSION:
         raise InvalidEventError(
             f"{cls.__name__} schema version {version} is newer than this service understands ({cls.VERSION}); "
             "upgrade the service",
@@ -57,6 +110,8 @@ def parse_event(cls: type[E], body: bytes) -> E:
         )
     try:
         return cls.model_validate(data)
+    except RecursionError:
+        raise InvalidEventError(f"invalid {cls.__name__}: nested too deeply", job_id=job_id) from None
     except ValidationError as exc:
         errors = describe_validation_error(exc)
         raise InvalidEventError(f"invalid {cls.__name__}: {errors[0]}", errors=errors, job_id=job_id) from None

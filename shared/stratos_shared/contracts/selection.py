@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratos_shared.contracts.base import CONTRACT_CONFIG
+
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="forbid")
 
 
 class Objectives(_Frozen):

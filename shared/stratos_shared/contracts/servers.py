@@ -7,13 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratos_shared.contracts.base import CONTRACT_CONFIG, ServerId
+
 
 class ServerSpec(BaseModel):
     """One GPU (or CPU-only) server a job can train and serve on."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="forbid")
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$", examples=["gpu-a100-us-east-1"])
+    id: ServerId = Field(description="One NATS subject token: letters, digits, '_' and '-'.")
     gpu_model: str = Field(
         default="none", max_length=64, description="GPU model name, 'none' for CPU-only.", examples=["A100-80G"]
     )
@@ -42,7 +44,7 @@ class ServerSpec(BaseModel):
 class ServerCatalog(BaseModel):
     """A YAML catalog of servers (see `examples/servers.yaml`)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="forbid")
 
     servers: list[ServerSpec] = Field(min_length=1)
 
@@ -50,7 +52,7 @@ class ServerCatalog(BaseModel):
 class ServerRecord(BaseModel):
     """A server's entry in the inventory KV bucket: its spec and whether it is up."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(**CONTRACT_CONFIG, extra="ignore")
 
     spec: ServerSpec
     status: Literal["up", "down"] = "up"

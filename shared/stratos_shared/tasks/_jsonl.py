@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stratos_shared.errors import PolicyError
+from stratos_shared.policy import read_regular_file
 from stratos_shared.tasks.errors import TaskDataError
+
+MAX_FILE_BYTES = 2**30
+"""A hard ceiling for any stage; the selector admits only files under the operator's (smaller) limit."""
 
 
 def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -17,9 +22,11 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular_file(p, MAX_FILE_BYTES, "task file").decode("utf-8")
     except FileNotFoundError:
         raise TaskDataError(p, 0, "file not found") from None
+    except PolicyError as exc:
+        raise TaskDataError(p, 0, str(exc)) from None
     except UnicodeDecodeError as exc:
         raise TaskDataError(p, 0, f"not UTF-8 text ({exc.reason})") from None
     seen = 0
@@ -30,6 +37,8 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise TaskDataError(p, number, f"not valid JSON ({exc.msg})") from None
+        except (RecursionError, ValueError) as exc:  # nested too deeply, or a number too long to convert
+            raise TaskDataError(p, number, f"not plain JSON ({type(exc).__name__})") from None
         if not isinstance(record, dict):
             raise TaskDataError(p, number, "expected a JSON object")
         for field in required:

@@ -8,6 +8,7 @@ from stratos_shared.teacher.cache import DirectoryCache, MemoryCache, ResponseCa
 from stratos_shared.teacher.client import Completion, Pricing, TeacherClient, UsageTotals
 from stratos_shared.teacher.errors import (
     SecretError,
+    TeacherAddressRefused,
     TeacherBadResponse,
     TeacherError,
     TeacherRequestRejected,
@@ -23,6 +24,7 @@ __all__ = [
     "ResponseCache",
     "SecretError",
     "SecretRef",
+    "TeacherAddressRefused",
     "TeacherBadResponse",
     "TeacherClient",
     "TeacherError",

@@ -15,9 +15,11 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, SecretStr
@@ -25,11 +27,19 @@ from pydantic import BaseModel, SecretStr
 from stratos_shared.metrics import teacher_requests, teacher_seconds
 from stratos_shared.teacher.cache import MemoryCache, ResponseCache, cache_key
 from stratos_shared.teacher.engines import EngineConnectionError, EngineTimeout, HttpEngine, dumps, loads, make_engine
-from stratos_shared.teacher.errors import TeacherBadResponse, TeacherError, TeacherRequestRejected, TeacherUnavailable
+from stratos_shared.teacher.errors import (
+    TeacherAddressRefused,
+    TeacherBadResponse,
+    TeacherError,
+    TeacherRequestRejected,
+    TeacherUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+ADDRESS_CHECK_TTL_S = 10.0
+"""How long a checked resolution of the teacher's host is trusted before it is resolved and checked again."""
 
 
 class Pricing(BaseModel):
@@ -101,6 +111,7 @@ class TeacherClient:
         pricing: Pricing | None = None,
         cache: ResponseCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        address_guard: Callable[[str], str | None] | None = None,
     ) -> None:
         if max_concurrency < 1 or max_retries < 0 or timeout_s <= 0:
             raise ValueError("max_concurrency >= 1, max_retries >= 0 and timeout_s > 0 are required")
@@ -114,6 +125,10 @@ class TeacherClient:
         self.max_retry_after_s = max_retry_after_s
         self.pricing = pricing or Pricing()
         self.cache = cache
+        # Says why an IP address may not be reached (the operator's policy); the host is resolved and checked
+        # when the client first connects and again every ADDRESS_CHECK_TTL_S, since a name can change address.
+        self._address_guard = address_guard
+        self._address_checked_until = 0.0
         self.usage = UsageTotals()
         self._n_supported: bool | None = None
         self._sem = asyncio.Semaphore(max_concurrency)
@@ -256,8 +271,25 @@ class TeacherClient:
             text = text.replace(self._key.get_secret_value(), "**********")
         return text
 
+    async def _check_address(self) -> None:
+        """Refuse to send anything (the key included) to a host that resolves to a refused address."""
+        if self._address_guard is None or time.monotonic() < self._address_checked_until:
+            return
+        split = urlsplit(self.base_url)
+        host = split.hostname or ""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, split.port or 443)
+        except (OSError, UnicodeError):
+            return  # unresolvable: the request fails as a connection error and is retried like one
+        for address in sorted({str(info[4][0]) for info in infos}):
+            problem = self._address_guard(address)
+            if problem:
+                raise TeacherAddressRefused(f"teacher '{self.model}' at {self.base_url} is refused: {host}: {problem}")
+        self._address_checked_until = time.monotonic() + ADDRESS_CHECK_TTL_S
+
     async def _request(self, body: dict[str, Any], *, want: int) -> _Reply:
         """POST once per attempt until success or the retry budget is spent."""
+        await self._check_address()
         url = self._url
         payload = dumps(body)
         headers = self._headers()

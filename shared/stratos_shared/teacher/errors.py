@@ -19,6 +19,10 @@ class TeacherBadResponse(TeacherError):
     """The teacher answered, but not with a usable chat completion (bad JSON, no choices)."""
 
 
+class TeacherAddressRefused(TeacherError):
+    """The teacher's host resolves to an address the operator's policy refuses (link-local, metadata, ...)."""
+
+
 class TeacherRequestRejected(TeacherError):
     """The teacher refused the request itself (4xx other than 429); retrying would not help."""
 

@@ -1,8 +1,10 @@
 """Secret references: where a key lives, not the key itself.
 
-Job specs and configs carry strings like ``env:OPENAI_API_KEY`` or
-``file:/run/secrets/teacher``; only this module turns them into values, and
-only into pydantic ``SecretStr`` so a stray log line or repr shows ``**********``.
+Job specs and configs carry strings like ``env:TEACHER_KEY_OPENAI`` or
+``file:/run/secrets/teacher``; only this module turns them into values, only
+for references the operator's `InputPolicy` allows (never a service's own
+credentials), and only into pydantic ``SecretStr`` so a stray log line or repr
+shows ``**********``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from stratos_shared.errors import PolicyError
+from stratos_shared.policy import InputPolicy, read_regular_file
 from stratos_shared.teacher.errors import SecretError
 
 SCHEMES = ("env", "file")
+MAX_SECRET_BYTES = 64 * 1024
 
 
 class SecretRef:
@@ -32,25 +37,32 @@ class SecretRef:
     def __repr__(self) -> str:
         return f"SecretRef('{self.scheme}:{self.location}')"
 
-    def resolve(self) -> SecretStr:
-        """Read the secret now (env var or file contents, surrounding whitespace stripped)."""
+    def resolve(self, policy: InputPolicy) -> SecretStr:
+        """Read the secret now (env var or file contents, surrounding whitespace stripped), if `policy` allows."""
+        ref = f"{self.scheme}:{self.location}"
+        try:
+            policy.check_secret_ref(ref)
+        except PolicyError as exc:
+            raise SecretError(str(exc)) from None
         if self.scheme == "env":
             value = os.environ.get(self.location)
             if value is None or not value.strip():
                 raise SecretError(f"environment variable '{self.location}' is not set or empty")
-            return SecretStr(value.strip())
-        path = Path(self.location)
-        try:
-            value = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SecretError(f"secret file '{path}' does not exist") from None
-        except OSError as exc:
-            raise SecretError(f"secret file '{path}' cannot be read ({exc.strerror})") from None
-        if not value.strip():
-            raise SecretError(f"secret file '{path}' is empty")
+        else:
+            path = Path(self.location)
+            try:
+                value = read_regular_file(path, MAX_SECRET_BYTES, "secret file").decode("utf-8", errors="replace")
+            except FileNotFoundError:
+                raise SecretError(f"secret file '{path}' does not exist") from None
+            except PolicyError as exc:
+                raise SecretError(str(exc)) from None
+            if not value.strip():
+                raise SecretError(f"secret file '{path}' is empty")
+        if value.strip() in policy.protected_values:
+            raise SecretError(f"secret reference {ref!r} holds a service credential; it can never be a teacher key")
         return SecretStr(value.strip())
 
 
-def resolve_secret(ref: str) -> SecretStr:
-    """Resolve a ``env:NAME`` / ``file:/path`` reference to its value, wrapped in ``SecretStr``."""
-    return SecretRef(ref).resolve()
+def resolve_secret(ref: str, policy: InputPolicy) -> SecretStr:
+    """Resolve an allowed ``env:NAME`` / ``file:/path`` reference to its value, wrapped in ``SecretStr``."""
+    return SecretRef(ref).resolve(policy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -72,3 +73,29 @@ def test_agrees_with_paretoset_on_catalog_like_data() -> None:
     hw = rng.integers(0, 40, 20_000).astype(float)
     pts = np.column_stack((-hw, np.exp(hw / 10) * rng.uniform(0.8, 1.2, hw.size), rng.uniform(1, 300, hw.size)))
     assert np.array_equal(pareto_mask(pts), paretoset(pts, sense=["min"] * 3, distinct=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(256, 1200), st.floats(0.0, 0.3), st.booleans())
+def test_infinities_are_exact_with_the_grid_pre_pass(seed: int, n: int, share: float, negative: bool) -> None:
+    """About `share` of each column infinite (n >= 256 runs the grid pre-pass): the brute force still agrees.
+
+    Before ranks replaced non-finite columns, an `inf` in column 0 made the grid drop a non-dominated point.
+    """
+    rng = np.random.default_rng(seed)
+    pts = rng.integers(0, 50, (n, 3)).astype(float)
+    pts[rng.random((n, 3)) < share] = np.inf
+    if negative:
+        pts[rng.random((n, 3)) < share / 4] = -np.inf
+    assert np.array_equal(pareto_mask(pts), brute_front(pts))
+
+
+def test_an_infinite_column_keeps_its_only_non_dominated_point() -> None:
+    pts = np.column_stack((np.full(300, np.inf), np.arange(300.0), np.arange(300.0)[::-1]))
+    assert np.array_equal(pareto_mask(pts), brute_front(pts))
+    assert pareto_mask(pts).all()
+
+
+def test_nan_is_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        pareto_mask(np.array([[1.0, np.nan, 2.0]] * 300))

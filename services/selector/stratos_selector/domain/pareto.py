@@ -56,11 +56,14 @@ GROUP_COST_POINTS = 48
 def pareto_mask(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[np.bool_]:
     """Boolean mask of the non-dominated rows of ``points`` (shape (n, d)), all objectives minimised.
 
-    q dominates p iff q ≤ p in every objective and q < p in at least one. NaN is not supported.
+    q dominates p iff q ≤ p in every objective and q < p in at least one. Infinities are ordinary values
+    (``inf`` is worse than any finite value, and equal to itself); NaN has no order and is refused.
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2:
         raise ValueError(f"points must be 2-D (n, d), got shape {pts.shape}")
+    if not np.isfinite(pts).all():
+        pts = _finite_ranks(pts)
     n = pts.shape[0]
     mask = np.zeros(n, dtype=np.bool_)
     if n == 0:
@@ -77,6 +80,17 @@ def pareto_mask(points: NDArray[np.floating] | NDArray[np.integer]) -> NDArray[n
     front = survivors[_sweep(pts[survivors])]
     mask[front] = True
     return mask
+
+
+def _finite_ranks(pts: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Each column replaced by its dense rank: the same order and ties, so the same dominance, all finite
+    (the grid pre-pass bins by value and cannot place an infinity)."""
+    if np.isnan(pts).any():
+        raise ValueError("objective values must not be NaN: a NaN is neither better nor worse than anything")
+    ranks = np.empty_like(pts)
+    for j in range(pts.shape[1]):
+        ranks[:, j] = np.unique(pts[:, j], return_inverse=True)[1].reshape(-1)
+    return ranks
 
 
 def _front_3d(pts: NDArray[np.float64]) -> NDArray[np.intp]:
