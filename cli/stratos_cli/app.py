@@ -399,4 +399,11 @@ def teacher_sim(
 
 
 def main() -> None:
-    app()
+    """The console entry point: an error Stratos expects (NATS unreachable, ...) is one line, not a traceback."""
+    from stratos_shared.errors import StratosError
+
+    try:
+        app()
+    except StratosError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(1) from None

@@ -8,8 +8,10 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from opentelemetry.propagate import inject
@@ -17,7 +19,18 @@ from opentelemetry.propagate import inject
 from stratos_cli.stack import StackState
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.contracts.base import Event
+from stratos_shared.errors import StratosError
 from stratos_shared.settings import default_home
+
+
+class StackUnreachable(StratosError):
+    """The CLI could not reach NATS: says which URL it tried and how to start or point at a stack."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(
+            f"cannot reach NATS at {url} ({problem}); start the stack with `stratos up` (or `make up`), "
+            "or point --nats / NATS_URL at a running one"
+        )
 
 
 def home_dir() -> Path:
@@ -45,16 +58,46 @@ def cli_credentials() -> tuple[str | None, str | None]:
 
 @contextlib.asynccontextmanager
 async def connect(url: str | None = None) -> AsyncIterator[tuple[Client, JetStreamContext]]:
-    servers = resolve_nats_url(url).split(",")
+    target = resolve_nats_url(url)
     user, password = cli_credentials()
     options = {"user": user, "password": password} if user else {}
-    nc = await nats.connect(servers=servers, connect_timeout=3, max_reconnect_attempts=2, **options)
+
+    if not any([await _listening(server) for server in target.split(",")]):
+        raise StackUnreachable(target, "nothing listens there")
+
+    async def quiet(_: Exception) -> None:  # nats.py logs every failed attempt with a traceback by default
+        return None
+
+    try:
+        nc = await nats.connect(
+            servers=target.split(","),
+            connect_timeout=3,
+            max_reconnect_attempts=2,
+            allow_reconnect=False,
+            error_cb=quiet,
+            **options,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise StackUnreachable(
+            target, type(exc).__name__ if not str(exc) else str(exc).removeprefix("nats: ")
+        ) from None
     try:
         js = nc.jetstream()
         await ensure_infrastructure(js, replicas=int(os.environ.get("STRATOS_REPLICAS", "1")))
         yield nc, js
     finally:
         await nc.drain()
+
+
+async def _listening(server: str) -> bool:
+    """A one-second TCP probe: nats.connect spends seconds retrying a port nobody listens on."""
+    parts = urlsplit(server.strip() if "://" in server else f"nats://{server.strip()}")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 4222), 1.0)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
 
 
 async def publish(js: JetStreamContext, event: Event) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +98,29 @@ async def follow(
         return [states[j] for j in job_ids if j in states]
 
 
+async def save_reports(states: list[JobState], url: str, folder: Path) -> dict[str, Path]:
+    """Each finished job's report (Markdown, HTML, plots) written under `folder/<job>`, while NATS is still up."""
+    from stratos_cli.reports import fetch_report
+
+    return {
+        state.job_id: await fetch_report(state.report_uri, folder / state.job_id, url)
+        for state in states
+        if state.report_uri
+    }
+
+
+def cli_command() -> str:
+    """How to run this CLI again from here: `stratos` when it is on PATH, else the path it was started by."""
+    started = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("stratos")
+    if on_path and Path(on_path).resolve() == started:
+        return "stratos"
+    try:
+        return str(started.relative_to(Path.cwd()))
+    except ValueError:
+        return str(started)
+
+
 def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> int:
     home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / "demo")
     os.environ["STRATOS_HOME"] = str(home)
@@ -169,11 +193,15 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         provider.force_flush()
         states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s))
         console.print(summary(states))
-        console.print(
-            f"reports: stratos report JOB   traces: stratos trace JOB   (STRATOS_HOME={home}, NATS_URL={url})"
-        )
+        # The stack stops when the demo ends, so what the closing advice points at must not need it.
+        reports = asyncio.run(save_reports(states, url, home / "reports"))
+        stratos = cli_command()
         for state in states:
-            console.print(f"  stratos trace {state.job_id}")
+            console.print(f"{state.name} ({state.status}):")
+            if state.job_id in reports:
+                console.print(f"  report: {reports[state.job_id] / 'report.md'} (and report.html, plots)")
+            console.print(f"  trace:  STRATOS_HOME={home} {stratos} trace {state.job_id}")
+            console.print(f"  logs:   STRATOS_HOME={home} {stratos} logs {state.job_id}")
         ok = len(states) == len(job_ids) and all(s.status == "completed" for s in states)
         if keep:
             console.print("stack left running (--keep); stop it with `stratos down`")

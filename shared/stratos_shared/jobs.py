@@ -113,8 +113,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
     """The state after `event`; None when the event does not concern a job or was already applied."""
     if event.job_id is None:
         return None
-    if state is None and not isinstance(event, (JobSubmitted, JobRejected)):
-        return None  # only a submission (or its rejection) opens an entry: no phantom jobs from stray events
+    if state is None and not isinstance(event, JobSubmitted):
+        return None  # only a valid submission opens an entry: no phantom jobs from stray events or garbage
     if isinstance(event, JobSubmitted) and state is not None and state.submitted_at is not None:
         return None  # the first submission of an id stands; the selector refuses a re-used id
     current = state or JobState(job_id=event.job_id)

@@ -75,6 +75,9 @@ SECRET_FIELD = re.compile(
     re.IGNORECASE,
 )
 URL_CREDENTIALS = re.compile(rb"(https?://)[^/@\s\"]*@", re.IGNORECASE)
+QUERY_CREDENTIALS = re.compile(
+    rb"([?&][^=&#\"\s]*(?:key|token|secret|password|signature|auth)[^=&#\"\s]*=)[^&#\"\s]*", re.IGNORECASE
+)
 REDACTED = b"**redacted**"
 HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -88,7 +91,8 @@ def redact(payload: bytes) -> bytes:
         kept = value if value.startswith((b"env:", b"file:")) and b"@" not in value else REDACTED
         return match.group(1) + kept + b'"'
 
-    return URL_CREDENTIALS.sub(rb"\1" + REDACTED + b"@", SECRET_FIELD.sub(field, payload))
+    payload = SECRET_FIELD.sub(field, payload)
+    return QUERY_CREDENTIALS.sub(rb"\1" + REDACTED, URL_CREDENTIALS.sub(rb"\1" + REDACTED + b"@", payload))
 
 
 async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -> None:

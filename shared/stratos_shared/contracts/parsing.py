@@ -66,12 +66,27 @@ def load_json(body: bytes) -> Any:
     return data
 
 
+PATTERN_HINTS = {
+    "job_id": "job ids are letters, digits, '_' and '-', with single dots between them (at most 96 characters)",
+    "name": "names are letters, digits, '_' and '-', with single dots between them (at most 64 characters)",
+    "server_id": "server ids are letters, digits, '_' and '-' (one NATS subject token, no dots)",
+    "previous_server_id": "server ids are letters, digits, '_' and '-' (one NATS subject token, no dots)",
+    "id": "server ids are letters, digits, '_' and '-' (one NATS subject token, no dots)",
+    "event_id": "event ids are letters, digits and '_', '.', ':', '-' (at most 128 characters)",
+}
+
+
 def describe_validation_error(error: ValidationError) -> list[str]:
-    """Pydantic errors as 'field.path: problem' lines a user can act on (input values left out)."""
+    """Pydantic errors as 'field.path: problem' lines a user can act on (input values left out; a refused id
+    says what ids may hold instead of quoting a regular expression)."""
     lines = []
     for item in error.errors()[:MAX_ERRORS]:
         where = ".".join(str(part) for part in item["loc"]) or "(root)"
-        lines.append(f"{where}: {item['msg']}")
+        field = str(item["loc"][-1]) if item["loc"] else ""
+        message = item["msg"]
+        if item["type"] == "string_pattern_mismatch" and field in PATTERN_HINTS:
+            message = f"not a valid id: {PATTERN_HINTS[field]}"
+        lines.append(f"{where}: {message}")
     return lines
 
 
@@ -88,9 +103,21 @@ def _job_id_of(data: object) -> str | None:
     return None
 
 
+def _lenient_job_id(body: bytes) -> str | None:
+    """The job id of a payload refused as not plain JSON (NaN, 1e309), so the rejection can name the job."""
+    try:
+        return _job_id_of(json.loads(body))
+    except Exception:  # unreadable even leniently (too deep, not JSON): no job to name
+        return None
+
+
 def parse_event(cls: type[E], body: bytes) -> E:
     """Validate `body` as an event of type `cls`; raise InvalidEventError saying why not."""
-    data = load_json(body)
+    try:
+        data = load_json(body)
+    except InvalidEventError as refused:
+        refused.job_id = _lenient_job_id(body)
+        raise
     if not isinstance(data, dict):
         raise InvalidEventError(f"message must be a JSON object, got {type(data).__name__}")
     job_id = _job_id_of(data)

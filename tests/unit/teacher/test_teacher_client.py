@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from stratos_shared.policy import InputPolicy, networks
 from stratos_shared.tasks import build_task
 from stratos_shared.teacher import (
     MemoryCache,
     Pricing,
+    TeacherAddressRefused,
     TeacherBadResponse,
     TeacherClient,
     TeacherRequestRejected,
@@ -73,6 +76,31 @@ async def test_api_key_sent_as_bearer_and_never_leaked(caplog: pytest.LogCapture
     assert err.value.status == 401
     assert KEY not in str(err.value) and KEY not in repr(err.value) and KEY not in repr(c)
     assert KEY not in caplog.text
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [("http://127.0.0.1:8100/v1", "outside the allowed teacher networks"), ("http://2852039166/v1", "169.254.0.0/16")],
+)
+async def test_a_refused_address_gets_no_request_and_no_key(base_url: str, refused: str) -> None:
+    """Checked when the client connects, not only at submission: a name can resolve elsewhere later."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    policy = InputPolicy(data_root=Path("/"), model_root=Path("/"), allowed_networks=networks(["10.0.0.0/8"]))
+    if "2852039166" in base_url:  # the decimal form of 169.254.169.254, allowed networks left open
+        policy = InputPolicy(data_root=Path("/"), model_root=Path("/"))
+    c = TeacherClient(
+        base_url, "t", api_key=KEY, transport=httpx.MockTransport(handler), address_guard=policy.address_problem
+    )
+    with pytest.raises(TeacherAddressRefused, match=refused) as err:
+        await c.complete(MSGS)
+    await c.aclose()
+    assert seen == [] and KEY not in str(err.value)
 
 
 @pytest.mark.asyncio
