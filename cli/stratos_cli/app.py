@@ -35,7 +35,7 @@ from stratos_shared.contracts.events import (
     ServerUpRequested,
 )
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.contracts.parsing import describe_validation_error
+from stratos_shared.contracts.parsing import PATTERN_HINTS, describe_validation_error, valid_job_id
 from stratos_shared.jobs import JobState
 from stratos_shared.telemetry import setup_tracing
 
@@ -77,6 +77,8 @@ def load_spec(path: Path) -> JobSpec:
         err.print(f"[red]error:[/] job spec {path} does not exist")
     except yaml.YAMLError as exc:
         err.print(f"[red]error:[/] {path} is not valid YAML: {exc}")
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        err.print(f"[red]error:[/] job spec {path} cannot be read: {type(exc).__name__}: {exc}"[:300])
     except ValidationError as exc:
         err.print(f"[red]error:[/] {path} is not a valid job spec:")
         for line in describe_validation_error(exc):
@@ -100,7 +102,10 @@ def submit(
     """Validate a job spec and submit it."""
     spec = load_spec(spec_file)
     job = job_id or f"{spec.name}-{uuid.uuid4().hex[:8]}"
-    event = JobSubmitted(job_id=job, spec=spec, submitted_by=os.environ.get("USER", "cli"))
+    if not valid_job_id(job):
+        err.print(f"[red]error:[/] --job-id {job!r}: {PATTERN_HINTS['job_id']}")
+        raise typer.Exit(2)
+    event = JobSubmitted(job_id=job, spec=spec, submitted_by=os.environ.get("USER", "cli")[:128])
 
     async def send() -> None:
         async with client.connect(nats_url) as (_, js):
