@@ -63,6 +63,12 @@ def test_up_submit_status_down(tmp_path: Path) -> None:
         assert "cli-1" in listed.stdout
         inventory = stratos("servers", env=env)
         assert "a100-us-east" in inventory.stdout
+        rows = {line.split("│")[1].strip(): line for line in inventory.stdout.splitlines() if line.count("│") > 3}
+        # `stratos up` brought three servers to life, each beating with its trainer and deployer (as its own
+        # NATS user); the other catalog servers have no workers and say so
+        live = [server for server, row in rows.items() if "deployer, trainer" in row]
+        assert len(live) == 3 and state["server_id"] in live, inventory.stdout
+        assert all("no workers" in row for server, row in rows.items() if server not in live), inventory.stdout
         png = tmp_path / "front.png"
         front = stratos("servers", "--pareto", "--png", str(png), env=env)
         assert "Pareto front" in front.stdout and png.stat().st_size > 1000

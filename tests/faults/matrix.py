@@ -25,7 +25,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from stratos_cli.client import wait_until_ready
+from stratos_cli.client import wait_for_workers, wait_until_ready
+from stratos_cli.stack import WORKERS
 from stratos_selector.placements import JobPlacement, job_key
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, PLACEMENTS_BUCKET
@@ -36,6 +37,7 @@ from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig
 from tests.faults.stack import (
     ROOT,
+    SERVERS,
     Published,
     ServiceSet,
     connect,
@@ -339,8 +341,11 @@ class FaultRun:
             )
             await self.bring_back(server, job)
         else:
-            self.stack.kill(fault.service)
-            self.stack.restart(fault.service)
+            name = fault.service
+            if name in WORKERS:  # the worker of the server the job is placed on: the one doing its work
+                name = f"{name}@{(await self.placement(job)).server_id}"
+            self.stack.kill(name)
+            self.stack.restart(name)
         return hit
 
     async def bring_back(self, server: str, job_id: str) -> None:
@@ -558,6 +563,7 @@ async def run_matrix(
             services(url, workdir / "home", ENV, replicas) as stack,
         ):
             await wait_until_ready(url)
+            await wait_for_workers(url, SERVERS)
             nc = await connect(url)
             try:
                 published = await watch_published(nc)

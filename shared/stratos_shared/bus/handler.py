@@ -60,9 +60,10 @@ def retry_delay_s(delivery: int) -> float:
 
 async def publish_event(broker: NatsBroker, event: Event) -> None:
     """Publish to JetStream with the event id as message id, so a re-publish is dropped as a duplicate."""
+    routed = getattr(event, "routed_subject", None)  # work for one server goes to that server's subject
     await broker.publish(
         event.to_bytes(),
-        subject=event.SUBJECT,
+        subject=routed() if callable(routed) else event.SUBJECT,
         headers={"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type},
         stream=EVENTS_STREAM,
     )
