@@ -59,14 +59,29 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     """Every event a service's handlers declare they publish is allowed for that service's user."""
     from stratos_data_synth.handlers import build_events as data_synth
     from stratos_data_synth.settings import DataSynthSettings
+    from stratos_deployer.handlers import Deployments
+    from stratos_deployer.handlers import build_events as deployer
+    from stratos_deployer.settings import DeployerSettings
     from stratos_inventory.handlers import Inventory
     from stratos_inventory.handlers import build_events as inventory
     from stratos_selector.handlers import Planner
     from stratos_selector.handlers import build_events as selector
+    from stratos_shared.bus.permissions import server_permissions
     from stratos_shared.jobcontext import StageResources
     from stratos_teacher_eval.handlers import build_events as teacher_eval
     from stratos_teacher_eval.settings import TeacherEvalSettings
+    from stratos_trainer.handlers import build_events as trainer
+    from stratos_trainer.jobs import JobSignals
+    from stratos_trainer.settings import TrainerSettings
 
+    workers = {
+        "trainer": trainer(TrainerSettings(server_id="a10-us-central"), StageResources(), JobSignals()),
+        "deployer": deployer(DeployerSettings(server_id="a10-us-central"), StageResources(), Deployments()),
+    }
+    allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
+    for service, router in workers.items():  # a server's workers publish under the server's credential
+        declared = {cls.SUBJECT for spec in router.specs for cls in spec.publishes}
+        assert declared <= set(allowed), (service, declared - set(allowed))
     routers = {
         "inventory": inventory(Inventory()),
         "selector": selector(Planner()),
