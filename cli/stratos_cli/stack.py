@@ -115,10 +115,14 @@ def launch_server(
     worker_env = dict(env) | {"STRATOS_SERVER_ID": server_id, "STRATOS_ADVERTISE_HOST": advertise_host(index)}
     worker_env |= extra or {}
     pids: dict[str, int] = {}
-    for service, count in (("trainer", trainers), ("deployer", 1)):
-        for replica in range(count):
-            pid = launch_service(service, home, worker_env, replica, tag=server_id)
-            pids[f"{service}@{server_id}" + (f"-{replica}" if replica else "")] = pid
+    try:
+        for service, count in (("trainer", trainers), ("deployer", 1)):
+            for replica in range(count):
+                pid = launch_service(service, home, worker_env, replica, tag=server_id)
+                pids[f"{service}@{server_id}" + (f"-{replica}" if replica else "")] = pid
+    except BaseException:
+        stop_pids(pids)  # half a server must not be left running where nobody knows of it
+        raise
     return pids
 
 
