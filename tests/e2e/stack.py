@@ -21,7 +21,7 @@ SERVERS = choose_servers([s.id for s in load_catalog(CATALOG)], 2)
 
 @contextlib.contextmanager
 def service_processes(
-    nats_server: NatsServerProcess, home: Path, extra_env: dict[str, str] | None = None
+    nats_server: NatsServerProcess, home: Path, extra_env: dict[str, str] | None = None, servers: int = 2
 ) -> Iterator[dict[str, int]]:
     """Start every service as its own process; SIGTERM them all afterwards (logs in `<home>/logs`)."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
@@ -29,7 +29,7 @@ def service_processes(
     env.update(extra_env or {})
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     pids = {service: launch_service(service, home, env) for service in CONTROL}
-    for index, server in enumerate(SERVERS):
+    for index, server in enumerate(choose_servers([s.id for s in load_catalog(CATALOG)], servers)):
         pids |= launch_server(server, index, home, env)
     try:
         yield pids
