@@ -7,9 +7,9 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratos_shared.logs import LogFormat
@@ -99,6 +99,24 @@ class WorkerSettings(StratosSettings):
         description="The address of this server that users and other servers reach: model servers bind to it and "
         "endpoints name it.",
     )
+
+
+W = TypeVar("W", bound=WorkerSettings)
+
+
+def load_worker_settings(cls: type[W], argv: Sequence[str], prog: str) -> W:
+    """Flags, then the environment, validated once; a missing server id stops the process saying what to set."""
+    worker_arguments(argv, prog)
+    try:
+        return cls()
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"STRATOS_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in invalid.errors()
+        )
+        raise SystemExit(
+            f"{prog}: {problems}. A worker runs on one catalog server: start it with --server-id ID "
+            "(or STRATOS_SERVER_ID=ID), e.g. --server-id a10-us-central"
+        ) from None
 
 
 def worker_arguments(argv: Sequence[str], prog: str) -> None:

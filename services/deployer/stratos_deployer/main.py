@@ -12,7 +12,7 @@ from stratos_shared.agent import ServerAgent
 from stratos_shared.bus.handler import publish_event
 from stratos_shared.jobcontext import StageResources
 from stratos_shared.service import ServiceRuntime, run_service
-from stratos_shared.settings import worker_arguments
+from stratos_shared.settings import load_worker_settings
 
 SERVICE = "deployer"
 log = logging.getLogger("stratos.deployer")
@@ -80,6 +80,5 @@ def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
 
 
 def run() -> None:
-    worker_arguments(sys.argv[1:], f"python -m stratos_{SERVICE}")
-    settings = DeployerSettings()
+    settings = load_worker_settings(DeployerSettings, sys.argv[1:], f"python -m stratos_{SERVICE}")
     run_service(lambda: build(settings), settings, SERVICE)

@@ -13,7 +13,7 @@ from stratos_shared.contracts.parsing import parse_event
 from stratos_shared.errors import InvalidEventError
 from stratos_shared.jobcontext import StageResources
 from stratos_shared.service import ServiceRuntime, run_service
-from stratos_shared.settings import worker_arguments
+from stratos_shared.settings import load_worker_settings
 from stratos_trainer.handlers import build_events
 from stratos_trainer.jobs import JobSignals
 from stratos_trainer.settings import TrainerSettings
@@ -55,6 +55,5 @@ def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
 
 
 def run() -> None:
-    worker_arguments(sys.argv[1:], f"python -m stratos_{SERVICE}")
-    settings = TrainerSettings()
+    settings = load_worker_settings(TrainerSettings, sys.argv[1:], f"python -m stratos_{SERVICE}")
     run_service(lambda: build(settings), settings, SERVICE)
