@@ -33,6 +33,7 @@ from stratos_cli.stack import (
     launch_server,
     launch_service,
     service_env,
+    signal_server,
     stop_pids,
 )
 from stratos_inventory.sources.catalog import load_catalog
@@ -42,8 +43,11 @@ from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM
 ROOT = Path(__file__).parents[2]
 SERVING_MODULE = "stratos_deployer.serving"
 CATALOG = ROOT / "examples" / "servers.yaml"
-SERVERS = choose_servers([s.id for s in load_catalog(CATALOG)], 3)
-"""Servers with workers: three, so a job whose server is lost has room elsewhere with the other jobs placed."""
+SERVERS = choose_servers(
+    [s.id for s in load_catalog(CATALOG)], 6 if os.environ.get("STRATOS_FAULTS_FULL") == "1" else 3
+)
+"""Servers with workers: three (six for the full matrix, whose rounds run up to six jobs at once), so a job
+whose server is lost has room elsewhere with the other jobs placed."""
 
 
 @dataclass
@@ -69,6 +73,19 @@ class ServiceSet:
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+    def kill_server(self, server: str) -> None:
+        """SIGKILL every process of the server (its workers and their model servers), then reap the workers."""
+        signal_server(self.home, server)
+        for name, pid in self.pids.items():
+            if name.partition("@")[2] == server:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+
+    def revive_server(self, server: str) -> None:
+        """Start the dead server's workers again (the same names, fresh processes)."""
+        for name in [n for n in self.pids if n.partition("@")[2] == server]:
+            self.restart(name)
 
     def restart(self, service: str) -> None:
         self.restarts[service] = self.restarts.get(service, 0) + 1
