@@ -37,7 +37,7 @@ lint: setup ## ruff and mypy
 demo: setup ## run two jobs end to end on the embedded stack (tiny local models)
 	$(STRATOS) demo
 
-up: setup ## start embedded NATS and the six services in the background
+up: setup ## start embedded NATS, the control services and three servers' workers in the background
 	$(STRATOS) up
 
 down: setup ## stop what `make up` started

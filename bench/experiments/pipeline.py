@@ -45,6 +45,12 @@ from stratos_trainer.training import Graded, training_config
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+def trainer_settings() -> TrainerSettings:
+    """The trainer's defaults (pre-screen shots, eval sizes): the experiments run its code in-process, on no
+    server, so the server id is only a name."""
+    return TrainerSettings(server_id="bench-local")
+
+
 def quiet() -> None:
     """No progress bars or per-run chatter from datasets/transformers: the experiments print their own progress."""
     import datasets
@@ -187,7 +193,7 @@ async def synthesise_data(spec: JobSpec, teacher: str, mode: DistillationMode, c
 
 def screen_students(spec: JobSpec, records: list[dict[str, Any]], threshold: float = 0.0) -> PrescreenResult:
     """The trainer's pre-screen: each candidate answers held-out items with verified traces shown in context."""
-    settings = TrainerSettings()
+    settings = trainer_settings()
     task, items = held_out(spec, settings.eval_samples)
     shots = [r["messages"] for r in records[: settings.prescreen_shots]]
     config = PrescreenConfig(
@@ -253,7 +259,7 @@ class Lab:
         key = _digest(ref, records, asdict(config), spec.task.model_dump(mode="json"), self.scale.eval_items)
         if key in self._trained:
             return self._trained[key]
-        settings = TrainerSettings()
+        settings = trainer_settings()
         task, items = held_out(spec, self.scale.eval_items)
         grader = Graded(task, items)
         prompts = [(task.student_prompt(e), e.id) for e in items]

@@ -32,6 +32,7 @@ from bench.experiments.pipeline import (
     screen_students,
     served_teachers,
     synthesise_data,
+    trainer_settings,
 )
 from bench.experiments.report import Section, common_args, parse_args, save, table
 from bench.experiments.stats import pct, pct_ci, ranks, spearman
@@ -42,7 +43,6 @@ from stratos_shared.localmodels.config import RECIPES, TinyModelRecipe
 from stratos_shared.localmodels.tokenizer import MARKER_FILE
 from stratos_shared.models import resolve_model
 from stratos_trainer.domain.prescreen import CandidateScore, choose
-from stratos_trainer.settings import TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def measure(lab: Lab, candidates: Sequence[Candidate]) -> Outcome:
     rows = []
     for c in candidates:
         rows.append(Row(c, by_path[resolve_model(refs[c.name])], lab.train(spec, data.records, c.name)))
-    tolerance = TrainerSettings().prescreen_tolerance
+    tolerance = trainer_settings().prescreen_tolerance
     default = choose([r.screen for r in rows], DistillationSpec().prescreen_threshold, tolerance)
     open_ = choose([r.screen for r in rows], 0.0, tolerance)
     name_of = {r.screen.path: r.candidate.name for r in rows}
@@ -206,7 +206,7 @@ def run(lab: Lab, images: Path, big: bool) -> Section:
     outcome = measure(lab, candidates)
     quick = " --quick" if lab.scale is QUICK else ""
     rho = "undefined (a constant ranking)" if outcome.rho is None else f"**{outcome.rho:.2f}**"
-    settings = TrainerSettings()
+    settings = trainer_settings()
     return Section(
         title="3. Pre-screen validity",
         command=f".venv/bin/python -m bench.experiments.prescreen_validity{quick}{' --big' if big else ''} "

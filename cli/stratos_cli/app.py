@@ -22,7 +22,21 @@ from rich.live import Live
 from rich.markup import escape
 
 from stratos_cli import client
-from stratos_cli.stack import SERVICES, StackState, alive, launch_service, module_of, service_env, start_nats, stop_pids
+from stratos_cli.stack import (
+    CONTROL,
+    SERVICES,
+    WORKERS,
+    StackState,
+    alive,
+    choose_servers,
+    launch_server,
+    launch_service,
+    module_of,
+    service_env,
+    signal_server,
+    start_nats,
+    stop_pids,
+)
 from stratos_cli.views import job_view, jobs_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
@@ -281,16 +295,18 @@ def servers(
 ) -> None:
     """List the server inventory; with --pareto, draw the Pareto front for a job (table and PNG)."""
     from stratos_cli.servers import inventory_table, pareto_table
-    from stratos_shared.bus.names import SERVERS_BUCKET
-    from stratos_shared.contracts.servers import ServerRecord
+    from stratos_shared.bus.names import LIVENESS_BUCKET, SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
 
-    async def fetch() -> list[ServerRecord]:
+    async def fetch() -> tuple[list[ServerRecord], dict[str, ServerLiveness]]:
         async with client.connect(nats_url) as (_, js):
-            return list((await TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord).items()).values())
+            records = await TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord).items()
+            liveness = await TypedKV(await js.key_value(LIVENESS_BUCKET), ServerLiveness).items()
+            return list(records.values()), liveness
 
-    records = _run(fetch())
+    records, liveness = _run(fetch())
     if not pareto:
-        console.print(inventory_table(records))
+        console.print(inventory_table(records, liveness, time.time()))
         return
     console.print(pareto_table(records, load_spec(job), png))
     if png is not None:
@@ -326,15 +342,21 @@ def up(
     ),
     cluster: Annotated[int, typer.Option(help="Run a JetStream cluster of this many nodes (3 for R3).")] = 1,
     port: Annotated[int, typer.Option(help="NATS port (single server).")] = 4222,
-    trainers: Annotated[int, typer.Option(help="Trainer processes to start.")] = 1,
+    servers: Annotated[
+        int, typer.Option(help="Catalog servers to bring to life: each gets its own workers and loopback address.")
+    ] = 3,
+    trainers: Annotated[int, typer.Option(help="Trainer processes per server.")] = 1,
     auth: Annotated[bool, typer.Option(help="Per-service NATS users: each may publish only its own events.")] = True,
 ) -> None:
-    """Start embedded NATS (or use NATS_URL) and the six services as separate processes."""
+    """Start embedded NATS (or use NATS_URL), the control services, and N servers' workers as processes."""
+    from stratos_inventory.sources.catalog import load_catalog
+
     home = client.home_dir()
     existing = StackState.load(home)
     if existing and any(alive(pid) for pid in existing.pids.values()):
         err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
         raise typer.Exit(1)
+    chosen = choose_servers([s.id for s in load_catalog(catalog)], servers)
     pids: dict[str, int] = {}
     credentials: dict[str, Credential] = {}
     if os.environ.get("NATS_URL"):
@@ -342,19 +364,26 @@ def up(
     else:
         config = None
         if auth:
-            config, credentials = write_auth(home)
+            config, credentials = write_auth(home, chosen)
         url, pids = start_nats(home, port, cluster, config)
     replicas = 3 if cluster >= 3 else 1
     env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
-    for service in SERVICES:
-        service_env_ = dict(env)
-        if service in credentials:
-            service_env_ |= {"STRATOS_NATS_USER": service, "STRATOS_NATS_PASSWORD": credentials[service].password}
-        for replica in range(trainers if service == "trainer" else 1):
-            pids[f"{service}-{replica}" if replica else service] = launch_service(service, home, service_env_, replica)
-    StackState(nats_url=url, replicas=replicas, pids=pids).save(home)
+
+    def login(user: str) -> dict[str, str]:
+        found = credentials.get(user)
+        return {"STRATOS_NATS_USER": user, "STRATOS_NATS_PASSWORD": found.password} if found else {}
+
+    for service in CONTROL:
+        pids[service] = launch_service(service, home, env | login(service))
+    for index, server_id in enumerate(chosen):
+        pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
+    StackState(nats_url=url, replicas=replicas, pids=pids, servers=chosen).save(home)
     registered = _run(client.wait_until_ready(url))
-    console.print(f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers; logs in {home / 'logs'}")
+    _run(client.wait_for_workers(url, chosen))
+    console.print(
+        f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
+        f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
+    )
 
 
 @app.command()
@@ -370,12 +399,35 @@ def down() -> None:
     console.print(f"stopped {', '.join(stopped)}")
 
 
+@server_app.command("kill")
+def server_kill(server_id: str) -> None:
+    """Embedded stack only: SIGKILL every process of the server (its workers and model servers), saying nothing.
+
+    The inventory finds out from the silence, as it would for a machine that lost power.
+    """
+    home = client.home_dir()
+    state = StackState.load(home)
+    if state is None or server_id not in state.servers:
+        known = ", ".join(state.servers) if state else "none (no embedded stack is running)"
+        err.print(f"[red]error:[/] {server_id!r} is not a server of the embedded stack; its servers: {known}")
+        raise typer.Exit(2)
+    killed = signal_server(home, server_id)
+    console.print(f"server {server_id}: {len(killed)} processes SIGKILLed")
+
+
 @app.command()
-def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")]) -> None:
+def service(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICES)}.")],
+    server_id: Annotated[
+        str | None, typer.Option(help=f"The server it runs on ({', '.join(WORKERS)} only; or STRATOS_SERVER_ID).")
+    ] = None,
+) -> None:
     """Run one service in the foreground (uses NATS_URL)."""
     if name not in SERVICES:
         err.print(f"[red]error:[/] unknown service {name!r}; choose from {', '.join(SERVICES)}")
         raise typer.Exit(2)
+    if server_id:
+        os.environ["STRATOS_SERVER_ID"] = server_id
     sys.argv = [module_of(name)]
     runpy.run_module(module_of(name), run_name="__main__")
 

@@ -123,3 +123,22 @@ async def wait_until_ready(url: str | None, timeout_s: float = 120.0) -> int:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"no servers registered within {timeout_s:.0f} s: is the inventory running?")
             await asyncio.sleep(0.5)
+
+
+async def wait_for_workers(url: str | None, server_ids: list[str], timeout_s: float = 120.0) -> None:
+    """Block until each server's workers have heartbeated (the inventory marks it monitored): placeable."""
+    from stratos_shared.bus.kv import TypedKV
+    from stratos_shared.bus.names import SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerRecord
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with connect(url) as (_, js):
+        servers = TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord)
+        while True:
+            records = await servers.items()
+            waiting = [s for s in server_ids if not (s in records and records[s].monitored)]
+            if not waiting:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no heartbeat from the workers of {', '.join(waiting)} within {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)

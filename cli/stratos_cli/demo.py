@@ -1,9 +1,11 @@
 """`stratos demo`: the whole pipeline on one machine, two jobs, a server failure, live.
 
-Starts embedded NATS, the six services and the teacher simulator as processes,
-builds (once, cached) the tiny local student models, submits an alignment job
-and an injection job, marks the first job's server down while it trains, and
-follows both to completion.
+Starts embedded NATS, the four control services, three catalog servers' workers
+(a trainer and a deployer each, on 127.0.0.2-4) and the teacher simulator as
+processes, builds (once, cached) the tiny local student models, submits an
+alignment job and an injection job, SIGKILLs every process of the first job's
+server while it trains (nothing else is said: the inventory notices the
+silence), and follows both to completion.
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ from rich.live import Live
 from rich.table import Table
 
 from stratos_cli import client
-from stratos_cli.stack import SERVICES, launch_service, service_env, start_nats, stop_pids
+from stratos_cli.stack import (
+    CONTROL,
+    StackState,
+    choose_servers,
+    launch_server,
+    launch_service,
+    service_env,
+    signal_server,
+    start_nats,
+    stop_pids,
+)
 from stratos_cli.views import stage_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
-from stratos_shared.contracts.events import JobSubmitted, ServerDownRequested
+from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import free_port, wait_for_port
 from stratos_shared.jobs import JobState
@@ -34,6 +46,7 @@ from stratos_shared.telemetry import setup_tracing
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 JOBS = ["math-alignment.yaml", "rules-injection.yaml"]
+SERVERS = 3
 
 
 def demo_spec(path: Path, teacher_url: str) -> JobSpec:
@@ -65,7 +78,7 @@ def summary(states: list[JobState]) -> Table:
 
 
 async def follow(
-    job_ids: list[str], url: str, console: Console, fail_server_of: str | None, timeout_s: float
+    job_ids: list[str], url: str, console: Console, fail_server_of: str | None, timeout_s: float, home: Path
 ) -> list[JobState]:
     async with client.connect(url) as (_, js):
         jobs = TypedKV(await js.key_value(JOBS_BUCKET), JobState)
@@ -88,9 +101,10 @@ async def follow(
                     and target.server_id
                 ):
                     failed_once = True
-                    console.print(f"[yellow]marking server {target.server_id} down while {target.name} trains[/]")
-                    await client.publish(
-                        js, ServerDownRequested(server_id=target.server_id, reason="demo: simulated failure")
+                    killed = signal_server(home, target.server_id)
+                    console.print(
+                        f"[yellow]server {target.server_id} dies while {target.name} trains: {len(killed)} processes "
+                        "SIGKILLed, nothing said; the inventory notices the silence[/]"
                     )
                 if len(states) == len(job_ids) and all(s.status != "running" for s in states.values()):
                     break
@@ -166,11 +180,17 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
                 "STRATOS_EVAL_SAMPLES": "60",
             },
         )
-        for service in SERVICES:
+        for service in CONTROL:
             pids[service] = launch_service(service, home, env)
-        console.print(f"NATS {url}; services {', '.join(SERVICES)}; teacher simulator on port {sim_port}")
+        from stratos_inventory.sources.catalog import load_catalog
+
+        servers = choose_servers([s.id for s in load_catalog(EXAMPLES / "servers.yaml")], SERVERS)
+        for index, server_id in enumerate(servers):
+            pids |= launch_server(server_id, index, home, env)
+        console.print(f"NATS {url}; services {', '.join(CONTROL)}; teacher simulator on port {sim_port}")
         registered = asyncio.run(client.wait_until_ready(url))
-        console.print(f"inventory ready: {registered} servers")
+        asyncio.run(client.wait_for_workers(url, servers))
+        console.print(f"inventory ready: {registered} servers in the catalog; workers on {', '.join(servers)}")
         teacher_url = f"http://127.0.0.1:{sim_port}/v1"
         job_ids = []
         provider = setup_tracing("cli", home / "traces")
@@ -191,7 +211,7 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
 
         asyncio.run(submit_all())
         provider.force_flush()
-        states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s))
+        states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s, home))
         console.print(summary(states))
         # The stack stops when the demo ends, so what the closing advice points at must not need it.
         reports = asyncio.run(save_reports(states, url, home / "reports"))
@@ -205,9 +225,7 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         ok = len(states) == len(job_ids) and all(s.status == "completed" for s in states)
         if keep:
             console.print("stack left running (--keep); stop it with `stratos down`")
-            from stratos_cli.stack import StackState
-
-            StackState(nats_url=url, pids=pids).save(home)
+            StackState(nats_url=url, pids=pids, servers=servers).save(home)
             pids = {}
         return 0 if ok else 1
     finally:

@@ -9,22 +9,43 @@ from rich.table import Table
 from rich.text import Text
 
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.contracts.servers import ServerRecord
+from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
 
 if TYPE_CHECKING:
     from stratos_selector.domain.view import ServerPoint
 
 
-def inventory_table(records: list[ServerRecord]) -> Table:
+def worker_summary(liveness: ServerLiveness | None, now: float, timeout_s: float) -> str:
+    """'2 (trainer, deployer; jobs: a, b)' for the live workers of a server, 'no workers' when none speaks."""
+    live = liveness.live_workers(now, timeout_s) if liveness else {}
+    if not live:
+        return "no workers"
+    services = ", ".join(sorted(w.service for w in live.values()))
+    jobs = sorted({j for w in live.values() for j in w.jobs})
+    return f"{len(live)} ({services}" + (f"; jobs: {', '.join(jobs)}" if jobs else "") + ")"
+
+
+def inventory_table(
+    records: list[ServerRecord],
+    liveness: dict[str, ServerLiveness] | None = None,
+    now: float = 0.0,
+    timeout_s: float = 8.0,
+) -> Table:
+    """The catalog with each server's status and its live workers: only servers with workers take jobs."""
     table = Table(title=f"servers ({len(records)})")
-    for column in ("id", "status", "GPU", "memory GiB", "$/h", "region", "latency ms", "capacity"):
+    columns = ("id", "status", "workers", "GPU", "memory GiB", "$/h", "region", "latency ms", "capacity")
+    for column in columns:
         table.add_column(column)
+    by_server = {record.server_id: record for record in (liveness or {}).values()}
     for record in sorted(records, key=lambda r: r.spec.id):
         s = record.spec
-        status = Text(record.status, style="green" if record.status == "up" else "red")
+        label = record.status if record.status == "up" else f"down ({record.reason})"
+        placeable = record.status == "up" and record.monitored
+        status = Text(label, style="green" if placeable else ("yellow" if record.status == "up" else "red"))
         table.add_row(
             s.id,
             status,
+            worker_summary(by_server.get(s.id), now, timeout_s),
             f"{s.gpu_model} x{s.gpu_count}",
             f"{s.gpu_memory_gb:g}",
             f"{s.cost_per_hour:.2f}",

@@ -1,7 +1,10 @@
-"""The embedded stack behind `stratos up`: nats-server from the wheel plus the six services as processes."""
+"""The embedded stack behind `stratos up`: nats-server from the wheel, the four control services, and the
+worker processes (trainer, deployer) of N catalog servers, each server its own process group on its own
+loopback address (127.0.0.2, 127.0.0.3, ...)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +17,12 @@ from pathlib import Path
 from stratos_shared.embedded import NatsServerProcess, start_cluster
 
 SERVICES = ["inventory", "selector", "teacher-eval", "data-synth", "trainer", "deployer"]
+CONTROL = ["inventory", "selector", "teacher-eval", "data-synth"]
+"""Services that run once for the whole system (anywhere); the rest run on every server."""
+WORKERS = ["trainer", "deployer"]
+"""Services that run on a server: they take only that server's work and heartbeat for it."""
+EMBEDDED_SERVERS = ("t4-us-east", "l4-us-west", "a10-us-central", "a100-us-east", "h100-us-east", "a100-eu-west")
+"""Which catalog servers `stratos up --servers N` brings to life first (fit the example jobs, three regions)."""
 
 
 def module_of(service: str) -> str:
@@ -27,6 +36,8 @@ class StackState:
     nats_url: str
     replicas: int = 1
     pids: dict[str, int] = field(default_factory=dict)
+    servers: list[str] = field(default_factory=list)
+    """The catalog servers that have workers (what `stratos server kill` may kill)."""
 
     @staticmethod
     def path(home: Path) -> Path:
@@ -66,9 +77,10 @@ def start_nats(home: Path, port: int, cluster: int, config_file: Path | None = N
     return server.url, {"nats": server.process.pid}
 
 
-def launch_service(service: str, home: Path, env: dict[str, str], replica: int = 0) -> int:
-    """Start one service as its own process, logging to `<home>/logs/<service>[-n].log`."""
-    suffix = f"-{replica}" if replica else ""
+def launch_service(service: str, home: Path, env: dict[str, str], replica: int = 0, tag: str = "") -> int:
+    """Start one service as its own process (own session), logging to `<home>/logs/<service>[@tag][-n].log`."""
+    suffix = (f"@{tag}" if tag else "") + (f"-{replica}" if replica else "")
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     log = (home / "logs" / f"{service}{suffix}.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", module_of(service)],
@@ -78,6 +90,66 @@ def launch_service(service: str, home: Path, env: dict[str, str], replica: int =
         start_new_session=True,
     )
     return process.pid
+
+
+def advertise_host(index: int) -> str:
+    """The loopback address of the index-th embedded server: 127.0.0.2, 127.0.0.3, ... (all of 127/8 is lo)."""
+    return f"127.0.{(index + 2) // 256}.{(index + 2) % 256}"
+
+
+def choose_servers(catalog_ids: list[str], count: int) -> list[str]:
+    """`count` catalog servers for the embedded stack: the preferred ones first, then the catalog's order."""
+    preferred = [s for s in EMBEDDED_SERVERS if s in catalog_ids]
+    rest = [s for s in catalog_ids if s not in preferred]
+    return (preferred + rest)[:count]
+
+
+def launch_server(
+    server_id: str, index: int, home: Path, env: dict[str, str], trainers: int = 1, extra: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Start one server's workers (trainers and a deployer); returns name -> pid.
+
+    They are one server by their environment (``STRATOS_SERVER_ID``), which the model servers they start
+    inherit: `server_pids` finds all of them, though each runs in a session of its own.
+    """
+    worker_env = dict(env) | {"STRATOS_SERVER_ID": server_id, "STRATOS_ADVERTISE_HOST": advertise_host(index)}
+    worker_env |= extra or {}
+    pids: dict[str, int] = {}
+    try:
+        for service, count in (("trainer", trainers), ("deployer", 1)):
+            for replica in range(count):
+                pid = launch_service(service, home, worker_env, replica, tag=server_id)
+                pids[f"{service}@{server_id}" + (f"-{replica}" if replica else "")] = pid
+    except BaseException:
+        stop_pids(pids)  # half a server must not be left running where nobody knows of it
+        raise
+    return pids
+
+
+def server_pids(home: Path, server_id: str) -> list[int]:
+    """Every process of one embedded server: its workers and the model servers they started (which run in
+    sessions of their own, so they are found by the server id in their environment)."""
+    marks = {f"STRATOS_SERVER_ID={server_id}".encode(), f"STRATOS_HOME={home}".encode()}
+    found: list[int] = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = set((proc / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if marks <= environ:
+            found.append(int(proc.name))
+    return sorted(found)
+
+
+def signal_server(home: Path, server_id: str, sig: int = signal.SIGKILL) -> list[int]:
+    """Send `sig` to every process of the server (SIGKILL: the server dies; SIGSTOP/SIGCONT: it pauses)."""
+    pids = server_pids(home, server_id)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return pids
 
 
 def service_env(home: Path, nats_url: str, replicas: int, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -79,6 +79,22 @@ class JobState(BaseModel):
     results: dict[str, Any] = Field(default_factory=dict, description="Headline numbers per stage.")
     history: list[HistoryEntry] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list, description="Ids of events already applied.")
+    inputs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="The DataReady and the accepted ModelTrained, as published: what the selector assigns to the "
+        "placed server's trainers and deployers (again after a re-plan).",
+    )
+
+
+def stale(state: JobState, event: Event) -> bool:
+    """An event from a server the job has left, which the fold records but does not act on."""
+    match event:
+        case ModelTrained() if event.revision is not None:
+            return event.revision < state.server_revision
+        case ModelDeployed():
+            return event.revision < state.server_revision
+        case _:
+            return False
 
 
 def _summary(event: Event) -> str:
@@ -160,6 +176,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             progress["data-synth"] = Progress(done=event.done, total=event.total, detail=f"{event.accepted} accepted")
         case DataReady():
             changes["stage"] = "training"
+            changes["inputs"] = {**current.inputs, "DataReady": event.model_dump(mode="json")}
             results["data"] = {
                 "accepted": event.accepted,
                 "asked": event.asked,
@@ -171,6 +188,12 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case StudentChosen():
             changes["student"] = event.student
             results["students"] = [s.model_dump(mode="json") for s in event.screens]
+        case TrainingProgress() if current.server_id and event.server_id != current.server_id:
+            pass  # from a server the job has left (a paused worker resumed): not this job's progress any more
+        case ModelTrained() if event.revision is not None and event.revision < current.server_revision:
+            pass  # fenced: trained under a placement the job has since left; the new owner trains (resumes) itself
+        case ModelDeployed() if event.revision < current.server_revision:
+            pass  # a stale server's endpoint: the current placement serves the job
         case TrainingProgress():
             loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
             progress["training"] = Progress(done=event.step, total=event.total_steps, detail=loss)
@@ -179,6 +202,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 results["loss_curve"] = curve[-MAX_CURVE:]
         case ModelTrained():
             changes["stage"] = "deploying"
+            changes["inputs"] = {**current.inputs, "ModelTrained": event.model_dump(mode="json")}
             results["training"] = {
                 "before": event.accuracy_before,
                 "after": event.accuracy_after,
@@ -221,7 +245,10 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         changes.pop("status")  # the first outcome stands; later events are still recorded
     history = current.history
     if not isinstance(event, (DataProgress, TrainingProgress)):
-        history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=_summary(event))]
+        summary = _summary(event)
+        if stale(current, event):
+            summary = f"ignored (revision {getattr(event, 'revision', '?')} is stale): {summary}"
+        history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=summary)]
     changes |= {
         "progress": progress,
         "results": results,

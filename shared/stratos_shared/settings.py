@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import socket
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratos_shared.logs import LogFormat
@@ -99,3 +103,72 @@ class StratosSettings(BaseSettings):
 
     def resolved_trace_dir(self) -> Path:
         return self.trace_dir or self.home / "traces"
+
+
+def default_instance() -> str:
+    """host:pid: unique per process, even for N workers on one host."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class WorkerSettings(StratosSettings):
+    """What a process that runs on a server (trainer, deployer) needs: which server, and how it beats."""
+
+    server_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="The catalog server this process runs on (STRATOS_SERVER_ID, or --server-id): it takes "
+        "only that server's work and heartbeats on stratos.hb.<server_id>.",
+        examples=["a10-us-central"],
+    )
+    instance: str = Field(
+        default_factory=default_instance,
+        min_length=1,
+        description="This process's name in its heartbeats and events (e.g. the pod name).",
+    )
+    heartbeat_s: float = Field(default=2.0, gt=0, le=60, description="Seconds between heartbeats.")
+    fence_after_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=3600,
+        description="Cut off from NATS this long (no heartbeat went through), the process stops its own work: "
+        "by then the inventory may have declared its server down and moved its jobs.",
+    )
+    advertise_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        max_length=253,
+        description="The address of this server that users and other servers reach: model servers bind to it and "
+        "endpoints name it.",
+    )
+
+
+W = TypeVar("W", bound=WorkerSettings)
+
+
+def load_worker_settings(cls: type[W], argv: Sequence[str], prog: str) -> W:
+    """Flags, then the environment, validated once; a missing server id stops the process saying what to set."""
+    worker_arguments(argv, prog)
+    try:
+        return cls()
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"STRATOS_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in invalid.errors()
+        )
+        raise SystemExit(
+            f"{prog}: {problems}. A worker runs on one catalog server: start it with --server-id ID "
+            "(or STRATOS_SERVER_ID=ID), e.g. --server-id a10-us-central"
+        ) from None
+
+
+def worker_arguments(argv: Sequence[str], prog: str) -> None:
+    """``python -m stratos_trainer --server-id ID [--advertise-host ADDR]``: the flags become the settings'
+    environment (STRATOS_SERVER_ID, STRATOS_ADVERTISE_HOST), so flags and environment mean the same thing."""
+    parser = argparse.ArgumentParser(prog=prog, description="A worker process of one server.")
+    parser.add_argument("--server-id", help="the catalog server this process runs on (STRATOS_SERVER_ID)")
+    parser.add_argument("--advertise-host", help="this server's address for endpoints (STRATOS_ADVERTISE_HOST)")
+    args = parser.parse_args(list(argv))
+    if args.server_id:
+        os.environ["STRATOS_SERVER_ID"] = args.server_id
+    if args.advertise_host:
+        os.environ["STRATOS_ADVERTISE_HOST"] = args.advertise_host

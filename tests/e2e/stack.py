@@ -1,4 +1,5 @@
-"""The six services as separate processes against a test nats-server, as `stratos up` runs them."""
+"""The six services as separate processes against a test nats-server, as `stratos up` runs them: the four
+control services once, a trainer and a deployer on each of the embedded servers."""
 
 from __future__ import annotations
 
@@ -8,22 +9,28 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from stratos_cli.stack import SERVICES, launch_service, service_env, stop_pids
+from stratos_cli.stack import CONTROL, choose_servers, launch_server, launch_service, service_env, stop_pids
+from stratos_inventory.sources.catalog import load_catalog
 from stratos_shared.embedded import NatsServerProcess
 
 ROOT = Path(__file__).parents[2]
+CATALOG = ROOT / "examples" / "servers.yaml"
+SERVERS = choose_servers([s.id for s in load_catalog(CATALOG)], 2)
+"""Two servers with workers: a job has somewhere to go when its server dies (more costs memory, not coverage)."""
 
 
 @contextlib.contextmanager
 def service_processes(
-    nats_server: NatsServerProcess, home: Path, extra_env: dict[str, str] | None = None
+    nats_server: NatsServerProcess, home: Path, extra_env: dict[str, str] | None = None, servers: int = 2
 ) -> Iterator[dict[str, int]]:
     """Start every service as its own process; SIGTERM them all afterwards (logs in `<home>/logs`)."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    env = service_env(home, nats_server.url, 1, {"STRATOS_CATALOG": str(ROOT / "examples" / "servers.yaml")})
+    env = service_env(home, nats_server.url, 1, {"STRATOS_CATALOG": str(CATALOG)})
     env.update(extra_env or {})
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    pids = {service: launch_service(service, home, env) for service in SERVICES}
+    pids = {service: launch_service(service, home, env) for service in CONTROL}
+    for index, server in enumerate(choose_servers([s.id for s in load_catalog(CATALOG)], servers)):
+        pids |= launch_server(server, index, home, env)
     try:
         yield pids
     finally:
@@ -37,4 +44,4 @@ def logs_of(home: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((home / "logs").glob("*.log")))
 
 
-__all__ = ["ROOT", "logs_of", "service_processes", "subprocess"]
+__all__ = ["ROOT", "SERVERS", "logs_of", "service_processes", "subprocess"]

@@ -63,6 +63,25 @@ def test_up_submit_status_down(tmp_path: Path) -> None:
         assert "cli-1" in listed.stdout
         inventory = stratos("servers", env=env)
         assert "a100-us-east" in inventory.stdout
+        rows = {line.split("│")[1].strip(): line for line in inventory.stdout.splitlines() if line.count("│") > 3}
+        # `stratos up` brought three servers to life, each beating with its trainer and deployer (as its own
+        # NATS user); the other catalog servers have no workers and say so
+        live = [server for server, row in rows.items() if "deployer, trainer" in row]
+        assert len(live) == 3 and state["server_id"] in live, inventory.stdout
+        assert all("no workers" in row for server, row in rows.items() if server not in live), inventory.stdout
+        # `stratos server kill` SIGKILLs one server's processes and says nothing: its silence takes it down
+        victim = next(server for server in live if server != state["server_id"])
+        killed = stratos("server", "kill", victim, env=env)
+        assert "2 processes SIGKILLed" in killed.stdout, killed.stdout
+        refused = stratos("server", "kill", "a100-us-east", env=env, check=False)
+        assert refused.returncode == 2 and "not a server of the embedded stack" in refused.stderr
+        row = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "heartbeat-timeout" not in row:
+            time.sleep(1)
+            listed_now = stratos("servers", env=env).stdout
+            row = next((line for line in listed_now.splitlines() if f" {victim} " in line), "")
+        assert "down (heartbeat-timeout)" in row and "no workers" in row, row
         png = tmp_path / "front.png"
         front = stratos("servers", "--pareto", "--png", str(png), env=env)
         assert "Pareto front" in front.stdout and png.stat().st_size > 1000

@@ -25,7 +25,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from stratos_cli.client import wait_until_ready
+from stratos_cli.client import wait_for_workers, wait_until_ready
+from stratos_cli.stack import WORKERS
 from stratos_selector.placements import JobPlacement, job_key
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, PLACEMENTS_BUCKET
@@ -36,6 +37,7 @@ from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig
 from tests.faults.stack import (
     ROOT,
+    SERVERS,
     Published,
     ServiceSet,
     connect,
@@ -51,8 +53,9 @@ from tests.faults.teacher import GatedTeacher, Hold, gated_teacher
 SERVICES = ("inventory", "selector", "teacher-eval", "data-synth", "trainer", "deployer")
 STAGES = ("placement", "teacher-eval", "data-synth", "training", "deploy", "completed")
 """Where a job can be when a fault hits; `completed` is after JobCompleted (the deployment is live)."""
-BROKER_FAULTS = ("nats", "server-down")
-"""Besides the services: kill -9 the nats-server and restart it on its store; mark the job's server down."""
+BROKER_FAULTS = ("nats", "server-down", "server-kill")
+"""Besides the services: kill -9 the nats-server and restart it on its store; drain the job's server (an
+operator's `server down`); SIGKILL every process of the job's server and say nothing (noticed from silence)."""
 HOME_STAGE = {
     "inventory": "placement",
     "selector": "placement",
@@ -146,12 +149,18 @@ def default_run() -> list[Fault]:
     return [*default_faults(), Fault("nats", "training", "nats-1"), Fault("server-down", "data-synth", "down-1")]
 
 
+def server_kill_round() -> list[Fault]:
+    """Every process of the job's server SIGKILLed at each stage it can reach (from placement to serving)."""
+    return [Fault("server-kill", stage, f"dead-{stage}") for stage in STAGES]
+
+
 def full_rounds() -> list[list[Fault]]:
     """Each service killed at every stage, one job per (service, stage): one round of five jobs per service;
     then the broker and server faults at every stage, and a server lost after deployment."""
     rounds = [[Fault(service, stage, f"{service}-{stage}") for stage in STAGES[:-1]] for service in SERVICES]
     rounds.append([Fault("nats", stage, f"nats-{stage}") for stage in STAGES[:-1]])
     rounds.append([Fault("server-down", stage, f"down-{stage}") for stage in STAGES])
+    rounds.append(server_kill_round())
     return rounds
 
 
@@ -299,7 +308,7 @@ class FaultRun:
         job = fault.job_id
 
         async def ready() -> bool:
-            if fault.service == "server-down" and not self._published("ServerChosen", job):
+            if fault.service in ("server-down", "server-kill") and not self._published("ServerChosen", job):
                 return False  # nothing to take down before the job is placed
             if fault.stage == "placement":
                 return True
@@ -326,6 +335,14 @@ class FaultRun:
             self.checkpoint_at_kill[job] = max(steps, default=0)
         if fault.service == "nats":
             await self.kill_broker()
+        elif fault.service == "server-kill":
+            placement = await self.placement(job)
+            server = placement.server_id
+            if not self._published("ModelTrained", job):
+                self.downed_before_training.setdefault(job, []).append(server)
+            self.expected_revision[job] = placement.revision + 1
+            self.stack.kill_server(server)
+            await self.revive(server, job)
         elif fault.service == "server-down":
             placement = await self.placement(job)
             server = placement.server_id
@@ -339,8 +356,11 @@ class FaultRun:
             )
             await self.bring_back(server, job)
         else:
-            self.stack.kill(fault.service)
-            self.stack.restart(fault.service)
+            name = fault.service
+            if name in WORKERS:  # the worker of the server the job is placed on: the one doing its work
+                name = f"{name}@{(await self.placement(job)).server_id}"
+            self.stack.kill(name)
+            self.stack.restart(name)
         return hit
 
     async def bring_back(self, server: str, job_id: str) -> None:
@@ -358,6 +378,18 @@ class FaultRun:
         await poll(moved, 60, what=f"job {job_id} re-planned off {server}")
         up = ServerUpRequested(server_id=server)
         await self.nc.jetstream(timeout=10).publish(up.SUBJECT, up.to_bytes(), headers={"Nats-Msg-Id": up.event_id})
+
+    async def revive(self, server: str, job_id: str) -> None:
+        """Once the job has moved off the dead server, the machine comes back: its workers start again (a
+        transient outage), and their first heartbeat brings the server back up."""
+        revision = self._revision(job_id)
+
+        async def moved() -> bool:
+            chosen = {int(b["revision"]) for b in self.published.of("ServerChosen", job_id)}
+            return revision in chosen or self._published("JobFailed", job_id)
+
+        await poll(moved, 60, what=f"job {job_id} re-planned off the dead {server}")
+        self.stack.revive_server(server)
 
     async def kill_broker(self) -> None:
         """One server: kill -9 and restart it on its port and file store. A cluster: kill -9 the node leading
@@ -558,6 +590,7 @@ async def run_matrix(
             services(url, workdir / "home", ENV, replicas) as stack,
         ):
             await wait_until_ready(url)
+            await wait_for_workers(url, SERVERS)
             nc = await connect(url)
             try:
                 published = await watch_published(nc)

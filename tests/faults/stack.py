@@ -1,8 +1,10 @@
-"""A stack whose pieces the fault tests break: six service processes over one nats-server (or a cluster).
+"""A stack whose pieces the fault tests break: service processes over one nats-server (or a cluster).
 
-Services run exactly as `stratos up` runs them (`launch_service`); `kill` is
-SIGKILL (no handler runs, nothing is flushed or acked), `restart` launches a
-fresh process with the same environment. What happened is read back from the
+Services run exactly as `stratos up` runs them: the four control services once
+(`launch_service`), a trainer and a deployer on each of three servers
+(`launch_server`, named ``trainer@<server>``); `kill` is SIGKILL (no handler
+runs, nothing is flushed or acked), `restart` launches a fresh process with the
+same environment. What happened is read back from the
 JetStream stream itself, the truth after de-duplication, and from a core
 subscription that also sees re-publishes JetStream dropped (redone work).
 """
@@ -24,17 +26,33 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from stratos_cli.stack import SERVICES, launch_service, service_env, stop_pids
+from stratos_cli.stack import (
+    CONTROL,
+    advertise_host,
+    choose_servers,
+    launch_server,
+    launch_service,
+    service_env,
+    signal_server,
+    stop_pids,
+)
+from stratos_inventory.sources.catalog import load_catalog
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM
 
 ROOT = Path(__file__).parents[2]
 SERVING_MODULE = "stratos_deployer.serving"
+CATALOG = ROOT / "examples" / "servers.yaml"
+SERVERS = choose_servers(
+    [s.id for s in load_catalog(CATALOG)], 6 if os.environ.get("STRATOS_FAULTS_FULL") == "1" else 3
+)
+"""Servers with workers: three (six for the full matrix, whose rounds run up to six jobs at once), so a job
+whose server is lost has room elsewhere with the other jobs placed."""
 
 
 @dataclass
 class ServiceSet:
-    """The six services as processes; each can be SIGKILLed and relaunched."""
+    """The services as processes (workers named ``<service>@<server>``); each can be SIGKILLed and relaunched."""
 
     home: Path
     env: dict[str, str]
@@ -43,8 +61,10 @@ class ServiceSet:
 
     def start(self) -> None:
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
+        for service in CONTROL:
             self.pids[service] = launch_service(service, self.home, self.env)
+        for index, server in enumerate(SERVERS):
+            self.pids |= launch_server(server, index, self.home, self.env)
 
     def kill(self, service: str) -> None:
         """SIGKILL, then reap: the process gets no chance to ack, flush or clean up."""
@@ -54,9 +74,27 @@ class ServiceSet:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
+    def kill_server(self, server: str) -> None:
+        """SIGKILL every process of the server (its workers and their model servers), then reap the workers."""
+        signal_server(self.home, server)
+        for name, pid in self.pids.items():
+            if name.partition("@")[2] == server:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+
+    def revive_server(self, server: str) -> None:
+        """Start the dead server's workers again (the same names, fresh processes)."""
+        for name in [n for n in self.pids if n.partition("@")[2] == server]:
+            self.restart(name)
+
     def restart(self, service: str) -> None:
         self.restarts[service] = self.restarts.get(service, 0) + 1
-        self.pids[service] = launch_service(service, self.home, self.env, replica=self.restarts[service])
+        name, _, server = service.partition("@")
+        env = self.env
+        if server:
+            index = SERVERS.index(server)
+            env = self.env | {"STRATOS_SERVER_ID": server, "STRATOS_ADVERTISE_HOST": advertise_host(index)}
+        self.pids[service] = launch_service(name, self.home, env, replica=self.restarts[service], tag=server)
 
     def stop(self) -> None:
         stop_pids(self.pids)
@@ -67,7 +105,7 @@ class ServiceSet:
 
 @contextlib.contextmanager
 def services(nats_url: str, home: Path, extra_env: dict[str, str], replicas: int = 1) -> Iterator[ServiceSet]:
-    env = service_env(home, nats_url, replicas, {"STRATOS_CATALOG": str(ROOT / "examples" / "servers.yaml")})
+    env = service_env(home, nats_url, replicas, {"STRATOS_CATALOG": str(CATALOG)})
     env.update(extra_env)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     stack = ServiceSet(home, env)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.matrix import Fault, MatrixReport, default_run, full_rounds, run_matrix
+from tests.faults.matrix import Fault, MatrixReport, default_run, full_rounds, run_matrix, server_kill_round
 
 pytestmark = pytest.mark.nats
 
@@ -73,3 +73,13 @@ async def test_cluster_node_leading_the_stream_killed_mid_job(tmp_path: Path) ->
     publish(report)
     assert_survived(report)
     assert all(f.hit for f in report.faults), report.render()
+
+
+@pytest.mark.skipif(not FULL, reason="a server SIGKILLed at each of six stages (~4 min): set STRATOS_FAULTS_FULL=1")
+@pytest.mark.timeout(1200)
+async def test_a_server_killed_at_every_stage_is_noticed_from_its_silence(tmp_path: Path) -> None:
+    """Every process of the job's server SIGKILLed, nothing said: ServerDown (heartbeat-timeout), re-plan,
+    resume or redeploy elsewhere; the server's workers start again once its job has moved."""
+    report = await run_matrix([server_kill_round()], tmp_path, timeout_s=900)
+    publish(report)
+    assert_survived(report)

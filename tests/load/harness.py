@@ -253,7 +253,8 @@ async def run_load(config: LoadConfig, nats_url: str, home: Path) -> LoadReport:
             specs = [job_spec(i, config, sim.base_url) for i in range(config.jobs)]
             runtimes = [
                 build_inventory(InventorySettings(**base, catalog=catalog_file)),
-                build_selector(SelectorSettings(**base)),
+                # the doubles stand in for every server's workers and send no heartbeats
+                build_selector(SelectorSettings(**base, require_workers=False)),
                 build_teacher_eval(TeacherEvalSettings(**base, teacher_timeout_s=10.0)),
                 build_data_synth(DataSynthSettings(**base, progress_every=1000, teacher_timeout_s=10.0)),
                 *(double.runtime for double in trainers),

@@ -11,7 +11,9 @@ from stratos_shared.service import ServiceRuntime
 
 
 def common(nats_server: NatsServerProcess, tmp_path: Path) -> dict[str, object]:
-    return {"nats_url": nats_server.url, "home": tmp_path / "home", "ack_wait_s": 5.0}
+    """Settings every in-process service gets. Most of these tests run no trainer or deployer, so the selector
+    places on any catalog server that is up (`require_workers`); a test with workers turns it back on."""
+    return {"nats_url": nats_server.url, "home": tmp_path / "home", "ack_wait_s": 5.0, "require_workers": False}
 
 
 @contextlib.asynccontextmanager

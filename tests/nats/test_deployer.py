@@ -1,7 +1,8 @@
 """The deployer over a real nats-server: the job report, a redeploy after a re-plan, teardown on cancel.
 
-Inventory, selector (placement, re-planning, the job ledger) and deployer run for real, the deployer
-starting real CPU model servers as child processes. The stages in between are stood in for by their
+Inventory, selector (placement, re-planning, the job ledger, work assignments) and two deployers, one on
+each of two servers with their own loopback addresses, run for real, the deployers starting real CPU model
+servers as child processes. The stages in between are stood in for by their
 events (valid contract events published by the test) and a tiny LoRA adapter in the artifact store:
 the deployer is the unit under test, and training for real would cost a minute more.
 """
@@ -25,7 +26,7 @@ from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from stratos_cli.app import app
-from stratos_cli.client import wait_until_ready
+from stratos_cli.client import wait_for_workers, wait_until_ready
 from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_deployer.main import build as build_deployer
 from stratos_deployer.serving.process import stop_leftovers
@@ -88,16 +89,36 @@ def spec(name: str) -> JobSpec:
     )
 
 
+SERVERS = {"h100-us-east": "127.0.0.2", "a10-us-central": "127.0.0.3"}
+"""The servers with a deployer, and the address each advertises (the only ones jobs can be placed on)."""
+
+
 def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
     base = common(nats_server, tmp_path)
     return (
         build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
-        build_selector(SelectorSettings(**base)),
+        build_selector(SelectorSettings(**base | {"require_workers": True})),
         # Small probes keep each deployment to a few seconds; the numbers still come from real requests.
-        build_deployer(
-            DeployerSettings(**base, serving_backend="cpu", probe_requests=3, accuracy_samples=3, max_tokens=8)
+        *(
+            build_deployer(
+                DeployerSettings(
+                    **base,
+                    server_id=server,
+                    advertise_host=host,
+                    serving_backend="cpu",
+                    probe_requests=3,
+                    accuracy_samples=3,
+                    max_tokens=8,
+                )
+            )
+            for server, host in SERVERS.items()
         ),
     )
+
+
+async def ready(nats_server: NatsServerProcess, servers: list[str] | None = None) -> None:
+    await wait_until_ready(nats_server.url)
+    await wait_for_workers(nats_server.url, servers or list(SERVERS))
 
 
 async def publish(nc: Client, event: Event) -> None:
@@ -219,7 +240,7 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     completed = await collect("stratos.evt.job.completed")
     store = NatsArtifactStore(nc.jetstream())
     async with running(*stack(nats_server, tmp_path)):
-        await wait_until_ready(nats_server.url)
+        await ready(nats_server)
         placement, trained = await deploy(nc, chosen, completed, "dep-1", adapter_dir)
         first = deployed.bodies()[0]
         done = completed.bodies()[0]
@@ -241,6 +262,7 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
 
     # --- the first deployment: on the placed server, measured through its endpoint ---
     assert first["revision"] == 1 and first["server_id"] == old_server and first["backend"] == "cpu"
+    assert first["endpoint"].startswith(f"http://{SERVERS[old_server]}:"), "not served at its server's address"
     announced = {b["endpoint"] for b in deployed.bodies() if b["revision"] == 1}
     assert announced == {first["endpoint"]}, "revision 1 was served more than once (a redelivery restarted it?)"
     assert served_first, "the endpoint in ModelDeployed did not serve the job's model"
@@ -284,6 +306,7 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     # --- the re-plan: redeployed on the new server, the old endpoint torn down, the ledger and report updated ---
     assert replan["server"]["id"] != old_server and replan["previous_server_id"] == old_server
     assert second["revision"] == 2 and second["server_id"] == replan["server"]["id"]
+    assert second["endpoint"].startswith(f"http://{SERVERS[second['server_id']]}:")
     assert second["endpoint"] != first["endpoint"]
     assert old_endpoint_gone, f"the old endpoint {first['endpoint']} still answers after the redeploy"
     assert served_second, "the new endpoint does not serve the job's model"
@@ -301,7 +324,7 @@ async def test_cancel_tears_down_only_that_jobs_deployment(
     deployed = await collect("stratos.evt.model.deployed")
     completed = await collect("stratos.evt.job.completed")
     async with running(*stack(nats_server, tmp_path)):
-        await wait_until_ready(nats_server.url)
+        await ready(nats_server)
         await deploy(nc, chosen, completed, "keep-1", adapter_dir)
         await deploy(nc, chosen, completed, "stop-1", adapter_dir)
         endpoints = {b["job_id"]: b["endpoint"] for b in deployed.bodies()}
@@ -332,7 +355,7 @@ async def test_a_deployed_job_whose_only_server_goes_down_fails_and_its_endpoint
     strict = spec("lost-1")
     strict = strict.model_copy(update={"constraints": strict.constraints.model_copy(update={"latency_slo_ms": 31})})
     async with running(*stack(nats_server, tmp_path)):
-        await wait_until_ready(nats_server.url)
+        await ready(nats_server)
         placement, _ = await deploy(nc, chosen, completed, "lost-1", adapter_dir, strict)
         endpoint = deployed.bodies()[0]["endpoint"]
         served = await answers(endpoint, "lost-1")
@@ -367,12 +390,13 @@ async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_le
             "STRATOS_ACCURACY_SAMPLES": "3",
             "STRATOS_MAX_TOKENS": "8",
             "STRATOS_ACK_WAIT_S": "5",
+            "STRATOS_SERVER_ID": "h100-us-east",
         },
     )
     pid = launch_service("deployer", home, env)
     try:
         async with running(*stack(nats_server, tmp_path)[:2]):  # inventory and selector in-process
-            await wait_until_ready(nats_server.url)
+            await ready(nats_server, ["h100-us-east"])
             await deploy(nc, chosen, completed, "orphan-1", adapter_dir)
             endpoint = deployed.bodies()[0]["endpoint"]
             served_before = await answers(endpoint, "orphan-1")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import nats
+import nats.aio.msg
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -57,15 +59,30 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     """Every event a service's handlers declare they publish is allowed for that service's user."""
     from stratos_data_synth.handlers import build_events as data_synth
     from stratos_data_synth.settings import DataSynthSettings
+    from stratos_deployer.handlers import Deployments
+    from stratos_deployer.handlers import build_events as deployer
+    from stratos_deployer.settings import DeployerSettings
     from stratos_inventory.handlers import Inventory
     from stratos_inventory.handlers import build_events as inventory
     from stratos_selector.handlers import Planner
     from stratos_selector.handlers import build_events as selector
     from stratos_selector.settings import SelectorSettings
+    from stratos_shared.bus.permissions import server_permissions
     from stratos_shared.jobcontext import StageResources
     from stratos_teacher_eval.handlers import build_events as teacher_eval
     from stratos_teacher_eval.settings import TeacherEvalSettings
+    from stratos_trainer.handlers import build_events as trainer
+    from stratos_trainer.jobs import JobSignals
+    from stratos_trainer.settings import TrainerSettings
 
+    workers = {
+        "trainer": trainer(TrainerSettings(server_id="a10-us-central"), StageResources(), JobSignals()),
+        "deployer": deployer(DeployerSettings(server_id="a10-us-central"), StageResources(), Deployments()),
+    }
+    allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
+    for service, router in workers.items():  # a server's workers publish under the server's credential
+        declared = {cls.SUBJECT for spec in router.specs for cls in spec.publishes}
+        assert declared <= set(allowed), (service, declared - set(allowed))
     routers = {
         "inventory": inventory(Inventory()),
         "selector": selector(Planner(), SelectorSettings().input_policy()),
@@ -73,5 +90,68 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         "data-synth": data_synth(DataSynthSettings(), StageResources()),
     }
     for service, router in routers.items():
-        declared = {cls.SUBJECT for spec in router.specs for cls in spec.publishes}
+        # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*
+        declared = {
+            f"{cls.SUBJECT}.*" if hasattr(cls, "routed_subject") else cls.SUBJECT
+            for spec in router.specs
+            for cls in spec.publishes
+        }
         assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
+
+
+async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_path: Path) -> None:
+    """`server-<id>` (what a server's workers log in as) may heartbeat for its server and pull its own work;
+    it may not keep another server alive, take another server's work, nor publish the selector's events."""
+    from nats.js.api import ConsumerConfig
+
+    from stratos_shared.bus.names import heartbeat_subject, work_subject
+    from stratos_shared.contracts.events import ServerChosen
+
+    mine, theirs = "a10-us-central", "l4-us-west"
+    config, credentials = write_auth(tmp_path / "auth", [mine, theirs])
+    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    errors: list[Exception] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    try:
+        selector = credentials["selector"]
+        admin = await nats.connect(server.url, user=selector.user, password=selector.password)
+        js = admin.jetstream()
+        await ensure_infrastructure(js)
+        for server_id in (mine, theirs):
+            subject = work_subject("train", server_id)
+            durable = f"trainer-{server_id}"
+            await js.add_consumer("STRATOS_EVENTS", ConsumerConfig(durable_name=durable, filter_subject=subject))
+            await js.publish(subject, f"work for {server_id}".encode(), headers={"Nats-Msg-Id": server_id})
+        beats: list[str] = []
+
+        async def on_beat(msg: nats.aio.msg.Msg) -> None:
+            beats.append(msg.subject)
+
+        await admin.subscribe("stratos.hb.*", cb=on_beat)
+        await admin.flush()
+
+        own = credentials[f"server-{mine}"]
+        nc = await nats.connect(server.url, user=own.user, password=own.password, error_cb=on_error)
+        await nc.publish(heartbeat_subject(mine), b"{}")
+        await nc.publish(heartbeat_subject(theirs), b"{}")  # forged: refused by the server
+        await nc.flush()
+        worker = nc.jetstream()
+        got = await (await worker.pull_subscribe_bind(f"trainer-{mine}", stream="STRATOS_EVENTS")).fetch(1, timeout=5)
+        assert got[0].data == f"work for {mine}".encode()
+        theirs_sub = await worker.pull_subscribe_bind(f"trainer-{theirs}", stream="STRATOS_EVENTS")
+        with pytest.raises(NatsTimeout):
+            await theirs_sub.fetch(1, timeout=2)
+        with pytest.raises(NatsTimeout):
+            await worker.publish(ServerChosen.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+        await asyncio.sleep(0.3)
+        await nc.close()
+        info = await js.consumer_info("STRATOS_EVENTS", f"trainer-{theirs}")
+        await admin.close()
+    finally:
+        server.stop()
+    assert beats == [heartbeat_subject(mine)], beats
+    assert info.num_pending == 1 and not info.num_ack_pending, "another server's work was taken"
+    assert sum("permissions violation" in str(e).lower() for e in errors) >= 3, errors

@@ -54,11 +54,13 @@ def job(example: str, sim: RunningSimulator, size: int = 150) -> JobSpec:
     )
 
 
-def services(nats_server, tmp_path):
+def services(nats_server, tmp_path, require_workers: bool = False):
+    """The upstream stages in-process. Without workers in the test, jobs are placed on any catalog server
+    (`require_workers=False`); a test that runs trainers needs its jobs on their server."""
     base = common(nats_server, tmp_path)
     return (
         build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
-        build_selector(SelectorSettings(**base)),
+        build_selector(SelectorSettings(**base | {"require_workers": require_workers})),
         build_teacher_eval(TeacherEvalSettings(**base)),
         build_data_synth(DataSynthSettings(**base, progress_every=20)),
     )

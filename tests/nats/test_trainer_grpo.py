@@ -14,6 +14,7 @@ import json
 import pytest
 from nats.aio.client import Client
 
+from stratos_cli.client import wait_for_workers
 from stratos_shared.artifacts import NatsArtifactStore
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.teacher.simulator import RunningSimulator
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.nats
 __all__ = ["simulator"]  # the fixture, used by name
 
 WARM_START_STEPS, GRPO_STEPS = 300, 8
+SERVER = "a10-us-central"
 
 
 def grpo_job(sim: RunningSimulator) -> JobSpec:
@@ -57,8 +59,11 @@ async def test_a_grpo_job_starts_from_an_sft_warm_start_on_the_verified_traces(
     trained = await collect("stratos.evt.model.trained")
     progress = await collect("stratos.evt.training.progress")
     failed = await collect("stratos.evt.job.failed")
-    settings = TrainerSettings(**common(nats_server, tmp_path), eval_samples=60, max_new_tokens=32, prescreen_items=4)
-    async with running(*services(nats_server, tmp_path), build_trainer(settings)):
+    settings = TrainerSettings(
+        **common(nats_server, tmp_path), server_id=SERVER, eval_samples=60, max_new_tokens=32, prescreen_items=4
+    )
+    async with running(*services(nats_server, tmp_path, require_workers=True), build_trainer(settings)):
+        await wait_for_workers(nats_server.url, [SERVER])
         await submit(nc, "grpo-1", grpo_job(simulator))
         await trained.wait_for(lambda c: len(c.messages) == 1 or bool(failed.messages), timeout_s=480)
     assert not failed.messages, failed.bodies()
@@ -67,6 +72,7 @@ async def test_a_grpo_job_starts_from_an_sft_warm_start_on_the_verified_traces(
     steps = {b["total_steps"] for b in progress.bodies()}
 
     assert result["method"] == "grpo" and result["steps"] == GRPO_STEPS
+    assert result["server_id"] == SERVER and {b["server_id"] for b in progress.bodies()} == {SERVER}
     assert await store.exists(store.uri_for("grpo-1", WARM_START_MODEL)), "the warm start was not kept"
     assert {WARM_START_STEPS, GRPO_STEPS} <= steps, f"progress did not show both phases: {steps}"
     warm = json.loads(await store.get_bytes(store.uri_for("grpo-1", WARM_START_RECORD)))

@@ -1,9 +1,10 @@
-"""Trainer scale-out over a real nats-server: two trainer processes share one durable consumer.
+"""Trainer scale-out over a real nats-server: two trainer processes of one server share its work.
 
 Two jobs go through the real upstream stages (inventory, selector, teacher-eval
 and data-synth in-process, against the teacher simulator); two
-``python -m stratos_trainer`` processes each take one job's DataReady and
-train at the same time. One trainer is then SIGKILLed mid-training: it stops
+``python -m stratos_trainer`` processes on one server (the only one with workers,
+so both jobs are placed there) share that server's durable consumer, each take
+one job's TrainingAssigned and train at the same time. One trainer is then SIGKILLed mid-training: it stops
 extending its lease, JetStream redelivers its job, and the surviving trainer
 resumes it from the last uploaded checkpoint once its own job is done. Each
 job ends with exactly one ModelTrained.
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
+from stratos_cli.client import wait_for_workers
 from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.job import JobSpec
@@ -43,7 +45,9 @@ TRAINER_ENV = {
     "STRATOS_MAX_NEW_TOKENS": "48",
     "STRATOS_PRESCREEN_ITEMS": "4",
     "OMP_NUM_THREADS": "1",
+    "STRATOS_SERVER_ID": "a10-us-central",
 }
+SERVER = TRAINER_ENV["STRATOS_SERVER_ID"]
 
 
 def tiny_job(teacher_url: str) -> JobSpec:
@@ -118,7 +122,8 @@ async def test_two_trainers_take_two_jobs_at_once_and_a_killed_trainers_job_comp
         names = {f"{socket.gethostname()}:{pid}": pid for pid in pids}
         # both trainers must be pulling before the jobs arrive, or the first one up could take both in turn
         await wait_for_logs("trainer started", [log_file(home, i) for i in range(len(pids))])
-        async with running(*services(nats_server, tmp_path)):
+        async with running(*services(nats_server, tmp_path, require_workers=True)):
+            await wait_for_workers(nats_server.url, [SERVER])
             for job_id in JOBS:
                 event = JobSubmitted(job_id=job_id, spec=tiny_job(sim.base_url))
                 await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
@@ -157,6 +162,7 @@ async def test_two_trainers_take_two_jobs_at_once_and_a_killed_trainers_job_comp
 
     # Exactly one ModelTrained per job; the killed trainer's job finished on the survivor, from its checkpoint.
     assert sorted(b["job_id"] for b in trained.bodies()) == sorted(JOBS), trained.bodies()
+    assert {b["server_id"] for b in [*progress.bodies(), *trained.bodies()]} == {SERVER}
     resumed = by_job(trained.bodies(), victim_job)[0]
     own = by_job(trained.bodies(), other_job)[0]
     assert resumed["trainer"] == survivor and own["trainer"] == survivor

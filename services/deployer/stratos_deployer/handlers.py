@@ -1,4 +1,11 @@
-"""Deployer handlers: serve the trained student, measure it, report; follow re-plans; tear down on cancel."""
+"""Deployer handlers: serve the trained student on this server, measure it, report; stop when the job moves.
+
+Each server's deployers pull their work from one durable consumer on ``stratos.work.deploy.<server>``
+(a `DeploymentAssigned` per job and placement revision, from the selector's ledger), so a model is served
+only on the server its job is placed on, at the address that server advertises. Re-plans, cancels and
+failures reach every server's deployers through per-server durable consumers: the one holding the job's
+endpoint stops it.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,13 @@ from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
 from stratos_deployer.serving.process import stop_leftovers
 from stratos_deployer.settings import DeployerSettings
+from stratos_shared.agent import ServerAgent
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.handler import EventRouter, HandlerContext
+from stratos_shared.bus.names import server_token, work_subject
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
+    DeploymentAssigned,
     JobCancelRequested,
     JobCompleted,
     JobFailed,
@@ -100,7 +110,7 @@ class Deployments:
     def lock(self, job_id: str) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
 
-    async def find(self, job_id: str, resources: StageResources, workdir: Path) -> Deployment | None:
+    async def find(self, job_id: str, resources: StageResources, workdir: Path, server_id: str) -> Deployment | None:
         """This deployer's deployment of the job, or the one its previous life recorded before a crash.
 
         Deployments live in memory; without the record, a deployer restarted after SIGKILL would no
@@ -113,6 +123,8 @@ class Deployments:
             return None
         raw = json.loads(await resources.artifacts.get_bytes(uri))
         deployed = ModelDeployed.model_validate(raw["deployed"])
+        if deployed.server_id != server_id:
+            return None  # served by another server's deployer: not ours to adopt or stop
         leftover = LeftoverServer(workdir / job_id / f"rev{deployed.revision}" / "logs")
         found = Deployment(ModelTrained.model_validate(raw["trained"]), leftover, deployed, raw["serving"])
         self.by_job[job_id] = found
@@ -150,12 +162,19 @@ class Deployer:
         self.settings = settings
         self.resources = resources
         self.deployments = deployments
-        self.workdir = settings.home / "deployments"
+        # Per server: deployers of two servers on one host never find (or stop) each other's model servers.
+        self.workdir = settings.home / "deployments" / server_token(settings.server_id)
+
+    async def still_mine(self, job_id: str, revision: int, agent: ServerAgent | None) -> bool:
+        """The fence before announcing a deployment: the ledger still places the job here at this revision."""
+        if agent is not None and agent.fenced():
+            return False
+        state = await self.resources.job_state(job_id)
+        return state is not None and state.server_revision == revision and state.server_id == self.settings.server_id
 
     async def deploy(
-        self, trained: ModelTrained, spec: JobSpec, state: JobState
+        self, trained: ModelTrained, spec: JobSpec, state: JobState, revision: int
     ) -> tuple[ModelDeployed, dict[str, float | str]]:
-        revision = state.server_revision
         if trained.job_id not in self.deployments.by_job:
             # Any server of this job still running was started by a past life of this deployer, maybe at an
             # earlier revision (then nothing else would stop it): it must not serve beside the new one.
@@ -175,12 +194,15 @@ class Deployer:
             served_name=trained.job_id,
             ready_timeout_s=self.settings.ready_timeout_s,
             log_dir=workdir / "logs",
+            host=self.settings.advertise_host,
+            gpu_count=int(state.results.get("server", {}).get("gpu_count") or 1),
         )
         try:
             with tracer.start_as_current_span(
                 "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
             ):
-                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, free_port())
+                port = free_port(self.settings.advertise_host)
+                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, port)
             measured = await self.measure(trained.job_id, spec, endpoint)
         except BaseException:
             # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.
@@ -191,7 +213,7 @@ class Deployer:
             # a new one (after a crash, a re-plan) is not, so the ledger always shows the live endpoint.
             event_id=stable_id(trained.job_id, "deployed", revision, endpoint),
             job_id=trained.job_id,
-            server_id=state.server_id or "",
+            server_id=self.settings.server_id,
             revision=revision,
             endpoint=endpoint,
             backend="vllm" if backend.name == "vllm" else "cpu",
@@ -261,28 +283,60 @@ class Deployer:
         )
 
 
-def build_events(settings: DeployerSettings, resources: StageResources, deployments: Deployments) -> EventRouter:
+def build_events(
+    settings: DeployerSettings,
+    resources: StageResources,
+    deployments: Deployments,
+    agent: ServerAgent | None = None,
+) -> EventRouter:
     events = EventRouter("deployer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
     deployer = Deployer(settings, resources, deployments)
+    me = settings.server_id
+    token = server_token(me)
 
-    @events.handler(consumes=ModelTrained, publishes=[ModelDeployed, JobCompleted], durable="deployer")
-    async def on_model_trained(event: ModelTrained, ctx: HandlerContext) -> list[Event]:
-        """Serve the student on the job's server, measure latency and accuracy, write the report, complete the job."""
+    async def find(job_id: str) -> Deployment | None:
+        return await deployments.find(job_id, resources, deployer.workdir, me)
+
+    @events.handler(
+        consumes=DeploymentAssigned,
+        publishes=[ModelDeployed, JobCompleted],
+        durable=f"deployer-{token}",
+        subject=work_subject("deploy", me),
+    )
+    async def on_deployment_assigned(event: DeploymentAssigned, ctx: HandlerContext) -> list[Event]:
+        """Serve the student on this server, measure latency and accuracy, write the report, complete the job."""
         async with deployments.lock(event.job_id):
-            if event.job_id in deployments.ended:
+            if event.job_id in deployments.ended or event.server_id != me:
                 return []
             spec = await resources.specs.get(event.job_id)
-            # A re-plan this deployer already saw must be in the ledger's view before we pick the server.
-            revision = deployments.latest_revision.get(event.job_id, 1)
-            state = await current_state(resources, event.job_id, min_revision=revision)
+            state = await current_state(resources, event.job_id, min_revision=event.revision)
+            if state.server_revision > event.revision or state.server_id != me:
+                log.info("job %s: deployment revision %d is stale; dropped", event.job_id, event.revision)
+                return []
             if state.status in ("cancelled", "failed"):
                 return []
-            current = deployments.by_job.get(event.job_id)
-            if current and current.trained.event_id == event.event_id and current.revision == state.server_revision:
+            current = await find(event.job_id)
+            trained = event.trained
+            if current and current.trained.event_id == trained.event_id and current.revision == event.revision:
                 # A redelivery: this model already serves at this revision; announce it again, do not restart it.
                 deployed, serving = current.deployed, current.serving
             else:
-                deployed, serving = await deployer.deploy(event, spec, state)
+                with tracer.start_as_current_span(
+                    "deployer.deploy", attributes={"job.id": event.job_id, "server.id": me}
+                ):
+                    deployed, serving = await deployer.deploy(trained, spec, state, event.revision)
+            if not await deployer.still_mine(event.job_id, event.revision, agent):
+                # Moved while we were starting it (or we were cut off): this endpoint must not be announced.
+                await deployments.stop(event.job_id)
+                log.info("job %s: moved during deployment; endpoint stopped, not announced", event.job_id)
+                return []
+            if state.status == "completed":
+                # A redeployment after a re-plan: the job completed before. Same artifact name: the job's
+                # report_uri now describes this server and endpoint by the time the move is announced.
+                await deployer.write_report(spec, state, serving)
+                await ctx.publish(deployed)
+                log.info("job %s redeployed on %s at %s", event.job_id, me, deployed.endpoint)
+                return []
             await ctx.publish(deployed)
             state = await current_state(resources, event.job_id)
             report_uri = await deployer.write_report(spec, state, serving)
@@ -300,41 +354,36 @@ def build_events(settings: DeployerSettings, resources: StageResources, deployme
             )
         ]
 
-    @events.handler(consumes=ServerChosen, publishes=[ModelDeployed], durable="deployer-replan")
-    async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> list[Event]:
-        """A deployed job's server went away: serve it on the new server, update the endpoint and the report."""
+    @events.handler(consumes=ServerChosen, publishes=[], durable=f"deployer-{token}-replan")
+    async def on_server_chosen(event: ServerChosen, ctx: HandlerContext) -> None:
+        """The job moved to another server: its endpoint here stops (the new server serves it)."""
         async with deployments.lock(event.job_id):
-            if event.job_id in deployments.ended:
-                return []
             seen = deployments.latest_revision.get(event.job_id, 0)
             deployments.latest_revision[event.job_id] = max(seen, event.revision)
-            current = await deployments.find(event.job_id, resources, deployer.workdir)
-            if current is None or event.revision <= current.revision:
-                return []
-            spec = await resources.specs.get(event.job_id)
-            state = await current_state(resources, event.job_id, min_revision=event.revision)
-            with tracer.start_as_current_span(
-                "deployer.redeploy", attributes={"job.id": event.job_id, "server.id": event.server.id}
-            ):
-                deployed, serving = await deployer.deploy(current.trained, spec, state)
-                # Same artifact name: the job's report_uri now describes the new server and endpoint.
-                await deployer.write_report(spec, state, serving)
-        log.info("job %s redeployed on %s at %s", event.job_id, event.server.id, deployed.endpoint)
-        return [deployed]
+            if event.server.id == me:
+                return
+            current = await find(event.job_id)
+            if current is not None and event.revision > current.revision and await deployments.stop(event.job_id):
+                log.info(
+                    "job %s moved to %s (revision %d): endpoint here stopped",
+                    event.job_id,
+                    event.server.id,
+                    event.revision,
+                )
 
     async def tear_down(job_id: str, why: str) -> None:
         async with deployments.lock(job_id):
             deployments.ended.add(job_id)
-            await deployments.find(job_id, resources, deployer.workdir)
+            await find(job_id)
             if await deployments.stop(job_id):
                 log.info("job %s %s: deployment stopped", job_id, why)
 
-    @events.handler(consumes=JobCancelRequested, publishes=[], durable="deployer-cancel")
+    @events.handler(consumes=JobCancelRequested, publishes=[], durable=f"deployer-{token}-cancel")
     async def on_cancel(event: JobCancelRequested, ctx: HandlerContext) -> None:
         """A cancelled job's endpoint is torn down, and a deployment still to come is refused."""
         await tear_down(event.job_id, "cancelled")
 
-    @events.handler(consumes=JobFailed, publishes=[], durable="deployer-failed")
+    @events.handler(consumes=JobFailed, publishes=[], durable=f"deployer-{token}-failed")
     async def on_failed(event: JobFailed, ctx: HandlerContext) -> None:
         """A failed job serves nothing: e.g. a deployed job whose server went down with nowhere else to go.
 

@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from stratos_shared.settings import StratosSettings
+from stratos_shared.settings import WorkerSettings
 
 
-class DeployerSettings(StratosSettings):
+class DeployerSettings(WorkerSettings):
     serving_backend: Literal["auto", "cpu", "vllm"] = Field(
         default="auto", description="auto: vLLM when this host has a GPU, the CPU server otherwise."
     )

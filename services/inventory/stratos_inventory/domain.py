@@ -4,25 +4,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stratos_shared.contracts.servers import ServerRecord, ServerSpec
+from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, ServerSpec, WorkerBeat
+
+HEARTBEAT_TIMEOUT = "heartbeat-timeout"
 
 
 @dataclass
 class HeartbeatTracker:
-    """Last heartbeat per server; reports servers whose silence exceeded the timeout."""
+    """Last heartbeat per server and worker (wall-clock time, so it can be stored and outlive the process).
+
+    Seeded from the ``stratos-liveness`` bucket at start-up: an inventory restarted while a server dies
+    still knows when that server last spoke, and reports it once the timeout has passed.
+    """
 
     timeout_s: float
-    last_seen: dict[str, float] = field(default_factory=dict)
+    servers: dict[str, ServerLiveness] = field(default_factory=dict)
 
-    def beat(self, server_id: str, now: float) -> None:
-        self.last_seen[server_id] = now
+    def beat(self, server_id: str, worker: str, service: str, jobs: list[str], now: float) -> ServerLiveness:
+        before = self.servers.get(server_id)
+        workers = {
+            name: w for name, w in (before.workers if before else {}).items() if now - w.seen_at <= 10 * self.timeout_s
+        }
+        workers[worker] = WorkerBeat(service=service, jobs=jobs, seen_at=now)
+        record = ServerLiveness(server_id=server_id, last_seen=now, workers=workers)
+        self.servers[server_id] = record
+        return record
+
+    def load(self, record: ServerLiveness) -> None:
+        current = self.servers.get(record.server_id)
+        if current is None or current.last_seen < record.last_seen:
+            self.servers[record.server_id] = record
 
     def silent(self, now: float) -> list[str]:
-        """Servers silent for longer than the timeout (each reported until it beats again or is forgotten)."""
-        return sorted(sid for sid, seen in self.last_seen.items() if now - seen > self.timeout_s)
-
-    def forget(self, server_id: str) -> None:
-        self.last_seen.pop(server_id, None)
+        """Servers silent for longer than the timeout (each reported until it beats again)."""
+        return sorted(sid for sid, seen in self.servers.items() if now - seen.last_seen > self.timeout_s)
 
 
 def registered(spec: ServerSpec, current: ServerRecord | None) -> ServerRecord | None:
@@ -42,9 +57,15 @@ def mark_down(current: ServerRecord | None, reason: str) -> ServerRecord | None:
 
 
 def mark_up(current: ServerRecord | None, monitored: bool) -> ServerRecord | None:
-    """Down -> up (or first heartbeat of an up server: now monitored); None when nothing changes."""
+    """Down -> up (or first heartbeat of an up server: now monitored); None when nothing changes.
+
+    A heartbeat (`monitored`) brings back only a server that went down from silence: one an operator
+    drained stays down while its workers keep beating, until `stratos server up`.
+    """
     if current is None:
         return None
     if current.status == "up" and (current.monitored or not monitored):
+        return None
+    if current.status == "down" and monitored and current.reason != HEARTBEAT_TIMEOUT:
         return None
     return ServerRecord(spec=current.spec, status="up", monitored=current.monitored or monitored)

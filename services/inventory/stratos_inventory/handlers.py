@@ -14,12 +14,19 @@ import time
 
 from faststream.nats import NatsBroker
 
-from stratos_inventory.domain import HeartbeatTracker, mark_down, mark_up, registered
+from stratos_inventory.domain import HEARTBEAT_TIMEOUT, HeartbeatTracker, mark_down, mark_up, registered
 from stratos_shared.bus.handler import EventRouter, HandlerContext, publish_event
 from stratos_shared.bus.kv import TypedKV
+from stratos_shared.bus.names import server_token
 from stratos_shared.contracts.base import Event, stable_id
-from stratos_shared.contracts.events import ServerDown, ServerDownRequested, ServerRegistered, ServerUpRequested
-from stratos_shared.contracts.servers import ServerRecord, ServerSpec
+from stratos_shared.contracts.events import (
+    ServerDown,
+    ServerDownRequested,
+    ServerHeartbeat,
+    ServerRegistered,
+    ServerUpRequested,
+)
+from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, ServerSpec
 
 log = logging.getLogger("stratos.inventory")
 
@@ -84,24 +91,45 @@ def build_events(inventory: Inventory, max_deliver: int = 5, ack_wait_s: float =
 
 
 class InventoryMonitor:
-    """Tracks heartbeats and turns silence into exactly one ServerDown per outage."""
+    """Tracks heartbeats and turns silence into exactly one ServerDown per outage.
 
-    def __init__(self, inventory: Inventory, broker: NatsBroker, timeout_s: float, check_s: float) -> None:
+    Every heartbeat is written through to the ``stratos-liveness`` bucket (wall-clock times), and a
+    starting monitor loads it: the deadline of a server that died while no inventory ran is not lost.
+    """
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        broker: NatsBroker,
+        timeout_s: float,
+        check_s: float,
+        liveness: TypedKV[ServerLiveness] | None = None,
+    ) -> None:
         self.inventory = inventory
         self.broker = broker
         self.tracker = HeartbeatTracker(timeout_s)
         self.check_s = check_s
+        self.liveness = liveness
 
-    async def on_heartbeat(self, server_id: str) -> None:
-        self.tracker.beat(server_id, time.monotonic())
-        for event in await self.inventory.up(server_id, "heartbeat", monitored=True):
+    async def load(self) -> int:
+        """Seed the tracker from the bucket (at start-up); returns how many servers it knew."""
+        if self.liveness is None:
+            return 0
+        for record in (await self.liveness.items()).values():
+            self.tracker.load(record)
+        return len(self.tracker.servers)
+
+    async def on_heartbeat(self, beat: ServerHeartbeat) -> None:
+        record = self.tracker.beat(beat.server_id, beat.worker, beat.service, list(beat.jobs), time.time())
+        if self.liveness is not None:
+            await self.liveness.put(server_token(beat.server_id), record)
+        for event in await self.inventory.up(beat.server_id, "heartbeat", monitored=True):
             await publish_event(self.broker, event)
 
     async def check_once(self) -> list[Event]:
         published: list[Event] = []
-        for server_id in self.tracker.silent(time.monotonic()):
-            self.tracker.forget(server_id)
-            for event in await self.inventory.down(server_id, "heartbeat-timeout"):
+        for server_id in self.tracker.silent(time.time()):
+            for event in await self.inventory.down(server_id, HEARTBEAT_TIMEOUT):
                 await publish_event(self.broker, event)
                 published.append(event)
         return published

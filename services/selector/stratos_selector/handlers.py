@@ -19,17 +19,20 @@ from opentelemetry import propagate, trace
 
 from stratos_selector.admission import admission_problem, fingerprint, resolve_paths
 from stratos_selector.domain import Infeasible, ServerTable, select
+from stratos_selector.domain.dispatch import DISPATCHING, assignments
 from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
+    DeploymentAssigned,
     JobCancelRequested,
     JobFailed,
     JobRejected,
     JobSubmitted,
     ServerChosen,
     ServerDown,
+    TrainingAssigned,
 )
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
@@ -55,7 +58,8 @@ class Planner:
     the bucket as before.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, require_workers: bool = True) -> None:
+        self.require_workers = require_workers
         self._servers: TypedKV[ServerRecord] | None = None
         self._specs: TypedKV[JobSpec] | None = None
         self._placements: Placements | None = None
@@ -156,19 +160,22 @@ class Planner:
         records = self._records
         if records is None:
             items = await self.servers.items()
-            return ServerTable.from_servers(
-                [r.spec for r in items.values() if r.status == "up" and r.spec.id not in self._down_hints]
-            )
+            return ServerTable.from_servers([r.spec for r in items.values() if self._placeable(r)])
         if self._up is None:
             if self._full is None:
                 self._full = ServerTable.from_servers([r.spec for r in records.values()])
             up = np.fromiter(
-                (r.status == "up" and r.spec.id not in self._down_hints for r in records.values()),
+                (self._placeable(r) for r in records.values()),
                 dtype=np.bool_,
                 count=len(records),
             )
             self._up = self._full if up.all() else self._full.take(np.flatnonzero(up))
         return self._up
+
+    def _placeable(self, record: ServerRecord) -> bool:
+        """Up, not just reported down, and (unless configured otherwise) with live workers to run the job."""
+        workers = record.monitored or not self.require_workers
+        return record.status == "up" and workers and record.spec.id not in self._down_hints
 
     async def spec_of(self, job_id: str) -> JobSpec | None:
         """A job's spec (write-once in KV, so a local copy never goes stale)."""
@@ -424,14 +431,24 @@ def build_events(
     if with_ledger:
 
         @events.handler(
-            consumes=Event, publishes=[], durable="selector-ledger", subject="stratos.evt.>", projection=True
+            consumes=Event,
+            publishes=[TrainingAssigned, DeploymentAssigned],
+            durable="selector-ledger",
+            subject="stratos.evt.>",
+            projection=True,
         )
-        async def project(event: Event, ctx: HandlerContext) -> None:
-            """Fold every job event into the job's state in KV (what `stratos status` reads)."""
+        async def project(event: Event, ctx: HandlerContext) -> list[Event]:
+            """Fold every job event into the job's state in KV (what `stratos status` reads), and assign the work
+            the job's current placement owes to that server's workers."""
             if event.job_id is None:
-                return
+                return []
             state, wrote = await planner.jobs.update(event.job_id, lambda current: apply(current, event))
             if wrote and state is not None and state.status != "running" and event.event_type in TERMINAL:
                 jobs_finished.add(1, {"outcome": state.status})
+            # Also when nothing was written (a redelivery after a crash between the fold and the publish):
+            # the assignment's id is stable, so saying it again is dropped as a duplicate.
+            if state is None or event.event_type not in DISPATCHING:
+                return []
+            return assignments(state)
 
     return events

@@ -17,7 +17,7 @@ SERVICE = "selector"
 
 def build(settings: SelectorSettings | None = None) -> ServiceRuntime:
     settings = settings or SelectorSettings()
-    planner = Planner()
+    planner = Planner(settings.require_workers)
     events = build_events(
         planner, settings.input_policy(), settings.max_deliver, settings.ack_wait_s, with_ledger=settings.run_ledger
     )

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 from pydantic import Field
 
-from stratos_shared.settings import StratosSettings
+from stratos_shared.settings import WorkerSettings
 
 
-def default_instance() -> str:
-    """host:pid: unique per process, even for N trainers on one host."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class TrainerSettings(StratosSettings):
+class TrainerSettings(WorkerSettings):
     max_deliver: int = Field(
         default=20,
         ge=1,
@@ -27,8 +19,3 @@ class TrainerSettings(StratosSettings):
     prescreen_items: int = Field(default=48, ge=1, description="Task items per candidate in pre-screening.")
     prescreen_shots: int = Field(default=3, ge=0, description="Verified teacher traces shown in context.")
     prescreen_tolerance: float = Field(default=0.05, ge=0, le=1)
-    instance: str = Field(
-        default_factory=default_instance,
-        min_length=1,
-        description="This trainer's name in TrainingProgress and ModelTrained (e.g. the pod name).",
-    )

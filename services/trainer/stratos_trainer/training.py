@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from stratos_shared.artifacts import get_dir, get_file, put_dir
 from stratos_shared.bus.handler import Redeliver
+from stratos_shared.bus.names import server_token
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
     DataReady,
@@ -222,12 +223,26 @@ class TrainingRun:
         log.info("job %s: warm start done (%d SFT steps on %d traces)", job_id, result.global_step, len(traces))
         return result.model_dir
 
-    async def run(self, event: DataReady, state: JobState, publish: Publish) -> list[Event]:
+    async def still_mine(self, job_id: str, revision: int, generation: int) -> bool:
+        """The fence, checked before every write another owner could see: this server still holds the job.
+
+        Fresh from the ledger (the placement revision is the fencing token), and not across a gap in this
+        process's heartbeats. A write that races a re-plan after this check is still refused by the ledger,
+        which ignores a ModelTrained older than the job's placement.
+        """
+        if self.signals.must_stop(job_id, revision, generation) and job_id not in self.signals.cancelled:
+            return False
+        state = await self.resources.job_state(job_id)
+        return state is not None and state.server_revision == revision and state.server_id == self.settings.server_id
+
+    async def run(self, event: DataReady, state: JobState, publish: Publish, revision: int) -> list[Event]:
         spec = await self.resources.specs.get(event.job_id)
         task = task_for(spec.task)
         split = split_task(task, spec.task)
         held_out = split.eval[: self.settings.eval_samples]
-        workdir = self.settings.home / "trainer" / event.job_id
+        generation = self.signals.generation()
+        # Per server: a stale trainer elsewhere on this host must not wipe the new owner's working files.
+        workdir = self.settings.home / "trainer" / server_token(self.settings.server_id) / event.job_id
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
         store = self.resources.artifacts
@@ -270,8 +285,7 @@ class TrainingRun:
             resume_from = await get_dir(store, latest.uri, workdir / "resume" / f"checkpoint-{latest.step}")
             log.info("job %s resumes from step %d (saved on %s)", event.job_id, latest.step, latest.server_id)
 
-        revision = state.server_revision
-        server_id = state.server_id or ""
+        server_id = self.settings.server_id
         loop = asyncio.get_running_loop()
         last_progress = 0.0
         planned_steps = 0  # known from the first step's progress report; checkpoints come after it
@@ -279,7 +293,12 @@ class TrainingRun:
 
         def on_checkpoint(step: int, path: Path) -> None:
             async def upload() -> None:
-                uri = await put_dir(store, event.job_id, f"checkpoints/step-{step}.tar.gz", path)
+                if not await self.still_mine(event.job_id, revision, generation):
+                    # The job moved: its new owner's checkpoints are the ones to resume from, not ours.
+                    log.info("job %s: not uploading checkpoint %d, revision %d is stale", event.job_id, step, revision)
+                    return
+                # The revision in the name: a stale owner can never overwrite the new owner's files.
+                uri = await put_dir(store, event.job_id, f"checkpoints/r{revision}-step-{step}.tar.gz", path)
                 record = CheckpointRecord(
                     step=step, uri=uri, wall_seconds=started_wall + (time.monotonic() - t0), server_id=server_id
                 )
@@ -300,6 +319,8 @@ class TrainingRun:
         def on_progress(progress: Progress) -> None:
             nonlocal last_progress, planned_steps
             planned_steps = progress.max_steps
+            if should_stop():
+                return  # moved, cancelled or fenced: nothing more is said about this run
             if time.monotonic() - last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
                 return
             last_progress = time.monotonic()
@@ -317,7 +338,19 @@ class TrainingRun:
             asyncio.run_coroutine_threadsafe(publish(message), loop)
 
         def should_stop() -> bool:
-            return self.signals.must_stop(event.job_id, revision)
+            return self.signals.must_stop(event.job_id, revision, generation)
+
+        async def stopped() -> list[Event]:
+            """Stopped early: cancelled or moved (ack: the new server has its own assignment), or fenced
+            while still ours (hand it back, to resume once this process is connected again)."""
+            if event.job_id in self.signals.cancelled:
+                return []
+            now = await self.resources.job_state(event.job_id)
+            moved = self.signals.moved(event.job_id, revision) or now is None or now.server_revision > revision
+            if moved or (now is not None and now.server_id != server_id):
+                log.info("job %s: stopped; it is no longer this server's (revision %d)", event.job_id, revision)
+                return []
+            raise Redeliver(f"job {event.job_id} stopped on {server_id} (cut off); resuming from its checkpoint")
 
         config = training_config(spec)
         if config.method == "grpo" and config.warm_start_steps:
@@ -325,9 +358,7 @@ class TrainingRun:
             if isinstance(warm, JobFailed):
                 return [warm]
             if warm is None:
-                if event.job_id in self.signals.cancelled:
-                    return []
-                raise Redeliver(f"job {event.job_id} moved off {server_id} during its warm start; it is redone")
+                return await stopped()
             base_path = warm
         out = workdir / "run"
         t0 = time.monotonic()
@@ -370,9 +401,7 @@ class TrainingRun:
                 )
             span.set_attributes({"training.steps": result.global_step, "training.tokens": result.tokens_seen})
         if result.stopped_early:
-            if event.job_id in self.signals.cancelled:
-                return []
-            raise Redeliver(f"job {event.job_id} moved off {server_id}; resuming from step {result.global_step}")
+            return await stopped()
 
         after = await asyncio.to_thread(
             evaluate_path, result.model_dir, items, grader, max_new_tokens=self.settings.max_new_tokens
@@ -387,9 +416,12 @@ class TrainingRun:
         warm_start = await self._artifact_json(event.job_id, WARM_START_RECORD) if config.warm_start_steps else None
         seconds = started_wall + result.wall_seconds + float((warm_start or {}).get("seconds", 0.0))
         price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
+        if not await self.still_mine(event.job_id, revision, generation):
+            log.info("job %s: trained, but revision %d is stale: not announcing it", event.job_id, revision)
+            return []
         return [
             ModelTrained(
-                event_id=stable_id(event.job_id, "trained"),
+                event_id=stable_id(event.job_id, "trained", revision),
                 job_id=event.job_id,
                 server_id=server_id,
                 student=chosen.student,
@@ -405,6 +437,7 @@ class TrainingRun:
                 resumed_from_step=latest.step if latest else 0,
                 cost_usd=seconds / 3600 * price,
                 trainer=self.settings.instance,
+                revision=revision,
             )
         ]
 

@@ -61,9 +61,10 @@ def retry_delay_s(delivery: int) -> float:
 
 async def publish_event(broker: NatsBroker, event: Event) -> None:
     """Publish to JetStream with the event id as message id, so a re-publish is dropped as a duplicate."""
+    routed = getattr(event, "routed_subject", None)  # work for one server goes to that server's subject
     await broker.publish(
         event.to_bytes(),
-        subject=event.SUBJECT,
+        subject=routed() if callable(routed) else event.SUBJECT,
         headers={"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type},
         stream=EVENTS_STREAM,
     )
@@ -169,8 +170,8 @@ class EventRouter:
 
         With `subject` (a wildcard such as ``stratos.evt.>``) and `consumes=Event`,
         the handler receives every event type on it, parsed by its ``event_type``.
-        A `projection` (the job ledger) only reads what other consumers own: it neither dead-letters an
-        invalid message (the owning consumer does, once) nor fails a job when it gives up on an event.
+        A `projection` (the job ledger) reads what other consumers own: it does not dead-letter an invalid
+        message (the owning consumer does, once).
         """
         listen = subject or consumes.SUBJECT
         for out in publishes:
@@ -232,7 +233,7 @@ class EventRouter:
             return
 
         with job_context(getattr(event, "job_id", None)):
-            await self._handle(fn, event, allowed, msg, labels, started, projection)
+            await self._handle(fn, event, allowed, msg, labels, started)
 
     async def _refuse(
         self,
@@ -262,7 +263,6 @@ class EventRouter:
         msg: NatsMessage,
         labels: dict[str, str],
         started: float,
-        projection: bool,
     ) -> None:
         """Run the handler under a lease, publish what it returns, then ack (or nak / dead-letter on failure)."""
         raw: Msg = msg.raw_message
@@ -292,8 +292,7 @@ class EventRouter:
             if delivery >= self.max_deliver:
                 log.error("%s gives up on %s after %d deliveries: %s", self.service, raw.subject, delivery, reason)
                 await dead_letter(broker, raw, self.service, reason)
-                if not projection:
-                    await self._fail_job(event, raw, delivery, reason)
+                await self._fail_job(event, raw, delivery, reason)
                 await msg.ack()
             else:
                 log.warning(

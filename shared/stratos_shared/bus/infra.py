@@ -14,6 +14,7 @@ from stratos_shared.bus.names import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     JOBS_BUCKET,
+    LIVENESS_BUCKET,
     PLACEMENTS_BUCKET,
     SERVERS_BUCKET,
     SPECS_BUCKET,
@@ -53,7 +54,13 @@ async def ensure_infrastructure(js: JetStreamContext, replicas: int = 1) -> None
     """
     await _ensure_stream(js, events_stream_config(replicas))
     await _ensure_stream(js, dlq_stream_config(replicas))
-    for bucket, history in ((JOBS_BUCKET, 1), (SPECS_BUCKET, 1), (SERVERS_BUCKET, 5), (PLACEMENTS_BUCKET, 5)):
+    for bucket, history in (
+        (JOBS_BUCKET, 1),
+        (SPECS_BUCKET, 1),
+        (SERVERS_BUCKET, 5),
+        (PLACEMENTS_BUCKET, 5),
+        (LIVENESS_BUCKET, 1),
+    ):
         try:
             await js.create_key_value(
                 KeyValueConfig(bucket=bucket, history=history, storage=StorageType.FILE, replicas=replicas)

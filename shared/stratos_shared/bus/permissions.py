@@ -12,9 +12,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from stratos_shared.bus.names import EVENTS_STREAM, HEARTBEAT_PREFIX, heartbeat_subject, server_token
 from stratos_shared.contracts.events import (
     DataProgress,
     DataReady,
+    DeploymentAssigned,
     JobCancelRequested,
     JobCompleted,
     JobFailed,
@@ -29,16 +31,29 @@ from stratos_shared.contracts.events import (
     ServerUpRequested,
     StudentChosen,
     TeacherChosen,
+    TrainingAssigned,
     TrainingProgress,
 )
 
 EVENT_PUBLISHERS: dict[str, list[str]] = {
     "inventory": [ServerRegistered.SUBJECT, ServerDown.SUBJECT],
-    "selector": [ServerChosen.SUBJECT, JobRejected.SUBJECT, JobFailed.SUBJECT],
+    "selector": [
+        ServerChosen.SUBJECT,
+        JobRejected.SUBJECT,
+        JobFailed.SUBJECT,
+        f"{TrainingAssigned.SUBJECT}.*",
+        f"{DeploymentAssigned.SUBJECT}.*",
+    ],
     "teacher-eval": [TeacherChosen.SUBJECT, JobFailed.SUBJECT],
     "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, JobFailed.SUBJECT],
-    "trainer": [StudentChosen.SUBJECT, TrainingProgress.SUBJECT, ModelTrained.SUBJECT, JobFailed.SUBJECT],
-    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT, JobFailed.SUBJECT],
+    "trainer": [
+        StudentChosen.SUBJECT,
+        TrainingProgress.SUBJECT,
+        ModelTrained.SUBJECT,
+        JobFailed.SUBJECT,
+        f"{HEARTBEAT_PREFIX}.*",
+    ],
+    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT, JobFailed.SUBJECT, f"{HEARTBEAT_PREFIX}.*"],
     "cli": [JobSubmitted.SUBJECT, JobCancelRequested.SUBJECT, ServerDownRequested.SUBJECT, ServerUpRequested.SUBJECT],
     "agent": ["stratos.hb.*"],
 }
@@ -54,28 +69,68 @@ class Credential:
     password: str
 
 
-def make_credentials() -> dict[str, Credential]:
-    return {user: Credential(user, secrets.token_urlsafe(24)) for user in EVENT_PUBLISHERS}
+SERVER_USER_PREFIX = "server-"
+"""Each server's workers log in as ``server-<id>``: one credential per machine, as a real deployment has."""
+
+
+def server_consumers(server_id: str) -> list[str]:
+    """The durable consumers a server's workers pull from (see the trainer's and deployer's handlers)."""
+    token = server_token(server_id)
+    return [f"trainer-{token}", f"deployer-{token}"] + [f"deployer-{token}-{k}" for k in ("replan", "cancel", "failed")]
+
+
+def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], list[str]]:
+    """(allow, deny) publish lists of a server's credential.
+
+    It may publish its own heartbeats and its workers' events, and use JetStream; it may not beat for
+    another server, nor pull from (or redefine) another server's consumers: that would take its work.
+    """
+    allow = [heartbeat_subject(server_id)]
+    allow += [
+        s for s in EVENT_PUBLISHERS["trainer"] + EVENT_PUBLISHERS["deployer"] if not s.startswith(HEARTBEAT_PREFIX)
+    ]
+    deny = []
+    for other in servers:
+        if other == server_id:
+            continue
+        for consumer in server_consumers(other):
+            for api in ("CONSUMER.MSG.NEXT", "CONSUMER.DURABLE.CREATE", "CONSUMER.CREATE"):
+                deny.append(f"$JS.API.{api}.{EVENTS_STREAM}.{consumer}")
+            deny.append(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{consumer}.>")
+    return sorted(set(allow)) + INFRASTRUCTURE, deny
+
+
+def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:
+    users = [*EVENT_PUBLISHERS, *(f"{SERVER_USER_PREFIX}{s}" for s in servers or [])]
+    return {user: Credential(user, secrets.token_urlsafe(24)) for user in users}
 
 
 def server_config(credentials: dict[str, Credential]) -> str:
-    """An `authorization` block for nats-server: one user per service with its publish allow-list."""
+    """An `authorization` block for nats-server: one user per service and per server, with publish lists."""
     users = []
+    servers = [u.removeprefix(SERVER_USER_PREFIX) for u in credentials if u.startswith(SERVER_USER_PREFIX)]
     for user, credential in credentials.items():
-        publish = EVENT_PUBLISHERS[user] + ([] if user == "agent" else INFRASTRUCTURE)
+        deny: list[str] = []
+        if user.startswith(SERVER_USER_PREFIX):
+            publish, deny = server_permissions(user.removeprefix(SERVER_USER_PREFIX), servers)
+        else:
+            publish = EVENT_PUBLISHERS[user] + ([] if user == "agent" else INFRASTRUCTURE)
         subscribe = ["stratos.>", "_INBOX.>", "$KV.>", "$O.>", "$JS.>"] if user != "agent" else ["_INBOX.>"]
+        rules: dict[str, list[str]] = {"allow": publish}
+        if deny:
+            rules["deny"] = deny
         entry = {
             "user": user,
             "password": credential.password,
-            "permissions": {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}},
+            "permissions": {"publish": rules, "subscribe": {"allow": subscribe}},
         }
         users.append("    " + json.dumps(entry))  # nats-server's config format accepts JSON objects
     return "authorization {\n  users = [\n" + ",\n".join(users) + "\n  ]\n}\n"
 
 
-def write_auth(home: Path) -> tuple[Path, dict[str, Credential]]:
-    """Fresh credentials and the server config under `home` (mode 0600: they are secrets)."""
-    credentials = make_credentials()
+def write_auth(home: Path, servers: list[str] | None = None) -> tuple[Path, dict[str, Credential]]:
+    """Fresh credentials (one per service, one per server) and the server config under `home` (mode 0600)."""
+    credentials = make_credentials(servers or [])
     home.mkdir(parents=True, exist_ok=True)
     config = home / "nats-auth.conf"
     config.write_text(server_config(credentials), encoding="utf-8")

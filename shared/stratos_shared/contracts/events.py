@@ -88,11 +88,19 @@ class ServerRegistered(Event):
 
 
 class ServerHeartbeat(Event):
-    """A server agent says it is alive; published on ``stratos.hb.<server_id>``."""
+    """A worker process of a server says it is alive and what it runs; published on ``stratos.hb.<server_id>``.
+
+    Every trainer and deployer process of a server beats every few seconds; the inventory marks the
+    server down (`heartbeat-timeout`) when all of them have been silent longer than its timeout.
+    """
 
     SUBJECT: ClassVar[str] = "stratos.hb"
     event_type: Literal["ServerHeartbeat"] = "ServerHeartbeat"
     server_id: ServerId
+    worker: str = Field(default="", max_length=256, description="The process (host:pid unless configured).")
+    service: str = Field(default="", max_length=64, description="trainer or deployer.", examples=["trainer"])
+    jobs: list[JobId] = Field(default_factory=list, max_length=1024, description="Jobs this process works on now.")
+    interval_s: float = Field(default=2.0, gt=0, le=3600, description="How often this process beats.")
 
 
 class ServerDownRequested(Event):
@@ -259,6 +267,12 @@ class ModelTrained(Event):
     trainer: str | None = Field(
         default=None, description="The trainer process that finished the training.", examples=["trainer-7f9c:4121"]
     )
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The placement revision it was trained under (the fencing token): the ledger ignores a "
+        "ModelTrained whose revision is older than the job's current placement.",
+    )
 
 
 class ModelDeployed(Event):
@@ -276,6 +290,41 @@ class ModelDeployed(Event):
     latency_p50_ms: float
     latency_p95_ms: float
     accuracy: float = Field(ge=0, le=1)
+
+
+# --- work assigned to one server -------------------------------------------------------------
+
+
+class TrainingAssigned(Event):
+    """Train this job on this server at this placement revision (published on ``stratos.work.train.<server>``).
+
+    The selector's ledger publishes one per (job, revision) once the job's data is ready and it is placed;
+    only the trainers of `server_id` pull it, through that server's durable consumer.
+    """
+
+    SUBJECT: ClassVar[str] = "stratos.work.train"
+    event_type: Literal["TrainingAssigned"] = "TrainingAssigned"
+    job_id: JobId
+    server_id: ServerId
+    revision: int = Field(ge=1, description="The placement revision: the fencing token of this work.")
+    data: DataReady = Field(description="The training set to train on.")
+
+    def routed_subject(self) -> str:
+        return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
+
+
+class DeploymentAssigned(Event):
+    """Serve this trained model on this server at this placement revision (``stratos.work.deploy.<server>``)."""
+
+    SUBJECT: ClassVar[str] = "stratos.work.deploy"
+    event_type: Literal["DeploymentAssigned"] = "DeploymentAssigned"
+    job_id: JobId
+    server_id: ServerId
+    revision: int = Field(ge=1, description="The placement revision: the fencing token of this work.")
+    trained: ModelTrained = Field(description="The model to serve.")
+
+    def routed_subject(self) -> str:
+        return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
 
 
 AnyEvent = Annotated[
@@ -296,7 +345,9 @@ AnyEvent = Annotated[
     | StudentChosen
     | TrainingProgress
     | ModelTrained
-    | ModelDeployed,
+    | ModelDeployed
+    | TrainingAssigned
+    | DeploymentAssigned,
     Field(discriminator="event_type"),
 ]
 
@@ -321,5 +372,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TrainingProgress,
         ModelTrained,
         ModelDeployed,
+        TrainingAssigned,
+        DeploymentAssigned,
     )
 }

@@ -61,3 +61,26 @@ class ServerRecord(BaseModel):
         default=False, description="True once it has sent a heartbeat: only monitored servers can time out."
     )
     changed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+class WorkerBeat(BaseModel):
+    """The last heartbeat of one worker process of a server."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    service: str = ""
+    jobs: list[str] = Field(default_factory=list)
+    seen_at: float = Field(description="Unix time the inventory received it.")
+
+
+class ServerLiveness(BaseModel):
+    """A server's heartbeats in the ``stratos-liveness`` bucket: the deadline survives an inventory restart."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    server_id: str
+    last_seen: float = Field(description="Unix time of the newest heartbeat from any of its workers.")
+    workers: dict[str, WorkerBeat] = Field(default_factory=dict)
+
+    def live_workers(self, now: float, timeout_s: float) -> dict[str, WorkerBeat]:
+        return {name: beat for name, beat in self.workers.items() if now - beat.seen_at <= timeout_s}

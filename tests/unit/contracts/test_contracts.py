@@ -43,7 +43,7 @@ def test_job_submitted_round_trips_through_json() -> None:
 def test_every_event_type_names_its_subject_and_type() -> None:
     for name, cls in EVENT_TYPES.items():
         assert cls.model_fields["event_type"].default == name
-        assert cls.SUBJECT.startswith(("stratos.evt.", "stratos.cmd.", "stratos.hb"))
+        assert cls.SUBJECT.startswith(("stratos.evt.", "stratos.cmd.", "stratos.hb", "stratos.work."))
     subjects = [cls.SUBJECT for cls in EVENT_TYPES.values()]
     assert len(subjects) == len(set(subjects))
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from stratos_inventory.domain import HeartbeatTracker, mark_down, mark_up, registered
+from stratos_inventory.settings import InventorySettings
 from stratos_inventory.sources.catalog import CatalogError, load_catalog
 from stratos_inventory.sources.ppio import ProductsApiError, fetch_servers
-from stratos_shared.contracts.servers import ServerRecord
+from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
+from stratos_shared.settings import WorkerSettings
 
 RECORDED = Path(__file__).parent / "data" / "ppio_products.json"
 ROOT = Path(__file__).parents[3]
@@ -72,11 +74,41 @@ def test_catalog_errors_name_the_file_and_field(tmp_path: Path) -> None:
 def test_up_down_transitions_happen_once() -> None:
     record = registered(load_catalog(ROOT / "examples" / "servers.yaml")[0], None)
     assert record is not None
-    down = mark_down(record, "operator")
+    down = mark_down(record, "heartbeat-timeout")
     assert down is not None and down.status == "down"
     assert mark_down(down, "operator") is None  # already down: no second ServerDown
-    up = mark_up(down, monitored=True)
+    up = mark_up(down, monitored=True)  # it beats again after its silence: back up
     assert isinstance(up, ServerRecord) and up.status == "up" and up.monitored
     tracker = HeartbeatTracker(timeout_s=5)
-    tracker.beat("a", now=100.0)
+    tracker.beat("a", "trainer-1", "trainer", [], now=100.0)
     assert tracker.silent(now=104.0) == [] and tracker.silent(now=106.0) == ["a"]
+
+
+def test_an_operator_drain_outlasts_the_servers_heartbeats() -> None:
+    """`stratos server down` on a server whose workers still beat: it stays down until `stratos server up`."""
+    record = mark_up(registered(load_catalog(ROOT / "examples" / "servers.yaml")[0], None), monitored=True)
+    drained = mark_down(record, "operator")
+    assert drained is not None and drained.monitored
+    assert mark_up(drained, monitored=True) is None  # a heartbeat does not undo the drain
+    back = mark_up(drained, monitored=False)  # the operator's `server up`
+    assert back is not None and back.status == "up" and back.monitored
+
+
+def test_a_restarted_tracker_keeps_the_deadline_it_loads() -> None:
+    """Deadlines are wall-clock times stored in KV: a new tracker seeded with them reports the same silence."""
+    first = HeartbeatTracker(timeout_s=5)
+    stored = first.beat("a", "deployer-1", "deployer", ["job-1"], now=1000.0)
+    second = HeartbeatTracker(timeout_s=5)
+    second.load(ServerLiveness.model_validate_json(stored.model_dump_json()))
+    assert second.silent(now=1004.0) == [] and second.silent(now=1006.0) == ["a"]
+    assert stored.live_workers(1004.0, 5)["deployer-1"].jobs == ["job-1"]
+    assert stored.live_workers(1006.0, 5) == {}
+
+
+def test_default_timings_notice_a_dead_server_within_10_s() -> None:
+    """The last beat is no later than the death; silence is noticed at most one check after the timeout."""
+    worker, inventory = WorkerSettings(server_id="x"), InventorySettings()  # type: ignore[call-arg]
+    assert inventory.heartbeat_timeout_s + inventory.heartbeat_check_s <= 10.0
+    assert worker.heartbeat_s * 3 <= inventory.heartbeat_timeout_s  # two lost beats are not a death
+    # a worker fences itself no later than the inventory declares it dead
+    assert worker.fence_after_s <= inventory.heartbeat_timeout_s

@@ -5,8 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from stratos_selector.domain.catalog import generate_catalog
+from stratos_selector.domain.dispatch import assignments
 from stratos_selector.domain.strategies import Infeasible, select
-from stratos_shared.contracts.events import JobCompleted, JobFailed, JobSubmitted, ModelDeployed, ServerChosen
+from stratos_shared.contracts.events import (
+    DataReady,
+    DeploymentAssigned,
+    JobCancelRequested,
+    JobCompleted,
+    JobFailed,
+    JobSubmitted,
+    ModelDeployed,
+    ModelTrained,
+    ServerChosen,
+    TrainingAssigned,
+    TrainingProgress,
+)
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState, apply
 
@@ -43,8 +56,12 @@ def deployed(revision: int) -> ModelDeployed:
 
 
 def fold(*events: object) -> JobState:
+    """Fold events in order; a JobState first continues from it."""
     state: JobState | None = None
     for event in events:
+        if isinstance(event, JobState):
+            state = event
+            continue
         state = apply(state, event) or state  # type: ignore[arg-type]
     assert state is not None
     return state
@@ -81,3 +98,66 @@ def test_the_first_outcome_stands_for_a_job_that_never_deployed() -> None:
     failed = JobFailed(job_id="j", stage="training", reason="out of memory")
     state = fold(JobSubmitted(job_id="j", spec=SPEC), failed, JobCompleted(job_id="j", report_uri="r", summary={}))
     assert (state.status, state.reason) == ("failed", "training: out of memory")
+
+
+def trained(revision: int | None, server_id: str) -> ModelTrained:
+    return ModelTrained(
+        job_id="j",
+        server_id=server_id,
+        student="tiny-1m",
+        base_model="tiny:tiny-1m",
+        method="lora-sft",
+        model_uri="nats-obj://stratos-artifacts/j/model/adapter.tar.gz",
+        is_adapter=True,
+        accuracy_before=0.0,
+        accuracy_after=0.4,
+        training_seconds=3.0,
+        steps=8,
+        tokens=100,
+        cost_usd=0.0,
+        revision=revision,
+    )
+
+
+def data_ready() -> DataReady:
+    return DataReady(
+        job_id="j",
+        mode="alignment",
+        teacher="strong",
+        train_uri="nats-obj://stratos-artifacts/j/data/train.jsonl",
+        eval_uri="nats-obj://stratos-artifacts/j/data/eval.jsonl",
+        asked=10,
+        accepted=8,
+        acceptance_rate=0.8,
+        teacher_tokens=100,
+        cost_usd=0.0,
+    )
+
+
+def test_a_fenced_servers_results_are_recorded_but_not_accepted() -> None:
+    """A server paused past its job's re-plan resumes and publishes: its revision is older than the job's."""
+    one, two = placements()
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), one, data_ready(), two)
+    stale_progress = TrainingProgress(job_id="j", server_id=one.server.id, step=50, total_steps=100, loss=1.0)
+    stale = fold(state, stale_progress, trained(1, one.server.id), deployed(1))
+    assert "training" not in stale.results and "ModelTrained" not in stale.inputs and stale.endpoint is None
+    assert "training" not in stale.progress, "progress from the server the job left was taken"
+    assert [h.summary.startswith("ignored (revision 1 is stale)") for h in stale.history[-2:]] == [True, True]
+    fresh = fold(stale, trained(2, two.server.id))
+    assert fresh.results["training"]["after"] == 0.4 and fresh.inputs["ModelTrained"]["revision"] == 2
+
+
+def test_work_is_assigned_to_the_current_placement_once_per_revision() -> None:
+    one, two = placements()
+    placed = fold(JobSubmitted(job_id="j", spec=SPEC), one)
+    assert assignments(placed) == [], "nothing to train before the data is ready"
+    ready = fold(placed, data_ready())
+    [train] = assignments(ready)
+    assert isinstance(train, TrainingAssigned) and (train.server_id, train.revision) == (one.server.id, 1)
+    assert assignments(ready)[0].event_id == train.event_id, "said again, it is a duplicate JetStream drops"
+    [moved] = assignments(fold(ready, two))
+    assert (moved.server_id, moved.revision) == (two.server.id, 2) and moved.event_id != train.event_id
+    [deploy] = assignments(fold(ready, two, trained(2, two.server.id)))
+    assert isinstance(deploy, DeploymentAssigned) and deploy.server_id == two.server.id
+    assert deploy.trained.revision == 2
+    assert assignments(fold(ready, JobCancelRequested(job_id="j"))) == [], "a cancelled job has no work"

@@ -173,14 +173,21 @@ def choose_backend(
     served_name: str = "stratos-model",
     ready_timeout_s: float | None = None,
     log_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    gpu_count: int = 1,
 ) -> ServingBackend:
     """vLLM on GPU, CPU server otherwise; ``override`` ("cpu" or "vllm") wins.
 
-    ``ready_timeout_s`` None keeps each backend's own default (vLLM loads far slower than the CPU server).
+    ``ready_timeout_s`` None keeps each backend's own default (vLLM loads far slower than the CPU server);
+    ``host`` is the interface the model server binds to and its endpoint names (the server's advertised address);
+    ``gpu_count`` (the server's) splits a vLLM model across that many GPUs.
     """
     choice = (override or ("vllm" if has_gpu else "cpu")).lower()
     if choice == "cpu":
-        return CpuBackend(served_name, log_dir=log_dir, ready_timeout_s=ready_timeout_s or CPU_READY_TIMEOUT_S)
+        timeout = ready_timeout_s or CPU_READY_TIMEOUT_S
+        return CpuBackend(served_name, host=host, log_dir=log_dir, ready_timeout_s=timeout)
     if choice == "vllm":
-        return VllmBackend(served_name, log_dir=log_dir, ready_timeout_s=ready_timeout_s or VLLM_READY_TIMEOUT_S)
+        template = VllmConfig(model="", served_name=served_name, host=host, tensor_parallel_size=max(1, gpu_count))
+        timeout = ready_timeout_s or VLLM_READY_TIMEOUT_S
+        return VllmBackend(served_name, template=template, log_dir=log_dir, ready_timeout_s=timeout)
     raise ValueError(f"unknown serving backend {override!r}; expected 'cpu' or 'vllm'")

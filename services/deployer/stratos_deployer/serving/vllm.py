@@ -27,6 +27,9 @@ class VllmConfig(BaseModel):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
     dtype: str = Field(default="auto", description="Weight dtype: auto, bfloat16, float16, float32.")
     max_lora_rank: int | None = Field(default=None, ge=1, description="Needed when the adapter rank exceeds 16.")
+    tensor_parallel_size: int = Field(
+        default=1, ge=1, le=64, description="GPUs one model is split across: the serving server's gpu_count."
+    )
     executable: str = Field(default="vllm", description="The vllm CLI (e.g. a path inside its own venv).")
     extra_args: list[str] = Field(default_factory=list, description="Passed through verbatim, last.")
 
@@ -43,6 +46,8 @@ def build_vllm_command(config: VllmConfig) -> list[str]:
     argv += ["--dtype", config.dtype, "--gpu-memory-utilization", str(config.gpu_memory_utilization)]
     if config.max_model_len is not None:
         argv += ["--max-model-len", str(config.max_model_len)]
+    if config.tensor_parallel_size > 1:
+        argv += ["--tensor-parallel-size", str(config.tensor_parallel_size)]
     return argv + list(config.extra_args)
 
 
