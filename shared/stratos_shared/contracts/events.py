@@ -8,9 +8,10 @@ the publisher and consumers of each.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stratos_shared.contracts.base import CONTRACT_CONFIG, Event, JobId, ServerId
 from stratos_shared.contracts.job import JobSpec
@@ -237,6 +238,15 @@ class TrainingProgress(Event):
     loss: float | None = None
     tokens_per_s: float | None = None
     eta_s: float | None = None
+
+    @field_validator("loss", "tokens_per_s", "eta_s", mode="before")
+    @classmethod
+    def _unknown_if_not_finite(cls, value: object) -> object:
+        """A diverged loss (NaN) or a rate over zero seconds is reported as unknown, never as a NaN no store reads."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
     checkpoint_uri: str | None = None
     trainer: str | None = Field(
         default=None,
