@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import runpy
+import shutil
 import sys
 import time
 import uuid
@@ -267,6 +268,35 @@ def report(
     console.print(f"report files in {folder}")
 
 
+@app.command("export")
+def export_job(
+    job_id: str,
+    out: Annotated[Path, typer.Option(help="Folder for model/ (merged HF model) and adapter/ (LoRA alone).")],
+    nats_url: NatsOption = None,
+) -> None:
+    """Write a trained job's student as an HF folder (merged weights, tokenizer, chat template) plus its adapter."""
+    from stratos_cli.exporting import download_trained
+    from stratos_shared.export import describe, export_model
+    from stratos_shared.models import resolve_model
+
+    state = _run(_get_state(job_id, nats_url))
+    training = state.results.get("training", {}) if state is not None else {}
+    if state is None or "model_uri" not in training:
+        err.print(
+            f"[red]error:[/] job {job_id!r} has no trained model (status: {state.status if state else 'unknown'})"
+        )
+        raise typer.Exit(1)
+    trained = _run(download_trained(training["model_uri"], out / ".download", nats_url))
+    try:
+        base = resolve_model(training["base_model"]) if training["is_adapter"] else None
+        info = {"job_id": job_id, **{k: training.get(k) for k in ("student", "method", "before", "after", "steps")}}
+        info["base_model_ref"] = training["base_model"]
+        result = export_model(trained, out, is_adapter=bool(training["is_adapter"]), base_model=base, info=info)
+    finally:
+        shutil.rmtree(out / ".download", ignore_errors=True)
+    typer.echo(json.dumps(describe(result)))
+
+
 @app.command()
 def servers(
     pareto: Annotated[bool, typer.Option("--pareto", help="Show the feasible set and Pareto front for a job.")] = False,
@@ -402,7 +432,7 @@ def models_fetch(
     except (KeyError, BundledModelError) as exc:
         err.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
         raise typer.Exit(1) from None
-    console.print(json.dumps({**read_bundled_marker(path), "path": str(path)}))
+    typer.echo(json.dumps({**read_bundled_marker(path), "path": str(path)}))
 
 
 @models_app.command("list")
