@@ -68,6 +68,7 @@ def train_grpo(
     """GRPO on prompts with answers (see :mod:`.data`, GRPO format); reward is ``grader(completion, answer)``."""
     if cfg.method != "grpo":
         raise ValueError(f"train_grpo cannot run method {cfg.method!r}")
+    cfg = cfg.for_base(base_model)
     out = Path(output_dir)
     precision = resolve_precision(cfg.device)
     tokenizer = load_tokenizer(base_model)

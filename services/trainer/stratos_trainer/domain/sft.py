@@ -67,6 +67,7 @@ def train_sft(
     """
     if cfg.method not in ("lora-sft", "sft"):
         raise ValueError(f"train_sft cannot run method {cfg.method!r}")
+    cfg = cfg.for_base(base_model)
     out = Path(output_dir)
     precision = resolve_precision(cfg.device)
     tokenizer = load_tokenizer(base_model)
