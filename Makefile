@@ -40,6 +40,9 @@ lint: setup ## ruff and mypy
 demo: setup ## run two jobs end to end on the embedded stack (tiny local models)
 	$(STRATOS) demo
 
+demo-real: models ## one job with a real model: SmolLM2-135M-Instruct pre-screened and LoRA-distilled, server failure
+	$(STRATOS) demo --real --timeout 1500
+
 up: setup ## start embedded NATS and the six services in the background
 	$(STRATOS) up
 
@@ -52,4 +55,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test lint demo up down bench
+.PHONY: help setup models test lint demo demo-real up down bench

@@ -411,11 +411,14 @@ def service(name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVIC
 def demo(
     timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 1200,
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards (stop with `stratos down`).")] = False,
+    real: Annotated[
+        bool, typer.Option("--real", help="One job with a real model: SmolLM2-135M-Instruct as the LoRA student.")
+    ] = False,
 ) -> None:
     """Run two jobs end to end on the embedded stack (tiny local models, simulated teachers, a server failure)."""
     from stratos_cli.demo import run_demo
 
-    raise typer.Exit(run_demo(console, timeout_s, keep))
+    raise typer.Exit(run_demo(console, timeout_s, keep, real))
 
 
 @models_app.command("fetch")
