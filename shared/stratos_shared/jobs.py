@@ -213,6 +213,9 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 "method": event.method,
                 "student": event.student,
                 "resumed_from_step": event.resumed_from_step,
+                "model_uri": event.model_uri,
+                "is_adapter": event.is_adapter,
+                "base_model": event.base_model,
             }
         case ModelDeployed() if event.revision >= int(results.get("deployment", {}).get("revision", 0)):
             changes["endpoint"] = event.endpoint

@@ -42,8 +42,12 @@ class Verdict:
 
 
 def judge(task: Task, mode: DistillationMode, trace: str, example: Example) -> Verdict:
-    """Accept or reject one trace, with the reason counted in DataReady."""
-    grade = task.grade(trace, example)
+    """Accept or reject one trace, with the reason counted in DataReady.
+
+    Strict grading: a kept trace is what the student learns to write, so its answer must be on the task's
+    ``Answer:`` line; one found only by a flexible extraction (last number, ``####``) counts as no answer.
+    """
+    grade = task.grade_strict(trace, example)
     if grade.extracted is None:
         return Verdict(False, REJECT_NO_ANSWER)
     if not grade.correct:

@@ -38,7 +38,7 @@ from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_shared.jobs import JobState
 from stratos_shared.metrics import training_tokens_per_s
 from stratos_shared.models import resolve_model
-from stratos_shared.tasks import Example, Task
+from stratos_shared.tasks import Example, Grade, Task
 from stratos_trainer.domain.checkpoints import Progress
 from stratos_trainer.domain.config import PrescreenConfig, TrainingConfig
 from stratos_trainer.domain.data import grpo_dataset, read_jsonl, sft_dataset
@@ -72,8 +72,8 @@ class Graded:
         self.task = task
         self.by_id = {e.id: e for e in examples}
 
-    def __call__(self, output: str, example_id: str) -> bool:
-        return self.task.grade(output, self.by_id[example_id]).correct
+    def __call__(self, output: str, example_id: str) -> Grade:
+        return self.task.grade(output, self.by_id[example_id])
 
 
 def training_config(spec: JobSpec) -> TrainingConfig:
@@ -275,7 +275,7 @@ class TrainingRun:
             baseline = await asyncio.to_thread(
                 evaluate_path, base_path, items, grader, max_new_tokens=self.settings.max_new_tokens
             )
-            before = {"accuracy": baseline.accuracy}
+            before = {"accuracy": baseline.accuracy, "extractions": baseline.extraction_counts()}
             await self._put_json(event.job_id, "training/before.json", before)
 
         latest_raw = await self._artifact_json(event.job_id, "checkpoints/latest.json")
@@ -431,6 +431,8 @@ class TrainingRun:
                 is_adapter=is_adapter,
                 accuracy_before=float(before["accuracy"]),
                 accuracy_after=after.accuracy,
+                extractions_before=dict(before.get("extractions", {})),
+                extractions_after=after.extraction_counts(),
                 training_seconds=seconds,
                 steps=result.global_step,
                 tokens=result.tokens_seen,

@@ -269,6 +269,17 @@ class ModelTrained(Event):
     is_adapter: bool
     accuracy_before: float = Field(ge=0, le=1)
     accuracy_after: float = Field(ge=0, le=1)
+    extractions_before: dict[str, int] = Field(
+        default_factory=dict,
+        description="Held-out outputs of the base by how their answer was found ('strict': the Answer: line; "
+        "'hash', 'boxed', 'last-number': flexible fallbacks; 'none').",
+        examples=[{"last-number": 14, "none": 2}],
+    )
+    extractions_after: dict[str, int] = Field(
+        default_factory=dict,
+        description="The same for the trained student.",
+        examples=[{"strict": 16}],
+    )
     training_seconds: float = Field(ge=0)
     steps: int = Field(ge=0)
     tokens: int = Field(ge=0)

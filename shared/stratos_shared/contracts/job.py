@@ -137,10 +137,13 @@ class TeacherSpec(_Frozen):
 
 
 class StudentSpec(_Frozen):
-    """A candidate student base model: a hub id, a local path, or a built-in tiny model ('tiny:tiny-1m')."""
+    """A candidate student base model: a hub id, a local path, a built-in tiny model ('tiny:tiny-1m') or a bundled
+    real one ('smollm2-135m', converted once by `stratos models fetch smollm2`)."""
 
     name: Name
-    model: str = Field(max_length=1024, examples=["Qwen/Qwen2.5-1.5B-Instruct", "tiny:tiny-1m", "/models/my-base"])
+    model: str = Field(
+        max_length=1024, examples=["Qwen/Qwen2.5-1.5B-Instruct", "tiny:tiny-1m", "smollm2-135m", "/models/my-base"]
+    )
     params_b: float = Field(gt=0, le=2000, description="Parameter count in billions (drives the memory estimate).")
 
     @field_validator("model")

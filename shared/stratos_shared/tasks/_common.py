@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-from stratos_shared.tasks.base import ANSWER_MARKER
+from stratos_shared.tasks.base import ANSWER_MARKER, Extraction
 
 _MARKER = re.compile(re.escape(ANSWER_MARKER), re.IGNORECASE)
+_BOXED = "\\boxed{"
+_LAST_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
 def answer_text(output: str) -> str | None:
@@ -21,6 +23,55 @@ def answer_text(output: str) -> str | None:
     rest = output[matches[-1].end() :]
     line = rest.split("\n", 1)[0].strip()
     return line.strip("*` ").rstrip(".").strip() or None
+
+
+def _clean(text: str) -> str:
+    return text.strip().strip("*`$ ").rstrip(".").strip()
+
+
+def boxed_text(output: str) -> str | None:
+    """The content of the LAST ``\\boxed{...}`` (braces may nest), or None."""
+    start = output.rfind(_BOXED)
+    if start < 0:
+        return None
+    depth, i = 1, start + len(_BOXED)
+    for j in range(i, len(output)):
+        if output[j] == "{":
+            depth += 1
+        elif output[j] == "}":
+            depth -= 1
+            if depth == 0:
+                # LaTeX writes a thousands separator as {,}
+                return _clean(output[i:j].replace("{,}", ",")) or None
+    return None
+
+
+def final_answer(output: str, *, numeric: bool = False) -> tuple[str | None, Extraction | None]:
+    """The final answer's text and how it was found, strict first, as evaluation harnesses do.
+
+    1. ``strict``: the last ``Answer:`` line (what every shipped task asks for);
+    2. ``hash``: the line after the last ``####`` (GSM8K's format);
+    3. ``boxed``: the last ``\\boxed{...}`` (LaTeX-style math answers);
+    4. ``last-number`` (only when ``numeric``): the last number anywhere in the output.
+
+    A later rule is tried only when the earlier ones find nothing. Only ``strict`` proves the model followed
+    the format, so trace verification uses :meth:`Task.grade_strict`.
+    """
+    text = answer_text(output)
+    if text is not None:
+        return text, "strict"
+    if "####" in output:
+        rest = _clean(output.rsplit("####", 1)[1].strip().split("\n", 1)[0])
+        if rest:
+            return rest, "hash"
+    boxed = boxed_text(output)
+    if boxed is not None:
+        return boxed, "boxed"
+    if numeric:
+        numbers = _LAST_NUMBER.findall(output)
+        if numbers:
+            return numbers[-1], "last-number"
+    return None, None
 
 
 def reasoning_body(output: str) -> str:

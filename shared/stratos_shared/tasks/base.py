@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +31,14 @@ class Example(BaseModel):
     stratum: str = Field(default="", description="Group used for stratified sampling (difficulty, size, ...).")
 
 
+Extraction = Literal["strict", "hash", "boxed", "last-number", "regex"]
+"""How an answer was found in an output: the ``Answer:`` line (``strict``), ``#### x``, ``\\boxed{x}``, the last
+number (numeric tasks only), or a user task's own ``regex:`` pattern."""
+
+FLEXIBLE_EXTRACTIONS: frozenset[str] = frozenset({"hash", "boxed", "last-number"})
+"""Extractions that find an answer the model did not put where the prompt asked; refused when verifying traces."""
+
+
 class Grade(BaseModel):
     """The verdict on one model output."""
 
@@ -41,6 +50,11 @@ class Grade(BaseModel):
         default=None, description="Set-valued tasks: share of predicted items that are right."
     )
     recall: float | None = Field(default=None, description="Set-valued tasks: share of true items that were predicted.")
+    extraction: Extraction | None = Field(
+        default=None,
+        description="How the answer was found: 'strict' (the Answer: line), 'hash' (#### x), 'boxed' (\\boxed{x}), "
+        "'last-number' (numeric tasks) or 'regex' (a user task's pattern); None when none was found.",
+    )
 
 
 class StepCheck(BaseModel):
@@ -105,6 +119,21 @@ class Task(ABC):
     @abstractmethod
     def grade(self, output: str, example: Example) -> Grade:
         """Grade a model output against the example's ground truth."""
+
+    def grade_strict(self, output: str, example: Example) -> Grade:
+        """:meth:`grade`, but an answer found only by a flexible extraction (``####``, ``\\boxed``, the last
+        number) counts as no answer.
+
+        Trace verification uses this: a kept trace is what the student learns to write, so it must end with the
+        answer line the task asks for; evaluation and rewards use the forgiving :meth:`grade`.
+        """
+        grade = self.grade(output, example)
+        if grade.extraction not in FLEXIBLE_EXTRACTIONS:
+            return grade
+        has_sets = grade.precision is not None
+        return Grade(
+            correct=False, extracted=None, precision=0.0 if has_sets else None, recall=0.0 if has_sets else None
+        )
 
     def check_steps(self, output: str, example: Example) -> StepCheck:
         """Check that a trace reasons rather than just stating the answer.

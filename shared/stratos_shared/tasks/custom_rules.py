@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratos_shared.tasks import _arith
-from stratos_shared.tasks._common import answer_text, reasoning_body
+from stratos_shared.tasks._common import final_answer, reasoning_body
 from stratos_shared.tasks._jsonl import read_records, record_id
-from stratos_shared.tasks.base import ANSWER_MARKER, ChatMessage, Example, Grade, StepCheck, Task
+from stratos_shared.tasks.base import ANSWER_MARKER, ChatMessage, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError
 
 KIND = "custom-rules"
@@ -276,15 +276,17 @@ class CustomRulesTask(Task):
         return [{"role": "user", "content": example.question}]
 
     def extract_answer(self, output: str) -> str | None:
-        text = answer_text(output)
-        if text is None:
-            return None
-        m = re.match(r"^(\d+)\b", text)
-        return str(int(m.group(1))) if m else None
+        return self._extract(output)[0]
+
+    def _extract(self, output: str) -> tuple[str | None, Extraction | None]:
+        """The answer (a non-negative integer) and how it was found (see :func:`final_answer`)."""
+        text, how = final_answer(output, numeric=True)
+        m = re.match(r"^(\d+)\b", text) if text is not None else None
+        return (str(int(m.group(1))), how) if m else (None, None)
 
     def grade(self, output: str, example: Example) -> Grade:
-        got = self.extract_answer(output)
-        return Grade(correct=got == example.answer, extracted=got)
+        got, how = self._extract(output)
+        return Grade(correct=got == example.answer, extracted=got, extraction=how)
 
     def _trace_lines(self, expr: Expr, rules: dict[str, Rule], lines: list[str]) -> int:
         if isinstance(expr, int):

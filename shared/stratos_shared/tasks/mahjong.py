@@ -24,9 +24,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from stratos_shared.tasks._common import answer_text, precision_recall, reasoning_body
+from stratos_shared.tasks._common import final_answer, precision_recall, reasoning_body
 from stratos_shared.tasks._jsonl import read_records, record_id
-from stratos_shared.tasks.base import ANSWER_MARKER, Example, Grade, StepCheck, Task
+from stratos_shared.tasks.base import ANSWER_MARKER, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError
 
 KIND = "mahjong-winning-tiles"
@@ -295,22 +295,26 @@ class MahjongTask(Task):
         return SYSTEM_PROMPT
 
     def extract_answer(self, output: str) -> str | None:
-        text = answer_text(output)
+        return self._extract(output)[0]
+
+    def _extract(self, output: str) -> tuple[str | None, Extraction | None]:
+        """The winning tiles in canonical form and how they were found (the Answer: line, ####, \\boxed{})."""
+        text, how = final_answer(output)
         if text is None:
-            return None
+            return None, None
         if text.lower().strip(".") in (NONE, "nothing", "no tiles"):
-            return NONE
+            return NONE, how
         tiles = parse_tiles(text)
-        return None if tiles is None else format_tiles(sorted(set(tiles)))
+        return (None, None) if tiles is None else (format_tiles(sorted(set(tiles))), how)
 
     def grade(self, output: str, example: Example) -> Grade:
-        got = self.extract_answer(output)
+        got, how = self._extract(output)
         if got is None:
             return Grade(correct=False, extracted=None, precision=0.0, recall=0.0)
         predicted = _tile_set(got)
         truth = _tile_set(example.answer)
         precision, recall = precision_recall(predicted, truth)
-        return Grade(correct=predicted == truth, extracted=got, precision=precision, recall=recall)
+        return Grade(correct=predicted == truth, extracted=got, precision=precision, recall=recall, extraction=how)
 
     def check_steps(self, output: str, example: Example) -> StepCheck:
         hand = _hand_of(example.question)

@@ -16,9 +16,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from stratos_shared.tasks import _arith
-from stratos_shared.tasks._common import answer_text, reasoning_body
+from stratos_shared.tasks._common import final_answer, reasoning_body
 from stratos_shared.tasks._jsonl import read_records, record_id
-from stratos_shared.tasks.base import ANSWER_MARKER, Example, Grade, StepCheck, Task
+from stratos_shared.tasks.base import ANSWER_MARKER, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError, TaskError
 
 KIND = "math"
@@ -57,13 +57,16 @@ def canonical_number(raw: str) -> str | None:
 
 
 def extract_number(output: str) -> str | None:
-    """The final numeric answer: after the last ``Answer:``, else after the last ``####``."""
-    text = answer_text(output)
-    if text is not None:
-        return parse_number(text)
-    if "####" in output:
-        return parse_number(output.rsplit("####", 1)[1])
-    return None
+    """The final numeric answer (see :func:`extract_number_how`)."""
+    return extract_number_how(output)[0]
+
+
+def extract_number_how(output: str) -> tuple[str | None, Extraction | None]:
+    """The final numeric answer and how it was found: the last ``Answer:`` line, else ``####``, else
+    ``\\boxed{}``, else the last number in the output. An ``Answer:`` line without a number is no answer."""
+    text, how = final_answer(output, numeric=True)
+    value = parse_number(text) if text is not None else None
+    return (value, how) if value is not None else (None, None)
 
 
 def numbers_equal(a: str, b: str) -> bool:
@@ -271,8 +274,8 @@ class MathTask(Task):
         return extract_number(output)
 
     def grade(self, output: str, example: Example) -> Grade:
-        got = self.extract_answer(output)
-        return Grade(correct=got is not None and numbers_equal(got, example.answer), extracted=got)
+        got, how = extract_number_how(output)
+        return Grade(correct=got is not None and numbers_equal(got, example.answer), extracted=got, extraction=how)
 
     def check_steps(self, output: str, example: Example) -> StepCheck:
         return check_arithmetic(output)

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from stratos_shared.tasks._common import answer_text, precision_recall
+from stratos_shared.tasks._common import final_answer, precision_recall
 from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, Example, Grade, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError, TaskError
-from stratos_shared.tasks.math import canonical_number, extract_number, numbers_equal, parse_number
+from stratos_shared.tasks.math import canonical_number, extract_number, extract_number_how, numbers_equal, parse_number
 
 KIND = "jsonl"
 GRADER_GROUP = "stratos.graders"
@@ -41,28 +41,32 @@ def _items(text: str) -> set[str]:
 
 
 def grade_exact(output: str, example: Example) -> Grade:
-    got = answer_text(output)
-    return Grade(correct=got is not None and _norm(got) == _norm(example.answer), extracted=got)
+    got, how = final_answer(output)
+    return Grade(correct=got is not None and _norm(got) == _norm(example.answer), extracted=got, extraction=how)
 
 
 def grade_numeric(output: str, example: Example) -> Grade:
-    got = extract_number(output)
+    got, how = extract_number_how(output)
     want = parse_number(example.answer)
-    return Grade(correct=got is not None and want is not None and numbers_equal(got, want), extracted=got)
+    return Grade(
+        correct=got is not None and want is not None and numbers_equal(got, want), extracted=got, extraction=how
+    )
 
 
 def grade_set(output: str, example: Example) -> Grade:
-    got = answer_text(output)
+    got, how = final_answer(output)
     if got is None:
         return Grade(correct=False, extracted=None, precision=0.0, recall=0.0)
     predicted, truth = _items(got), _items(example.answer)
     precision, recall = precision_recall(predicted, truth)
-    return Grade(correct=predicted == truth, extracted=got, precision=precision, recall=recall)
+    return Grade(correct=predicted == truth, extracted=got, precision=precision, recall=recall, extraction=how)
 
 
 def grade_regex(output: str, example: Example) -> Grade:
-    got = answer_text(output)
-    return Grade(correct=got is not None and re.fullmatch(example.answer, got) is not None, extracted=got)
+    got, how = final_answer(output)
+    return Grade(
+        correct=got is not None and re.fullmatch(example.answer, got) is not None, extracted=got, extraction=how
+    )
 
 
 _BUILTIN: dict[str, GraderFn] = {
@@ -86,7 +90,7 @@ def regex_extractor(pattern: str) -> GraderFn:
             return Grade(correct=False, extracted=None)
         last = matches[-1]
         got = (last.group(1) if compiled.groups else last.group(0)).strip()
-        return Grade(correct=_norm(got) == _norm(example.answer), extracted=got)
+        return Grade(correct=_norm(got) == _norm(example.answer), extracted=got, extraction="regex")
 
     return grade
 
@@ -169,7 +173,7 @@ class UserTask(Task):
             return extract_number(output)
         if self.grader_name.startswith("regex:"):
             return self._grader(output, Example(id="", question="", answer="")).extracted
-        return answer_text(output)
+        return final_answer(output)[0]
 
     def grade(self, output: str, example: Example) -> Grade:
         return self._grader(output, example)

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 ADDRESS_CHECK_TTL_S = 10.0
 """How long a checked resolution of the teacher's host is trusted before it is resolved and checked again."""
+_REFUSES_N: set[str] = set()
+"""Endpoints (chat-completions URLs) that answered a request with n > 1 by refusing it; every client of this
+process asks them once per sample from then on."""
 
 
 class Pricing(BaseModel):
@@ -229,8 +232,20 @@ class TeacherClient:
         body = {"model": self.model, "messages": messages, **params}
         if len(indices) == 1 and indices[0] == 0:
             return await self._request({**body, "n": 1}, want=1)
-        if whole and self._n_supported is not False:
-            first = await self._request({**body, "n": len(indices)}, want=len(indices))
+        if whole and self._n_supported is not False and self._url not in _REFUSES_N:
+            try:
+                first = await self._request({**body, "n": len(indices)}, want=len(indices))
+            except TeacherRequestRejected as exc:
+                if exc.status not in (400, 422):
+                    raise
+                # Servers that do not sample n (llama.cpp, Stratos' CPU server before it batched n, ...) answer
+                # 400 "only n=1 is supported": ask once per sample. Should those fail too, their error is raised.
+                rest = await self._separate(body, params, indices)
+                self._n_supported = False
+                _REFUSES_N.add(self._url)
+                log.info("teacher %s refused n=%d (%s); using separate requests", self.model, len(indices), exc)
+                rest.calls += 1
+                return rest
             if len(first.texts) >= len(indices):
                 self._n_supported = True
                 first.texts = first.texts[: len(indices)]

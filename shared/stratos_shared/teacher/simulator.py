@@ -134,6 +134,8 @@ class SimulatorConfig(BaseModel):
     faults: Faults = Field(default_factory=Faults)
     ignore_n: bool = False
     """Behave like servers that ignore ``n`` and always return one choice."""
+    refuse_n: bool = False
+    """Behave like servers that answer ``n > 1`` with HTTP 400 "only n=1 is supported" (llama.cpp, many others)."""
     datasets: list[DatasetSpec] = Field(default_factory=list)
 
 
@@ -254,6 +256,8 @@ def create_app(config: SimulatorConfig | Simulator) -> Starlette:
         sim.requests[model] += 1
         if model not in sim.config.models:
             return _error(404, f"model '{model}' does not exist", "not_found_error")
+        if sim.config.refuse_n and body.get("n", 1) not in (1, None):
+            return _error(400, "only n=1 is supported", "invalid_request_error")
         faults = sim.faults_for(model)
         fault = sim.draw_fault(model)
         if fault:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stratos_data_synth.domain import REJECT_DUPLICATE, REJECT_NO_STEPS, REJECT_WRONG, DatasetBuilder
+from stratos_data_synth.domain import REJECT_DUPLICATE, REJECT_NO_ANSWER, REJECT_NO_STEPS, REJECT_WRONG, DatasetBuilder
 from stratos_shared.tasks import Example, build_task
 
 
@@ -34,3 +34,16 @@ def test_injection_refuses_traces_without_steps() -> None:
     assert builder.offer(example, task.reference_trace(example))
     # The student is trained on its own prompt (the question alone), not the teacher's rules-bearing one.
     assert builder.records([example])[0]["messages"][:-1] == [{"role": "user", "content": example.question}]
+
+
+def test_a_trace_right_only_by_a_flexible_extraction_is_not_kept() -> None:
+    """Evaluation reads '#### 7' or a last number; a kept trace must carry the Answer: line the student learns."""
+    task = build_task("math", seed=1, size=50, generator={"max_steps": 1})
+    example = task.examples()[0]
+    body = task.reference_trace(example).replace(f"Answer: {example.answer}", "").strip()
+    assert task.grade(f"{body}\n#### {example.answer}", example).correct  # right, as evaluation sees it
+    builder = DatasetBuilder(task, "alignment", keep_per_question=2)
+    assert not builder.offer(example, f"{body}\n#### {example.answer}")
+    assert not builder.offer(example, f"{body}\nSo the result is {example.answer}.")
+    assert builder.rejected == {REJECT_NO_ANSWER: 2}
+    assert builder.offer(example, f"{body}\nAnswer: {example.answer}")

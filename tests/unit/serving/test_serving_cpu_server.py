@@ -160,9 +160,35 @@ def test_sampling_settings_are_accepted(cpu_server: RunningServer) -> None:
     assert reply.usage is not None and reply.usage.completion_tokens <= 6
 
 
+def test_n_samples_come_back_as_n_choices_decoded_in_one_batch(
+    cpu_server: RunningServer, reference_generate: Callable[[Chat, int], str]
+) -> None:
+    before = _multi_row_steps(cpu_server)
+    greedy = _client(cpu_server).chat.completions.create(
+        model=SERVED_NAME, messages=PROMPTS[1], max_tokens=16, temperature=0, n=3
+    )
+    assert [c.index for c in greedy.choices] == [0, 1, 2]
+    # greedy samples are all the model's one greedy answer, each exactly as model.generate writes it
+    assert {c.message.content for c in greedy.choices} == {reference_generate(PROMPTS[1], 16)}
+    assert _multi_row_steps(cpu_server) > before  # the three rows were decoded together
+    one = _client(cpu_server).chat.completions.create(
+        model=SERVED_NAME, messages=PROMPTS[1], max_tokens=16, temperature=0, n=1
+    )
+    assert greedy.usage is not None and one.usage is not None
+    assert greedy.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counts once
+    assert greedy.usage.completion_tokens == 3 * one.usage.completion_tokens
+    sampled = _client(cpu_server).chat.completions.create(
+        model=SERVED_NAME, messages=PROMPTS[2], max_tokens=24, temperature=1.5, n=4
+    )
+    assert len(sampled.choices) == 4 and len({c.message.content for c in sampled.choices}) > 1
+
+
 def test_bad_requests_get_400(cpu_server: RunningServer) -> None:
     url = cpu_server.url + "/v1/chat/completions"
-    assert httpx.post(url, json={"model": SERVED_NAME, "messages": PROMPTS[0], "n": 2}).status_code == 400
+    assert httpx.post(url, json={"model": SERVED_NAME, "messages": PROMPTS[0], "n": 0}).status_code == 400
+    assert httpx.post(url, json={"model": SERVED_NAME, "messages": PROMPTS[0], "n": 17}).status_code == 400
+    streamed = httpx.post(url, json={"model": SERVED_NAME, "messages": PROMPTS[0], "n": 2, "stream": True})
+    assert streamed.status_code == 400 and "only n=1" in streamed.json()["error"]["message"]
     assert httpx.post(url, json={"model": SERVED_NAME, "messages": []}).status_code == 400
     bad_temp = httpx.post(url, json={"model": SERVED_NAME, "messages": PROMPTS[0], "temperature": -1})
     assert bad_temp.status_code == 400 and "temperature" in bad_temp.json()["error"]["message"]
@@ -192,3 +218,17 @@ def test_health_reports_load_failure(tmp_path: Path) -> None:
         assert "failed to load" in str(exc)
     else:
         raise AssertionError("a missing model directory must fail start-up")
+
+
+def test_the_teacher_client_gets_n_samples_from_the_cpu_server_in_one_request(cpu_server: RunningServer) -> None:
+    """Data-synth asks a teacher for n samples; Stratos' own server (serving a teacher model) answers in one go."""
+    from stratos_shared.teacher import TeacherClient
+
+    async def ask() -> tuple[int, int]:
+        async with TeacherClient(cpu_server.url + "/v1", SERVED_NAME) as client:
+            got = await client.complete(
+                [{"role": "user", "content": "What is 2 + 2?"}], n=3, temperature=1.0, max_tokens=8
+            )
+        return len(got.texts), got.http_calls
+
+    assert asyncio.run(ask()) == (3, 1)

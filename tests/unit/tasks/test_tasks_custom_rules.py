@@ -26,11 +26,19 @@ def test_hand_checked_evaluation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("output", "correct"),
-    [("Answer: 5", True), ("Answer: 5.", True), ("Answer: 05", True), ("Answer: 15", False), ("5", False)],
+    ("output", "correct", "strict"),
+    [
+        ("Answer: 5", True, True),
+        ("Answer: 5.", True, True),
+        ("Answer: 05", True, True),
+        ("Answer: 15", False, False),
+        ("so it is 5", True, False),  # the last number: right for evaluation, not a verified trace
+        ("\\boxed{5}", True, False),
+    ],
 )
-def test_grade(output: str, correct: bool) -> None:
+def test_grade(output: str, correct: bool, strict: bool) -> None:
     assert TASK.grade(output, EX).correct is correct
+    assert TASK.grade_strict(output, EX).correct is strict
 
 
 def test_check_steps() -> None:

@@ -29,8 +29,9 @@ EX = Example(id="1", question="q", answer="1234")
         ("end with 'Answer: <number>'\n3 + 4 = 7\nAnswer: 7", "7"),
         ("Answer: **42**", "42"),
         ("Answer: the total is 12 pens", "12"),
-        ("The result is 12", None),
+        ("The result is 12", "12"),
         ("Answer: none", None),
+        ("no number here", None),
     ],
 )
 def test_extract_number(output: str, expected: str | None) -> None:
@@ -46,11 +47,35 @@ def test_extract_number(output: str, expected: str | None) -> None:
         ("Answer: 12345", False),
         ("Answer: 123", False),
         ("I get 1234 but Answer: 1235", False),
-        ("1234", False),
+        ("1234", True),
+        ("1,234 in all. 5 more would make 1,239", False),
     ],
 )
 def test_grade(output: str, correct: bool) -> None:
     assert TASK.grade(output, EX).correct is correct
+
+
+@pytest.mark.parametrize(
+    ("output", "value", "how"),
+    [
+        ("3 + 4 = 7\nAnswer: 7", "7", "strict"),
+        ("Answer: 7\nbut maybe 8", "7", "strict"),  # the required line wins over later numbers
+        ("3 + 4 = 7\n#### 7", "7", "hash"),
+        ("#### $1,234.00\nextra 9", "1234", "hash"),
+        ("So the answer is $\\boxed{12}$.", "12", "boxed"),
+        ("nested \\boxed{\\frac{1}{2}} then \\boxed{3}", "3", "boxed"),
+        ("\\boxed{1{,}234}", "1234", "boxed"),  # LaTeX's thousands separator
+        ("Tom has 3 + 4 = 7 apples. He has 7 apples.", "7", "last-number"),
+        ("It is -3.50 degrees", "-3.5", "last-number"),
+        ("I do not know.", None, None),
+    ],
+)
+def test_extraction_is_strict_first_then_flexible(output: str, value: str | None, how: str | None) -> None:
+    grade = TASK.grade(output, Example(id="1", question="q", answer=value or "0"))
+    assert (grade.extracted, grade.extraction) == (value, how)
+    assert grade.correct is (value is not None)
+    # trace verification accepts only the Answer: line
+    assert TASK.grade_strict(output, Example(id="1", question="q", answer=value or "0")).correct is (how == "strict")
 
 
 def test_check_steps() -> None:

@@ -174,6 +174,37 @@ async def test_n_and_fallback_when_server_ignores_n(sim: RunningSimulator) -> No
 
 
 @pytest.mark.asyncio
+async def test_a_server_refusing_n_gets_one_request_per_sample_remembered_per_endpoint(sim: RunningSimulator) -> None:
+    """The teacher simulator (a test double) answering n > 1 with 400 "only n=1 is supported", as llama.cpp does."""
+    async with client(sim) as c:
+        native = await c.complete(MSGS, n=3, seed=7)
+    with running_simulator(SimulatorConfig(models={"t": ModelSpec()}, refuse_n=True)) as refusing:
+        async with client(refusing) as c:
+            got = await c.complete(MSGS, n=3, seed=7)
+            assert got.http_calls == 4  # the refused request, then one per sample
+            assert (await c.complete(MSGS, n=2, seed=8)).http_calls == 2
+        async with client(refusing) as fresh:  # another client of the same endpoint knows it already
+            assert (await fresh.complete(MSGS, n=2, seed=9)).http_calls == 2
+        assert refusing.simulator.requests["t"] == 8
+    assert got.texts == native.texts  # sample i is the same sample either way
+
+
+@pytest.mark.asyncio
+async def test_a_400_that_is_not_about_n_is_still_an_error() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"error": {"message": "unknown field 'foo'"}})
+
+    c = TeacherClient("http://bad-request/v1", "t", transport=httpx.MockTransport(handler))
+    with pytest.raises(TeacherRequestRejected, match="unknown field"):
+        await c.complete(MSGS, n=2)
+    await c.aclose()
+    assert len(calls) == 3  # tried n=2 once, then each sample once: refused the same way, so it gives up
+
+
+@pytest.mark.asyncio
 async def test_cache_prevents_repeat_http_calls(sim: RunningSimulator) -> None:
     cache = MemoryCache()
     async with client(sim, cache=cache, pricing=Pricing(input_usd_per_1m=1.0)) as c:

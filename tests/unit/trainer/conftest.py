@@ -60,3 +60,11 @@ def train_sft_cached(base: Path, records: list[dict[str, Any]], cfg: TrainingCon
     from stratos_trainer.domain.sft import train_sft
 
     return train_sft(base, sft_dataset(records), cfg, out)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct converted from the bundled GGUF (``make models`` converts it; ~20 s when it has not)."""
+    from stratos_shared.localmodels.bundled import ensure_bundled_model
+
+    return ensure_bundled_model("smollm2-135m")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from stratos_shared.contracts.job import JobSpec
-from stratos_trainer.domain.config import METHOD_DEFAULTS, TrainingConfig, resolve_precision
+from stratos_trainer.domain.config import METHOD_DEFAULTS, REAL_MODEL_DEFAULTS, TrainingConfig, resolve_precision
 from stratos_trainer.domain.data import (
     DataFormatError,
     eval_items,
@@ -29,6 +29,22 @@ def test_per_method_defaults_and_overrides() -> None:
         assert cfg.learning_rate == defaults["learning_rate"]
         assert cfg.batch_size == defaults["batch_size"]
     assert TrainingConfig(method="sft", learning_rate=0.1).lr == 0.1
+
+
+def test_a_pretrained_base_gets_the_real_model_defaults(base_model: Path, tmp_path: Path) -> None:
+    for method, defaults in REAL_MODEL_DEFAULTS.items():
+        real = TrainingConfig(method=method).for_base(tmp_path).resolved()  # type: ignore[arg-type]
+        assert real.model_scale == "real"
+        assert (real.learning_rate, real.batch_size) == (defaults["learning_rate"], defaults["batch_size"])
+        tiny = TrainingConfig(method=method).for_base(base_model).resolved()  # type: ignore[arg-type]
+        assert tiny.model_scale == "tiny" and tiny.learning_rate == METHOD_DEFAULTS[method]["learning_rate"]
+    assert REAL_MODEL_DEFAULTS["lora-sft"]["learning_rate"] < METHOD_DEFAULTS["lora-sft"]["learning_rate"]
+    # an explicit scale or rate is kept whatever the base
+    assert TrainingConfig(model_scale="tiny").for_base(tmp_path).lr == METHOD_DEFAULTS["lora-sft"]["learning_rate"]
+    assert TrainingConfig(learning_rate=0.5).for_base(tmp_path).lr == 0.5
+    # a GRPO warm start keeps the scale: full SFT at the real SFT rate
+    warm = TrainingConfig(method="grpo", warm_start_steps=5).for_base(tmp_path).warm_start_config()
+    assert warm.learning_rate == REAL_MODEL_DEFAULTS["sft"]["learning_rate"]
 
 
 def test_a_job_spec_s_training_section_reaches_the_training_config() -> None:

@@ -9,6 +9,7 @@ can say "not ready yet" instead of the port being closed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -116,14 +117,17 @@ def create_app(config: CpuServerConfig) -> Starlette:
         try:
             body = await request.json()
             prompt_ids, params, stream, include_usage = _parse_chat(body, state.tokenizer, config.default_max_tokens)
-            handle = state.batcher.submit(prompt_ids, params)
+            n = _parse_n(body, stream)
+            # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
+            handles = [state.batcher.submit(prompt_ids, params) for _ in range(n)]
         except (ValueError, TypeError, KeyError) as exc:
             return _error(400, str(exc))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if stream:
-            events = _sse(handle, completion_id, config.served_name, include_usage)
+            events = _sse(handles[0], completion_id, config.served_name, include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        return JSONResponse(await _collect(handle, completion_id, config.served_name))
+        replies = await asyncio.gather(*(_collect(h, completion_id, config.served_name) for h in handles))
+        return JSONResponse(_merge_choices(replies))
 
     routes = [
         Route("/health", health),
@@ -142,8 +146,6 @@ def _parse_chat(body: Any, tokenizer: Any, default_max_tokens: int) -> tuple[lis
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ValueError("'messages' must be a non-empty list")
-    if body.get("n", 1) != 1:
-        raise ValueError("only n=1 is supported")
     stop = body.get("stop") or ()
     stops = (stop,) if isinstance(stop, str) else tuple(str(s) for s in stop)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
@@ -160,6 +162,30 @@ def _parse_chat(body: Any, tokenizer: Any, default_max_tokens: int) -> tuple[lis
     prompt_ids = encode_chat(tokenizer, messages)
     options = body.get("stream_options") or {}
     return prompt_ids, params, bool(body.get("stream", False)), bool(options.get("include_usage", False))
+
+
+MAX_N = 16
+"""Most samples one request may ask for (each is a row of the decoding batch)."""
+
+
+def _parse_n(body: dict[str, Any], stream: bool) -> int:
+    n = body.get("n", 1)
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+        raise ValueError(f"'n' must be an integer from 1 to {MAX_N}")
+    if n > 1 and stream:
+        raise ValueError("streaming supports only n=1")
+    return n
+
+
+def _merge_choices(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """One chat completion with a choice per sample (index i); usage counts the prompt once, as OpenAI does."""
+    merged = dict(replies[0])
+    merged["choices"] = [{**r["choices"][0], "index": i} for i, r in enumerate(replies)]
+    completion = sum(r["usage"]["completion_tokens"] for r in replies)
+    merged["usage"] = _usage(replies[0]["usage"]["prompt_tokens"], completion)
+    return merged
 
 
 def encode_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:

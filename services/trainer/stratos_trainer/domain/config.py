@@ -1,26 +1,46 @@
 """Configuration of one training run, separate from the code that runs it.
 
-Fields left as ``None`` take a per-method default (see ``METHOD_DEFAULTS``):
-LoRA trains far fewer weights and tolerates a much higher learning rate than
-full SFT, and GRPO needs a small rate because its updates are noisy.
+Fields left as ``None`` take a per-method default for the base model's scale (``METHOD_DEFAULTS`` for the
+tiny local models, ``REAL_MODEL_DEFAULTS`` for pretrained ones): LoRA trains far fewer weights and tolerates a
+much higher learning rate than full SFT, GRPO needs a small rate because its updates are noisy, and a
+pretrained model needs far smaller rates than a 1M-parameter one (its weights already encode what it knows).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
 
 Method = Literal["lora-sft", "sft", "grpo"]
 Device = Literal["auto", "cpu", "cuda"]
+ModelScale = Literal["auto", "tiny", "real"]
 
 METHOD_DEFAULTS: dict[str, dict[str, float | int]] = {
     "lora-sft": {"learning_rate": 2e-3, "batch_size": 16},
     "sft": {"learning_rate": 1e-3, "batch_size": 16},
     "grpo": {"learning_rate": 1e-4, "batch_size": 64},
 }
-"""Per-method defaults, tuned on the 1M-4M local students (raise for CPU-sized models, lower for billion-scale)."""
+"""Per-method defaults for the tiny local students (1M-10M parameters, built from scratch), tuned on them."""
+
+REAL_MODEL_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "lora-sft": {"learning_rate": 1e-3, "batch_size": 8},
+    "sft": {"learning_rate": 1e-4, "batch_size": 8},
+    "grpo": {"learning_rate": 1e-6, "batch_size": 16},
+}
+"""Per-method defaults for pretrained students (``smollm2-135m``, hub models).
+
+Measured on SmolLM2-135M-Instruct, two-digit addition, 40 steps of 8, 20 held-out items
+(``bench/real_model_lr.py``): LoRA at 2e-4 learned the format but not the task (5%), 1e-3 and 2e-3 did
+equally well (75%, 80%), so LoRA keeps a high rate at this size; 1e-3 is the lower of the two good ones (it
+reached 20/20 in 150 steps). Full SFT is where the tiny default hurts: 1e-3 20%, 1e-4 95%, 2e-5 10% (too
+slow for 40 steps). GRPO 1e-6 is TRL's default, not measured here. Batch 8 of 128-token sequences peaks at
+3.5 GB on a CPU. Billion-scale bases usually want a lower LoRA rate (2e-4 is common): set ``learning_rate``.
+"""
+
+DEFAULTS_BY_SCALE = {"tiny": METHOD_DEFAULTS, "real": REAL_MODEL_DEFAULTS}
 
 
 @dataclass
@@ -34,7 +54,7 @@ class TrainingConfig:
     max_steps: int = -1
     """Stop after this many optimizer steps (> 0 overrides ``epochs``); re-planning and tests use it to bound time."""
     learning_rate: float | None = None
-    """Peak learning rate; ``None`` takes the method default from ``METHOD_DEFAULTS``."""
+    """Peak learning rate; ``None`` takes the method default for the model's scale (see ``model_scale``)."""
     batch_size: int | None = None
     """Sequences (SFT) or completions (GRPO) per optimizer step; ``None`` takes the method default."""
     gradient_accumulation_steps: int = 1
@@ -85,6 +105,10 @@ class TrainingConfig:
     """GRPO: full-SFT steps on verified traces first, with the SFT defaults (``warm_start_config``); 0: none."""
     grpo_use_lora: bool = False
     """GRPO: train a LoRA adapter instead of all weights (for students too big to update fully)."""
+    model_scale: ModelScale = "auto"
+    """Which defaults fill ``learning_rate`` and ``batch_size``: ``"tiny"`` (``METHOD_DEFAULTS``), ``"real"``
+    (``REAL_MODEL_DEFAULTS``), or ``"auto"``: decided from the base model by :meth:`for_base` (the training
+    functions call it), tiny for models built by ``stratos_shared.localmodels``, real for any other."""
     seed: int = 0
     """Seed for data order, LoRA init and sampling."""
     device: Device = "auto"
@@ -92,11 +116,22 @@ class TrainingConfig:
     extra: dict[str, object] = field(default_factory=dict)
     """Extra keyword arguments passed verbatim to TRL's ``SFTConfig``/``GRPOConfig`` (escape hatch)."""
 
+    def for_base(self, base_model: str | Path) -> TrainingConfig:
+        """A copy whose ``"auto"`` scale is decided from the base model directory (see ``model_scale``)."""
+        if self.model_scale != "auto":
+            return self
+        from stratos_shared.localmodels import is_local_tiny_model
+
+        return replace(self, model_scale="tiny" if is_local_tiny_model(base_model) else "real")
+
     def resolved(self) -> TrainingConfig:
-        """A copy with per-method defaults filled in; raises ``ValueError`` on inconsistent settings."""
+        """A copy with per-method defaults filled in; raises ``ValueError`` on inconsistent settings.
+
+        An ``"auto"`` scale not yet decided by :meth:`for_base` takes the tiny defaults.
+        """
         if self.method not in METHOD_DEFAULTS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {sorted(METHOD_DEFAULTS)}")
-        defaults = METHOD_DEFAULTS[self.method]
+        defaults = DEFAULTS_BY_SCALE["real" if self.model_scale == "real" else "tiny"][self.method]
         batch = self.batch_size if self.batch_size is not None else int(defaults["batch_size"])
         if self.method == "grpo" and batch % self.num_generations:
             raise ValueError(f"GRPO batch_size {batch} must be a multiple of num_generations {self.num_generations}")

@@ -6,6 +6,7 @@ before batching keeps padding (wasted CPU) low.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,22 @@ import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from stratos_shared.localmodels import load_tokenizer
+from stratos_shared.tasks import Grade
 from stratos_trainer.domain.data import Messages
 
-Grader = Callable[[str, str], float]
-"""``grader(completion_text, answer) -> score``; 1.0 for correct and 0.0 for wrong (partial credit allowed)."""
+Grader = Callable[[str, str], float | Grade]
+"""``grader(completion_text, answer) -> score``; 1.0 for correct and 0.0 for wrong (partial credit allowed).
+
+A grader may return the task's :class:`~stratos_shared.tasks.Grade` instead: its ``correct`` is the score and
+its ``extraction`` (how the answer was found) is reported in :attr:`EvalResult.extractions`."""
+
+NO_ANSWER = "none"
+"""The extraction reported for an output in which the grader found no answer."""
+
+
+def score_of(graded: float | Grade) -> float:
+    """The numeric score of a grader's result."""
+    return float(graded.correct) if isinstance(graded, Grade) else float(graded)
 
 
 @dataclass
@@ -33,6 +46,14 @@ class EvalResult:
     """Generated completions, in input order."""
     scores: list[float] = field(default_factory=list)
     """Grader scores, in input order."""
+    extractions: list[str] = field(default_factory=list)
+    """How each answer was found (``strict``, ``hash``, ``boxed``, ``last-number``, ``regex`` or ``none``), in
+    input order; empty when the grader returns plain scores."""
+
+    def extraction_counts(self, *, correct_only: bool = False) -> dict[str, int]:
+        """Outputs per extraction (of the correct ones only, when asked): which rule matched, as harnesses report."""
+        pairs = zip(self.extractions, self.scores, strict=False)
+        return dict(Counter(how for how, score in pairs if not correct_only or score > 0))
 
 
 def eos_ids(model: Any, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -99,8 +120,16 @@ def evaluate(
 ) -> EvalResult:
     """Greedy-generate a completion per item and grade it against the item's answer."""
     outputs = generate(model, tokenizer, [m for m, _ in items], max_new_tokens=max_new_tokens, batch_size=batch_size)
-    scores = [float(grader(o, a)) for o, (_, a) in zip(outputs, items, strict=True)]
-    return EvalResult(accuracy=sum(scores) / max(1, len(scores)), n=len(scores), outputs=outputs, scores=scores)
+    graded = [grader(o, a) for o, (_, a) in zip(outputs, items, strict=True)]
+    scores = [score_of(g) for g in graded]
+    extractions = [g.extraction or NO_ANSWER for g in graded if isinstance(g, Grade)]
+    return EvalResult(
+        accuracy=sum(scores) / max(1, len(scores)),
+        n=len(scores),
+        outputs=outputs,
+        scores=scores,
+        extractions=extractions if len(extractions) == len(graded) else [],
+    )
 
 
 def load_model(

@@ -19,7 +19,7 @@ from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
 from stratos_trainer.domain.config import TrainingConfig, resolve_precision
-from stratos_trainer.domain.evaluate import Grader
+from stratos_trainer.domain.evaluate import Grader, score_of
 from stratos_trainer.domain.runner import common_args, load_base, run
 from stratos_trainer.domain.sft import lora_config
 
@@ -33,7 +33,7 @@ def correctness_reward(grader: Grader) -> Callable[..., list[float | None]]:
 
     def correctness(completions: list[Any], answer: list[str], **_: Any) -> list[float | None]:
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
-        return [float(grader(t, a)) for t, a in zip(texts, answer, strict=True)]
+        return [score_of(grader(t, a)) for t, a in zip(texts, answer, strict=True)]
 
     correctness.__name__ = REWARD_NAME
     return correctness
@@ -68,6 +68,7 @@ def train_grpo(
     """GRPO on prompts with answers (see :mod:`.data`, GRPO format); reward is ``grader(completion, answer)``."""
     if cfg.method != "grpo":
         raise ValueError(f"train_grpo cannot run method {cfg.method!r}")
+    cfg = cfg.for_base(base_model)
     out = Path(output_dir)
     precision = resolve_precision(cfg.device)
     tokenizer = load_tokenizer(base_model)

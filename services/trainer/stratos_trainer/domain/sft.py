@@ -1,9 +1,10 @@
 """LoRA-SFT and full SFT on chat records with TRL's ``SFTTrainer``.
 
-Loss is on assistant tokens only (``assistant_only_loss``: the local chat
-template marks assistant turns with ``{% generation %}``), so the student
-learns to answer, not to predict prompts. Batches are padded unless the job
-asks for packing (best-fit-decreasing, padding-free; see ``TrainingConfig.packing``).
+Loss is on assistant tokens only, so the student learns to answer, not to
+predict prompts. The trainer locates those tokens itself with the model's own
+chat template (:mod:`.masks`), so any prefix-preserving template trains, not
+only ones with TRL's ``{% generation %}`` markers. Batches are padded unless the
+job asks for packing (best-fit-decreasing, padding-free; see ``TrainingConfig.packing``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 from stratos_shared.localmodels import load_tokenizer
 from stratos_trainer.domain.checkpoints import CheckpointSink, ControlCallback, ProgressFn, StopFn, TrainResult
 from stratos_trainer.domain.config import TrainingConfig, resolve_precision
+from stratos_trainer.domain.masks import assistant_masked_dataset
 from stratos_trainer.domain.runner import common_args, load_base, run
 
 
@@ -30,7 +32,9 @@ def sft_config(cfg: TrainingConfig, output_dir: Path) -> SFTConfig:
         max_length=cfg.max_seq_len,
         packing=cfg.packing,
         packing_strategy="bfd",
-        assistant_only_loss=True,
+        # The dataset arrives tokenized with an ``assistant_masks`` column (see .masks), which TRL turns into
+        # labels; its own assistant_only_loss would demand {% generation %} markers in the template.
+        assistant_only_loss=False,
     )
 
 
@@ -63,6 +67,7 @@ def train_sft(
     """
     if cfg.method not in ("lora-sft", "sft"):
         raise ValueError(f"train_sft cannot run method {cfg.method!r}")
+    cfg = cfg.for_base(base_model)
     out = Path(output_dir)
     precision = resolve_precision(cfg.device)
     tokenizer = load_tokenizer(base_model)
@@ -70,7 +75,7 @@ def train_sft(
     trainer = SFTTrainer(
         model=load_base(base_model, precision),
         args=sft_config(cfg, out),
-        train_dataset=train.select_columns(["messages"]),
+        train_dataset=assistant_masked_dataset(tokenizer, train),
         processing_class=tokenizer,
         peft_config=lora_config(cfg) if cfg.method == "lora-sft" else None,
         callbacks=[control, *callbacks],
