@@ -36,7 +36,7 @@ from tests.nats.services import running
 from tests.nats.test_teacher_and_data import services
 from tests.nats.test_trainer_scaleout import tiny_job
 
-pytestmark = pytest.mark.nats
+pytestmark = [pytest.mark.nats, pytest.mark.slow]  # ~75 s of real processes paused and resumed: STRATOS_FULL_TESTS=1
 
 SERVERS = ["a10-us-central", "l4-us-west"]
 STEPS, CHECKPOINT_EVERY = 300, 20

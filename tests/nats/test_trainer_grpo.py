@@ -24,7 +24,7 @@ from stratos_trainer.training import WARM_START_MODEL, WARM_START_RECORD
 from tests.nats.services import common, running
 from tests.nats.test_teacher_and_data import job, services, simulator, submit
 
-pytestmark = pytest.mark.nats
+pytestmark = [pytest.mark.nats, pytest.mark.slow]  # ~150 s of GRPO through the pipeline: STRATOS_FULL_TESTS=1
 __all__ = ["simulator"]  # the fixture, used by name
 
 WARM_START_STEPS, GRPO_STEPS = 300, 8
