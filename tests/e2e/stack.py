@@ -34,10 +34,15 @@ def service_processes(
     try:
         yield pids
     finally:
-        stop_pids(pids)
-        for pid in pids.values():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        stop_and_reap(pids)
+
+
+def stop_and_reap(pids: dict[str, int]) -> None:
+    """Stop the processes (SIGTERM, then SIGKILL) and wait for each, so none is left a zombie."""
+    stop_pids(pids)
+    for pid in pids.values():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def logs_of(home: Path) -> str:

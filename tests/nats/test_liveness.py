@@ -18,13 +18,14 @@ import pytest
 from nats.aio.client import Client
 
 from stratos_cli.client import wait_for_workers
-from stratos_cli.stack import launch_server, server_pids, service_env, signal_server, stop_pids
+from stratos_cli.stack import launch_server, server_pids, service_env, signal_server
 from stratos_inventory.main import build as build_inventory
 from stratos_inventory.settings import InventorySettings
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import LIVENESS_BUCKET, SERVERS_BUCKET
 from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
 from stratos_shared.embedded import NatsServerProcess
+from tests.e2e.stack import stop_and_reap
 from tests.faults.stack import poll
 
 pytestmark = pytest.mark.nats
@@ -55,10 +56,7 @@ def servers(nats_server: NatsServerProcess, home: Path, server_ids: list[str]) -
     try:
         yield pids
     finally:
-        stop_pids(pids)
-        for pid in pids.values():
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        stop_and_reap(pids)
 
 
 def reap(pids: list[int]) -> None:
