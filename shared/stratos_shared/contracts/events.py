@@ -316,7 +316,18 @@ class ModelDeployed(Event):
 # --- work assigned to one server -------------------------------------------------------------
 
 
-class TrainingAssigned(Event):
+class _Assignment(Event):
+    """Work for one server's workers at one placement revision, published on ``<SUBJECT>.<server_id>``."""
+
+    job_id: JobId
+    server_id: ServerId
+    revision: int = Field(ge=1, description="The placement revision: the fencing token of this work.")
+
+    def routed_subject(self) -> str:
+        return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
+
+
+class TrainingAssigned(_Assignment):
     """Train this job on this server at this placement revision (published on ``stratos.work.train.<server>``).
 
     The selector's ledger publishes one per (job, revision) once the job's data is ready and it is placed;
@@ -325,27 +336,15 @@ class TrainingAssigned(Event):
 
     SUBJECT: ClassVar[str] = "stratos.work.train"
     event_type: Literal["TrainingAssigned"] = "TrainingAssigned"
-    job_id: JobId
-    server_id: ServerId
-    revision: int = Field(ge=1, description="The placement revision: the fencing token of this work.")
     data: DataReady = Field(description="The training set to train on.")
 
-    def routed_subject(self) -> str:
-        return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
 
-
-class DeploymentAssigned(Event):
+class DeploymentAssigned(_Assignment):
     """Serve this trained model on this server at this placement revision (``stratos.work.deploy.<server>``)."""
 
     SUBJECT: ClassVar[str] = "stratos.work.deploy"
     event_type: Literal["DeploymentAssigned"] = "DeploymentAssigned"
-    job_id: JobId
-    server_id: ServerId
-    revision: int = Field(ge=1, description="The placement revision: the fencing token of this work.")
     trained: ModelTrained = Field(description="The model to serve.")
-
-    def routed_subject(self) -> str:
-        return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
 
 
 AnyEvent = Annotated[
