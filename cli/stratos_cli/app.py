@@ -38,7 +38,7 @@ from stratos_cli.stack import (
     start_nats,
     stop_pids,
 )
-from stratos_cli.views import job_view, jobs_table
+from stratos_cli.views import attempts_table, job_view, jobs_table
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.bus.permissions import Credential, write_auth
@@ -204,15 +204,18 @@ def cancel(job_id: str, nats_url: NatsOption = None) -> None:
 
 @app.command()
 def explain(job_id: str, nats_url: NatsOption = None) -> None:
-    """Why the job's server was chosen: feasible count, Pareto set, and why each alternative lost."""
+    """Why the job's server was chosen (feasible count, Pareto set, why each alternative lost), and why each
+    training attempt after the first was made."""
     from stratos_cli.explain import render_explanation
 
     state = _run(_get_state(job_id, nats_url))
     placement = state.results.get("placement") if state else None
-    if not placement:
+    if state is None or not placement:
         err.print(f"[red]error:[/] job {job_id!r} has no placement yet")
         raise typer.Exit(1)
     console.print(render_explanation(placement))
+    if state.attempts:
+        console.print(attempts_table(state))
 
 
 @app.command("trace")

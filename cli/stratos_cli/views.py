@@ -70,8 +70,33 @@ def history(state: JobState, last: int = 12) -> Table:
     return table
 
 
+def attempts_table(state: JobState) -> Table:
+    """One row per training attempt and what was decided after it (the escalation toward the target)."""
+    target = state.results.get("escalation", {}).get("target")
+    title = f"training attempts (target {target:.0%})" if target else "training attempts"
+    table = Table(title=title, box=None)
+    for column in ("attempt", "how", "student", "steps", "accuracy", "cost USD", "then", "why"):
+        table.add_column(column)
+    for a in state.attempts:
+        decision = a.decision
+        table.add_row(
+            str(a.attempt),
+            a.action,
+            a.student,
+            f"{a.start_step}->{a.steps}",
+            f"{a.accuracy_before:.0%} -> {a.accuracy:.0%}",
+            f"{a.cost_usd:.4f}",
+            decision.action if decision else "deciding",
+            Text(decision.reason if decision else "", style="dim"),
+        )
+    return table
+
+
 def job_view(state: JobState) -> Group:
-    return Group(stage_table(state), details(state), history(state))
+    parts: list[RenderableType] = [stage_table(state), details(state)]
+    if state.attempts:
+        parts.append(attempts_table(state))
+    return Group(*parts, history(state))
 
 
 def jobs_table(states: list[JobState]) -> Table:

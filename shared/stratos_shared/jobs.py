@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
+    AttemptDecided,
     DataProgress,
     DataReady,
     JobCancelRequested,
@@ -27,6 +28,7 @@ from stratos_shared.contracts.events import (
     ServerChosen,
     StudentChosen,
     TeacherChosen,
+    TrainingPlan,
     TrainingProgress,
 )
 
@@ -56,6 +58,50 @@ class Progress(BaseModel):
     detail: str = ""
 
 
+class Decision(BaseModel):
+    """What was decided after an attempt (from its AttemptDecided)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    reason: str
+    estimated_cost_usd: float = 0.0
+    next: TrainingPlan | None = None
+
+
+class Attempt(BaseModel):
+    """One training attempt, as its ModelTrained reported it, and the decision that followed it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int
+    action: str = Field(description="How the attempt came about: first, continue or next-student.")
+    lineage: int = Field(default=1, description="The attempt that started this student's line of training.")
+    student: str
+    base_model: str
+    start_step: int
+    steps: int
+    accuracy_before: float
+    accuracy: float
+    cost_usd: float
+    seconds: float
+    revision: int | None = None
+    decision: Decision | None = None
+
+    @property
+    def trained_steps(self) -> int:
+        return self.steps - self.start_step
+
+    @property
+    def gain(self) -> float:
+        return self.accuracy - self.accuracy_before
+
+
+def best_attempt(attempts: list[Attempt]) -> Attempt:
+    """The most accurate attempt; on a tie the earlier one (it is the smaller or the shorter-trained)."""
+    return max(attempts, key=lambda a: (a.accuracy, -a.attempt))
+
+
 class JobState(BaseModel):
     """What `stratos status` shows: stage, outcome, current server, key results and the event history."""
 
@@ -81,9 +127,13 @@ class JobState(BaseModel):
     seen: list[str] = Field(default_factory=list, description="Ids of events already applied.")
     inputs: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="The DataReady and the accepted ModelTrained, as published: what the selector assigns to the "
-        "placed server's trainers and deployers (again after a re-plan).",
+        description="The DataReady and the best attempt's ModelTrained, as published: what the selector assigns to "
+        "the placed server's trainers and deployers (again after a re-plan).",
     )
+    attempts: list[Attempt] = Field(default_factory=list, description="Every training attempt, in order.")
+
+    def attempt(self, number: int) -> Attempt | None:
+        return next((a for a in self.attempts if a.attempt == number), None)
 
 
 def stale(state: JobState, event: Event) -> bool:
@@ -112,7 +162,11 @@ def _summary(event: Event) -> str:
         case StudentChosen():
             return f"student {event.student} ({event.model})"
         case ModelTrained():
-            return f"trained: accuracy {event.accuracy_before:.0%} -> {event.accuracy_after:.0%}"
+            return (
+                f"attempt {event.attempt} trained: accuracy {event.accuracy_before:.0%} -> {event.accuracy_after:.0%}"
+            )
+        case AttemptDecided():
+            return f"after attempt {event.attempt}: {event.action}: {event.reason}"
         case ModelDeployed():
             return f"deployed at {event.endpoint} ({event.backend}), p50 {event.latency_p50_ms:.0f} ms"
         case JobCompleted():
@@ -123,6 +177,26 @@ def _summary(event: Event) -> str:
             return "cancel requested"
         case _:
             return event.event_type
+
+
+def _attempt_record(state: JobState, event: ModelTrained) -> Attempt:
+    """The attempt `event` reports, with how it came about (the plan the previous decision made)."""
+    previous = state.attempt(event.attempt - 1)
+    plan = previous.decision.next if previous and previous.decision and previous.decision.next else TrainingPlan()
+    return Attempt(
+        attempt=event.attempt,
+        action=plan.action,
+        lineage=plan.lineage,
+        student=event.student,
+        base_model=event.base_model,
+        start_step=event.start_step,
+        steps=event.steps,
+        accuracy_before=event.accuracy_before,
+        accuracy=event.accuracy_after,
+        cost_usd=event.cost_usd,
+        seconds=event.training_seconds,
+        revision=event.revision,
+    )
 
 
 def apply(state: JobState | None, event: Event) -> JobState | None:
@@ -196,26 +270,58 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             pass  # a stale server's endpoint: the current placement serves the job
         case TrainingProgress():
             loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
-            progress["training"] = Progress(done=event.step, total=event.total_steps, detail=loss)
+            detail = f"attempt {event.attempt}, {loss}" if event.attempt > 1 else loss
+            progress["training"] = Progress(done=event.step, total=event.total_steps, detail=detail)
             if event.loss is not None:
                 curve = [*results.get("loss_curve", []), [event.step, event.loss]]
                 results["loss_curve"] = curve[-MAX_CURVE:]
+        case ModelTrained() if current.attempt(event.attempt) is not None:
+            pass  # this attempt is already recorded (a retrained duplicate): the first result stands
         case ModelTrained():
-            changes["stage"] = "deploying"
-            changes["inputs"] = {**current.inputs, "ModelTrained": event.model_dump(mode="json")}
-            results["training"] = {
-                "before": event.accuracy_before,
-                "after": event.accuracy_after,
-                "cost_usd": event.cost_usd,
-                "seconds": event.training_seconds,
-                "steps": event.steps,
-                "tokens": event.tokens,
-                "method": event.method,
-                "student": event.student,
-                "resumed_from_step": event.resumed_from_step,
-                "model_uri": event.model_uri,
-                "is_adapter": event.is_adapter,
-                "base_model": event.base_model,
+            attempts = [*current.attempts, _attempt_record(current, event)]
+            changes["attempts"] = attempts
+            best = best_attempt(attempts)
+            if best.attempt == event.attempt:
+                changes |= {"student": event.student}
+                changes["inputs"] = {**current.inputs, "ModelTrained": event.model_dump(mode="json")}
+                results["training"] = {
+                    "before": event.accuracy_before,
+                    "after": event.accuracy_after,
+                    "cost_usd": event.cost_usd,
+                    "seconds": event.training_seconds,
+                    "steps": event.steps,
+                    "tokens": event.tokens,
+                    "method": event.method,
+                    "student": event.student,
+                    "resumed_from_step": event.resumed_from_step,
+                    "model_uri": event.model_uri,
+                    "is_adapter": event.is_adapter,
+                    "base_model": event.base_model,
+                    "attempt": event.attempt,
+                }
+        case AttemptDecided() if (done := current.attempt(event.attempt)) is None or done.decision is not None:
+            pass  # no such attempt yet, or already decided: the first decision stands
+        case AttemptDecided():
+            decision = Decision(
+                action=event.action,
+                reason=event.reason,
+                estimated_cost_usd=event.estimated_cost_usd,
+                next=event.next,
+            )
+            changes["attempts"] = [
+                a.model_copy(update={"decision": decision}) if a.attempt == event.attempt else a
+                for a in current.attempts
+            ]
+            changes["stage"] = "deploying" if event.action == "stop" else "training"
+            results["escalation"] = {
+                "target": event.target,
+                "target_met": event.target_met,
+                "best_attempt": event.best_attempt,
+                "best_accuracy": event.best_accuracy,
+                "spent_usd": event.spent_usd,
+                "budget_left_usd": event.budget_left_usd,
+                "last_action": event.action,
+                "reason": event.reason,
             }
         case ModelDeployed() if event.revision >= int(results.get("deployment", {}).get("revision", 0)):
             changes["endpoint"] = event.endpoint

@@ -68,6 +68,11 @@ class JobReport(BaseModel):
     cost: CostBreakdown
     score: ScoreBreakdown
     loss_curve: list[tuple[int, float]] = Field(default_factory=list)
+    attempts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Every training attempt: how it came about, student, steps, accuracy, cost, the decision after.",
+    )
+    escalation: dict[str, Any] = Field(default_factory=dict, description="The last decision: target met or why not.")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> artifact URI (PNG).")
 
 
@@ -118,6 +123,7 @@ def render_markdown(report: JobReport) -> str:
         + ")",
         f"- held-out accuracy: before **{_pct(st.get('before'))}**, after **{_pct(st.get('after'))}**; "
         f"teacher on the held-out sample: {_pct(t.get('accuracy'))}",
+        *_attempts_section(report),
         "",
         "## Serving",
         f"- {sv.get('backend')} backend at `{sv.get('endpoint')}` on {sv.get('server_id')}",
@@ -145,6 +151,30 @@ def render_markdown(report: JobReport) -> str:
     if report.plots:
         lines += ["", "## Plots", *[f"- {name}: `{uri}`" for name, uri in report.plots.items()]]
     return "\n".join(lines) + "\n"
+
+
+def _attempts_section(report: JobReport) -> list[str]:
+    """The attempts table, when the job escalated (or could have: a target was set)."""
+    if len(report.attempts) < 2 and not report.escalation.get("target"):
+        return []
+    e = report.escalation
+    verdict = "met" if e.get("target_met") else "missed"
+    lines = [
+        "",
+        f"### Attempts (target {_pct(e.get('target'))}: {verdict}; deployed attempt {e.get('best_attempt')})",
+        f"{e.get('reason', '')}",
+        "",
+        "| attempt | how | student | steps | accuracy | cost USD | seconds | then |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for a in report.attempts:
+        decision = a.get("decision") or {}
+        lines.append(
+            f"| {a['attempt']} | {a['action']} | {a['student']} | {a['start_step']}→{a['steps']} | "
+            f"{_pct(a['accuracy_before'])}→{_pct(a['accuracy'])} | {a['cost_usd']:.4f} | {a['seconds']:.0f} | "
+            f"{decision.get('action', '-')} |"
+        )
+    return lines
 
 
 def render_plots(report: JobReport, out_dir: Path) -> dict[str, Path]:

@@ -30,7 +30,7 @@ from stratos_cli.tracing import Span, job_spans, read_spans
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import ARTIFACTS_BUCKET, JOBS_BUCKET
 from stratos_shared.contracts.events import JobSubmitted
-from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from stratos_shared.telemetry import JsonlSpanExporter
@@ -51,6 +51,7 @@ def small_job(teacher_url: str) -> JobSpec:
                 for t in spec.teachers
             ],
             "students": spec.students[:1],
+            "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
             "task": spec.task.model_copy(update={"size": 800, "generator": {"max_steps": 1}}),
             # 24 records a step: 150 steps are ~6 epochs of ~640 records
             "training": spec.training.model_copy(

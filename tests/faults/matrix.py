@@ -31,7 +31,7 @@ from stratos_selector.placements import JobPlacement, job_key
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, PLACEMENTS_BUCKET
 from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted, ServerDownRequested, ServerUpRequested
-from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess, start_cluster
 from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig
@@ -122,6 +122,7 @@ def tiny_job(job_id: str, teacher_url: str, seed: int = 7) -> JobSpec:
                 for t in spec.teachers
             ],
             "students": spec.students[:1],
+            "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
             "task": spec.task.model_copy(update={"size": 100, "seed": seed, "generator": {"max_steps": 1}}),
             "training": spec.training.model_copy(
                 update={"max_steps": 8, "batch_size": 2, "checkpoint_every_steps": CHECKPOINT_EVERY}

@@ -36,7 +36,7 @@ from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, PLACEMENTS_BUCKET
 from stratos_shared.contracts.events import JobCancelRequested, JobSubmitted
-from stratos_shared.contracts.job import JobSpec, TeacherSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec, TeacherSpec
 from stratos_shared.contracts.servers import ServerSpec
 from stratos_shared.jobs import JobState
 from stratos_shared.settings import StratosSettings
@@ -156,6 +156,7 @@ def job_spec(index: int, config: LoadConfig, base_url: str) -> JobSpec:
             update={
                 "name": f"load-{index}",
                 "teachers": [teacher],
+                "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
                 "task": base.task.model_copy(update={"size": config.questions, "seed": seed, "eval_fraction": 0.3}),
                 "distillation": base.distillation.model_copy(
                     update={"eval_samples": config.eval_samples, "samples_per_question": 1, "min_dataset_size": 1}

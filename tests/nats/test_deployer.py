@@ -51,7 +51,7 @@ from stratos_shared.contracts.events import (
     TeacherScore,
     TrainingProgress,
 )
-from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState
 from stratos_shared.models import resolve_model
@@ -83,6 +83,7 @@ def spec(name: str) -> JobSpec:
         update={
             "name": name,
             "students": base.students[:1],
+            "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
             "task": base.task.model_copy(update={"size": 100}),
             "distillation": base.distillation.model_copy(update={"min_dataset_size": 10}),
         }

@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from stratos_cli.client import wait_for_workers
 from stratos_shared.artifacts import NatsArtifactStore
-from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.teacher.simulator import RunningSimulator
 from stratos_trainer.main import build as build_trainer
 from stratos_trainer.settings import TrainerSettings
@@ -37,6 +37,7 @@ def grpo_job(sim: RunningSimulator) -> JobSpec:
     return spec.model_copy(
         update={
             "students": spec.students[:1],
+            "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
             "task": spec.task.model_copy(update={"generator": {"max_steps": 1}}),
             "training": spec.training.model_copy(
                 update={

@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from stratos_cli.client import wait_for_workers
 from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_shared.contracts.events import JobSubmitted
-from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from tests.nats.services import running
@@ -57,6 +57,7 @@ def tiny_job(teacher_url: str) -> JobSpec:
         update={
             "teachers": [t.model_copy(update={"base_url": teacher_url, "api_key_ref": None}) for t in spec.teachers],
             "students": spec.students[:1],
+            "escalation": EscalationSpec(max_attempts=1),  # one attempt: not what this test is about
             "task": spec.task.model_copy(update={"size": 200}),
             "training": spec.training.model_copy(
                 update={"max_steps": STEPS, "batch_size": 2, "checkpoint_every_steps": CHECKPOINT_EVERY}
@@ -67,10 +68,12 @@ def tiny_job(teacher_url: str) -> JobSpec:
 
 
 @contextlib.contextmanager
-def trainers(nats_server: NatsServerProcess, home: Path, count: int) -> Iterator[list[int]]:
+def trainers(
+    nats_server: NatsServerProcess, home: Path, count: int, extra_env: dict[str, str] | None = None
+) -> Iterator[list[int]]:
     """`count` trainer processes (logs in `<home>/logs/trainer[-n].log`); SIGTERM whatever is left afterwards."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
-    env = service_env(home, nats_server.url, 1, TRAINER_ENV)
+    env = service_env(home, nats_server.url, 1, TRAINER_ENV | (extra_env or {}))
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     pids = [launch_service("trainer", home, env, replica=i) for i in range(count)]
     try:

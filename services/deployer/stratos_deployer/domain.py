@@ -24,7 +24,10 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
     cost = CostBreakdown(
         teacher_eval_usd=float(teacher_eval.get("cost_usd", 0.0)),
         data_synth_usd=float(data.get("cost_usd", 0.0)),
-        training_usd=float(training.get("cost_usd", 0.0)),
+        # Every attempt was paid for, not only the one deployed.
+        training_usd=sum(a.cost_usd for a in state.attempts)
+        if state.attempts
+        else float(training.get("cost_usd", 0.0)),
         serving_usd=spec.constraints.serving_hours * float(server.get("cost_per_hour", 0.0)),
         budget_usd=spec.constraints.budget_usd,
     )
@@ -65,4 +68,6 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
         cost=cost,
         score=score,
         loss_curve=[(int(step), float(loss)) for step, loss in results.get("loss_curve", [])],
+        attempts=[a.model_dump(mode="json") for a in state.attempts],
+        escalation=results.get("escalation", {}),
     )

@@ -20,11 +20,13 @@ from opentelemetry import propagate, trace
 from stratos_selector.admission import admission_problem, fingerprint, resolve_paths
 from stratos_selector.domain import Infeasible, ServerTable, select
 from stratos_selector.domain.dispatch import DISPATCHING, assignments
+from stratos_selector.domain.escalation import decide, needs_decision
 from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.bus.handler import EventRouter, HandlerContext
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
+    AttemptDecided,
     DeploymentAssigned,
     JobCancelRequested,
     JobFailed,
@@ -432,7 +434,7 @@ def build_events(
 
         @events.handler(
             consumes=Event,
-            publishes=[TrainingAssigned, DeploymentAssigned],
+            publishes=[AttemptDecided, TrainingAssigned, DeploymentAssigned, JobFailed],
             durable="selector-ledger",
             subject="stratos.evt.>",
             projection=True,
@@ -449,6 +451,20 @@ def build_events(
             # the assignment's id is stable, so saying it again is dropped as a duplicate.
             if state is None or event.event_type not in DISPATCHING:
                 return []
+            if needs_decision(state):
+                # The decision is an event of its own (status, explain, the trace); folded, it dispatches the work.
+                spec = await planner.spec_of(state.job_id)
+                if spec is None:
+                    reason = "its spec can no longer be read, so the next attempt cannot be decided"
+                    return [
+                        JobFailed(
+                            event_id=stable_id(state.job_id, "failed", "escalation"),
+                            job_id=state.job_id,
+                            stage="escalation",
+                            reason=reason,
+                        )
+                    ]
+                return [decide(state, spec)]
             return assignments(state)
 
     return events

@@ -67,15 +67,15 @@ def build_events(settings: TrainerSettings, resources: StageResources, signals: 
             return []
         if state.status != "running" or event.job_id in signals.cancelled:
             return []
-        if "training" in state.results:
-            # ModelTrained is already out (the ledger folded it): this is a redelivery whose ack was lost, for
-            # example to a broker restart. Training again would repeat the costliest side effect for nothing.
-            log.info("job %s is already trained; acknowledging the redelivered assignment", event.job_id)
+        if state.attempts and state.attempts[-1].attempt >= event.plan.attempt:
+            # This attempt's ModelTrained is already out (the ledger folded it): a redelivery whose ack was lost,
+            # for example to a broker restart. Training again would repeat the costliest side effect for nothing.
+            log.info("job %s attempt %d is already trained; acknowledging it", event.job_id, event.plan.attempt)
             return []
         signals.latest_revision[event.job_id] = max(state.server_revision, signals.latest_revision.get(event.job_id, 0))
         signals.active.add(event.job_id)
         try:
-            return await training.run(event.data, state, ctx.publish, event.revision)
+            return await training.run(event.data, state, ctx.publish, event.revision, event.plan)
         finally:
             signals.active.discard(event.job_id)
 

@@ -1,9 +1,11 @@
-"""One job's training on this trainer: pre-screen, resume, train, evaluate, upload.
+"""One training attempt of a job on this trainer: pre-screen, resume, train, evaluate, upload.
 
 Training runs in a worker thread (TRL is synchronous); checkpoints are uploaded
 to the artifact store as they are written, so any trainer on any machine can
-resume the job after a re-plan or a crash, losing at most one checkpoint
-interval of work.
+resume the attempt after a re-plan or a crash, losing at most one checkpoint
+interval of work. A job has one attempt unless it misses its accuracy target and
+the ledger asks for another (`TrainingPlan`): continue from an attempt's final
+checkpoint, or train the next larger student.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from stratos_shared.contracts.events import (
     ModelTrained,
     StudentChosen,
     StudentScreen,
+    TrainingPlan,
     TrainingProgress,
 )
 from stratos_shared.contracts.job import JobSpec
@@ -99,6 +103,62 @@ WARM_START_MODEL = "model/warm-start.tar.gz"
 """The GRPO cold start's model, the base GRPO trains (and resumes) on."""
 WARM_START_RECORD = "training/warm-start.json"
 """Its wall time and steps: the job's training time and cost include them, even after a restart."""
+
+
+def _prefix(attempt: int) -> str:
+    return "" if attempt == 1 else f"attempts/{attempt}/"
+
+
+@dataclass(frozen=True)
+class AttemptFiles:
+    """Where one attempt keeps its artifacts: the first at the job's top level, a later one under attempts/<n>/.
+
+    A student's baseline and GRPO warm start belong to its line of training (the attempt that started it), so
+    a 'continue' attempt reuses them; checkpoints and the model belong to the attempt, so a crash resumes the
+    attempt it interrupted, never an earlier one.
+    """
+
+    attempt: int
+    lineage: int
+
+    @classmethod
+    def of(cls, plan: TrainingPlan) -> AttemptFiles:
+        return cls(plan.attempt, plan.lineage)
+
+    @property
+    def latest(self) -> str:
+        return f"{_prefix(self.attempt)}checkpoints/latest.json"
+
+    def checkpoint(self, revision: int, step: int) -> str:
+        return f"{_prefix(self.attempt)}checkpoints/r{revision}-step-{step}.tar.gz"
+
+    def model(self, is_adapter: bool) -> str:
+        return f"{_prefix(self.attempt)}model/{'adapter' if is_adapter else 'full'}.tar.gz"
+
+    @property
+    def before(self) -> str:
+        return f"{_prefix(self.lineage)}training/before.json"
+
+    @property
+    def warm_start_model(self) -> str:
+        return f"{_prefix(self.lineage)}{WARM_START_MODEL}"
+
+    @property
+    def warm_start_record(self) -> str:
+        return f"{_prefix(self.lineage)}{WARM_START_RECORD}"
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where an attempt's training starts: a checkpoint to resume (its own, or the attempt it continues)."""
+
+    checkpoint: Path | None = None
+    start_step: int = 0
+    """The step the attempt began at (a 'continue' attempt: where the continued one ended)."""
+    resumed_from_step: int = 0
+    """The attempt's own checkpoint it resumed after a crash or re-plan (0: none)."""
+    wall_seconds: float = 0.0
+    """This attempt's training time before the resume."""
 
 
 class TrainingRun:
@@ -174,6 +234,7 @@ class TrainingRun:
     async def _warm_start(
         self,
         job_id: str,
+        files: AttemptFiles,
         base_path: str | Path,
         config: TrainingConfig,
         workdir: Path,
@@ -182,11 +243,11 @@ class TrainingRun:
     ) -> Path | JobFailed | None:
         """The GRPO cold start: full SFT on the job's verified traces; None when stopped (a re-plan, a cancel).
 
-        Run once per job and kept in the artifact store: GRPO's checkpoints are taken on top of it, so a
-        resumed run needs it again. Stopped part-way, it is redone from the base (it is the short phase).
+        Run once per student line and kept in the artifact store: GRPO's checkpoints are taken on top of it, so
+        a resumed run needs it again. Stopped part-way, it is redone from the base (it is the short phase).
         """
         store = self.resources.artifacts
-        done_uri = store.uri_for(job_id, WARM_START_MODEL)
+        done_uri = store.uri_for(job_id, files.warm_start_model)
         if await store.exists(done_uri):
             return await get_dir(store, done_uri, workdir / "warm-start")
         traces_uri = store.uri_for(job_id, "data/traces.jsonl")
@@ -218,8 +279,10 @@ class TrainingRun:
             )
         if result.stopped_early:
             return None
-        await put_dir(store, job_id, WARM_START_MODEL, result.model_dir)
-        await self._put_json(job_id, WARM_START_RECORD, {"seconds": result.wall_seconds, "steps": result.global_step})
+        await put_dir(store, job_id, files.warm_start_model, result.model_dir)
+        await self._put_json(
+            job_id, files.warm_start_record, {"seconds": result.wall_seconds, "steps": result.global_step}
+        )
         log.info("job %s: warm start done (%d SFT steps on %d traces)", job_id, result.global_step, len(traces))
         return result.model_dir
 
@@ -235,7 +298,97 @@ class TrainingRun:
         state = await self.resources.job_state(job_id)
         return state is not None and state.server_revision == revision and state.server_id == self.settings.server_id
 
-    async def run(self, event: DataReady, state: JobState, publish: Publish, revision: int) -> list[Event]:
+    async def _student(
+        self,
+        event: DataReady,
+        plan: TrainingPlan,
+        spec: JobSpec,
+        task: Task,
+        held_out: list[Example],
+        shots: list[list[dict[str, str]]],
+        publish: Publish,
+    ) -> StudentChosen | JobFailed:
+        """The first attempt's student is the pre-screen's choice; a later attempt names its own."""
+        if plan.student is None:
+            chosen, reason = await self.choose_student(event, spec, task, held_out, shots)
+            if chosen is None:
+                return JobFailed(
+                    event_id=stable_id(event.job_id, "failed", "prescreen"),
+                    job_id=event.job_id,
+                    stage="prescreen",
+                    reason=f"no candidate student is capable enough: {reason}; {await self._relax(event.job_id)}",
+                )
+            await publish(chosen)
+            return chosen
+        student = next((s for s in spec.students if s.name == plan.student), None)
+        if student is None:
+            return JobFailed(
+                event_id=stable_id(event.job_id, "failed", "attempt", plan.attempt),
+                job_id=event.job_id,
+                stage="training",
+                reason=f"attempt {plan.attempt} names student {plan.student!r}, which the spec does not list",
+            )
+        return StudentChosen(
+            job_id=event.job_id,
+            student=student.name,
+            model=student.model,
+            threshold=spec.distillation.prescreen_threshold,
+            screens=[],
+        )
+
+    async def _relax(self, job_id: str) -> str:
+        """Which constraint to relax, and by how much, when the pre-screen dropped every candidate."""
+        stored = await self._artifact_json(job_id, "training/prescreen.json") or {}
+        screens = [StudentScreen.model_validate(s) for s in stored.get("screens", [])]
+        if not screens:
+            return "add a student to the spec"
+        best = max(screens, key=lambda s: (s.screened_accuracy, -s.params))
+        return (
+            f"the best, {best.name}, screened {best.screened_accuracy:.0%}: lower distillation.prescreen_threshold "
+            f"to {best.screened_accuracy:.2f} or below, or add a larger student"
+        )
+
+    async def _accuracy_before(
+        self, job_id: str, files: AttemptFiles, plan: TrainingPlan, state: JobState, evaluate_base: Callable[[], Any]
+    ) -> dict[str, Any]:
+        """Where the attempt starts from: the attempt it continues, else the base (evaluated once per line)."""
+        continued = state.attempt(plan.resume_attempt) if plan.resume_attempt else None
+        if continued is not None:
+            return {"accuracy": continued.accuracy, "extractions": {}}
+        before = await self._artifact_json(job_id, files.before)
+        if before is None:
+            baseline = await asyncio.to_thread(evaluate_base)
+            before = {"accuracy": baseline.accuracy, "extractions": baseline.extraction_counts()}
+            await self._put_json(job_id, files.before, before)
+        return before
+
+    async def _start(self, job_id: str, files: AttemptFiles, plan: TrainingPlan, workdir: Path) -> Start:
+        """Resume the attempt's own newest checkpoint; else, continuing, the final one of the attempt continued."""
+        store = self.resources.artifacts
+        own = await self._artifact_json(job_id, files.latest)
+        continued = (
+            await self._artifact_json(job_id, AttemptFiles(plan.resume_attempt, plan.lineage).latest)
+            if plan.resume_attempt
+            else None
+        )
+        start_step = CheckpointRecord.model_validate(continued).step if continued else 0
+        if own is not None:
+            latest = CheckpointRecord.model_validate(own)
+            path = await get_dir(store, latest.uri, workdir / "resume" / f"checkpoint-{latest.step}")
+            log.info("job %s attempt %d resumes from step %d (%s)", job_id, plan.attempt, latest.step, latest.server_id)
+            return Start(path, start_step, latest.step, latest.wall_seconds)
+        if continued is not None:
+            record = CheckpointRecord.model_validate(continued)
+            path = await get_dir(store, record.uri, workdir / "continue" / f"checkpoint-{record.step}")
+            log.info("job %s attempt %d continues from step %d", job_id, plan.attempt, record.step)
+            return Start(path, start_step)
+        return Start()
+
+    async def run(
+        self, event: DataReady, state: JobState, publish: Publish, revision: int, plan: TrainingPlan | None = None
+    ) -> list[Event]:
+        plan = plan or TrainingPlan()
+        files = AttemptFiles.of(plan)
         spec = await self.resources.specs.get(event.job_id)
         task = task_for(spec.task)
         split = split_task(task, spec.task)
@@ -254,42 +407,28 @@ class TrainingRun:
                 shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
         shots = [r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r]
 
-        chosen, reason = await self.choose_student(event, spec, task, held_out, shots)
-        if chosen is None:
-            return [
-                JobFailed(
-                    event_id=stable_id(event.job_id, "failed", "prescreen"),
-                    job_id=event.job_id,
-                    stage="prescreen",
-                    reason=f"no candidate student is capable enough: {reason}; lower "
-                    "distillation.prescreen_threshold or add a larger student",
-                )
-            ]
-        await publish(chosen)
+        chosen = await self._student(event, plan, spec, task, held_out, shots, publish)
+        if isinstance(chosen, JobFailed):
+            return [chosen]
         base_path: str | Path = await asyncio.to_thread(resolve_model, chosen.model)
         items = [(task.student_prompt(e), e.id) for e in held_out]
         grader = Graded(task, held_out)
-
-        before = await self._artifact_json(event.job_id, "training/before.json")
-        if before is None:
-            baseline = await asyncio.to_thread(
-                evaluate_path, base_path, items, grader, max_new_tokens=self.settings.max_new_tokens
-            )
-            before = {"accuracy": baseline.accuracy, "extractions": baseline.extraction_counts()}
-            await self._put_json(event.job_id, "training/before.json", before)
-
-        latest_raw = await self._artifact_json(event.job_id, "checkpoints/latest.json")
-        latest = CheckpointRecord.model_validate(latest_raw) if latest_raw else None
-        resume_from: Path | None = None
-        if latest is not None:
-            resume_from = await get_dir(store, latest.uri, workdir / "resume" / f"checkpoint-{latest.step}")
-            log.info("job %s resumes from step %d (saved on %s)", event.job_id, latest.step, latest.server_id)
+        before = await self._accuracy_before(
+            event.job_id,
+            files,
+            plan,
+            state,
+            lambda: evaluate_path(base_path, items, grader, max_new_tokens=self.settings.max_new_tokens),
+        )
+        start = await self._start(event.job_id, files, plan, workdir)
+        price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
 
         server_id = self.settings.server_id
         loop = asyncio.get_running_loop()
         last_progress = 0.0
         planned_steps = 0  # known from the first step's progress report; checkpoints come after it
-        started_wall = latest.wall_seconds if latest else 0.0
+        t0 = time.monotonic()
+        out_of_allowance = False
 
         def on_checkpoint(step: int, path: Path) -> None:
             async def upload() -> None:
@@ -298,11 +437,11 @@ class TrainingRun:
                     log.info("job %s: not uploading checkpoint %d, revision %d is stale", event.job_id, step, revision)
                     return
                 # The revision in the name: a stale owner can never overwrite the new owner's files.
-                uri = await put_dir(store, event.job_id, f"checkpoints/r{revision}-step-{step}.tar.gz", path)
+                uri = await put_dir(store, event.job_id, files.checkpoint(revision, step), path)
                 record = CheckpointRecord(
-                    step=step, uri=uri, wall_seconds=started_wall + (time.monotonic() - t0), server_id=server_id
+                    step=step, uri=uri, wall_seconds=start.wall_seconds + (time.monotonic() - t0), server_id=server_id
                 )
-                await self._put_json(event.job_id, "checkpoints/latest.json", record.model_dump())
+                await self._put_json(event.job_id, files.latest, record.model_dump())
                 await publish(
                     TrainingProgress(
                         job_id=event.job_id,
@@ -311,6 +450,7 @@ class TrainingRun:
                         total_steps=max(step, planned_steps),
                         checkpoint_uri=uri,
                         trainer=self.settings.instance,
+                        attempt=plan.attempt,
                     )
                 )
 
@@ -334,11 +474,16 @@ class TrainingRun:
                 tokens_per_s=progress.tokens_per_second,
                 eta_s=progress.eta_seconds,
                 trainer=self.settings.instance,
+                attempt=plan.attempt,
             )
             asyncio.run_coroutine_threadsafe(publish(message), loop)
 
         def should_stop() -> bool:
-            return self.signals.must_stop(event.job_id, revision, generation)
+            nonlocal out_of_allowance
+            if plan.max_cost_usd is not None and price > 0:
+                spent = (start.wall_seconds + time.monotonic() - t0) / 3600 * price
+                out_of_allowance = out_of_allowance or spent >= plan.max_cost_usd
+            return out_of_allowance or self.signals.must_stop(event.job_id, revision, generation)
 
         async def stopped() -> list[Event]:
             """Stopped early: cancelled or moved (ack: the new server has its own assignment), or fenced
@@ -353,8 +498,10 @@ class TrainingRun:
             raise Redeliver(f"job {event.job_id} stopped on {server_id} (cut off); resuming from its checkpoint")
 
         config = training_config(spec)
+        if plan.max_steps is not None:
+            config.max_steps = plan.max_steps
         if config.method == "grpo" and config.warm_start_steps:
-            warm = await self._warm_start(event.job_id, base_path, config, workdir, should_stop, on_progress)
+            warm = await self._warm_start(event.job_id, files, base_path, config, workdir, should_stop, on_progress)
             if isinstance(warm, JobFailed):
                 return [warm]
             if warm is None:
@@ -368,7 +515,8 @@ class TrainingRun:
                 "job.id": event.job_id,
                 "server.id": server_id,
                 "training.method": config.method,
-                "training.resumed_from_step": latest.step if latest else 0,
+                "training.attempt": plan.attempt,
+                "training.resumed_from_step": start.resumed_from_step or start.start_step,
                 "data.records": len(train_records),
             },
         ) as span:
@@ -382,7 +530,7 @@ class TrainingRun:
                     Graded(task, list(split.train)),
                     config,
                     out,
-                    resume_from=resume_from,
+                    resume_from=start.checkpoint,
                     sink=_Sink(on_checkpoint),
                     should_stop=should_stop,
                     progress=on_progress,
@@ -394,14 +542,17 @@ class TrainingRun:
                     sft_dataset(train_records),
                     config,
                     out,
-                    resume_from=resume_from,
+                    resume_from=start.checkpoint,
                     sink=_Sink(on_checkpoint),
                     should_stop=should_stop,
                     progress=on_progress,
                 )
             span.set_attributes({"training.steps": result.global_step, "training.tokens": result.tokens_seen})
         if result.stopped_early:
-            return await stopped()
+            if not out_of_allowance or self.signals.must_stop(event.job_id, revision, generation):
+                return await stopped()
+            # Stopped by its allowance, not cut off: what it trained so far is the attempt's result.
+            log.info("job %s attempt %d: allowance spent at step %d", event.job_id, plan.attempt, result.global_step)
 
         after = await asyncio.to_thread(
             evaluate_path, result.model_dir, items, grader, max_new_tokens=self.settings.max_new_tokens
@@ -410,18 +561,24 @@ class TrainingRun:
         model_uri = await put_dir(
             store,
             event.job_id,
-            "model/adapter.tar.gz" if is_adapter else "model/full.tar.gz",
+            files.model(is_adapter),
             result.adapter_dir if result.adapter_dir is not None else result.model_dir,
         )
-        warm_start = await self._artifact_json(event.job_id, WARM_START_RECORD) if config.warm_start_steps else None
-        seconds = started_wall + result.wall_seconds + float((warm_start or {}).get("seconds", 0.0))
-        price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
+        warm_start = (
+            await self._artifact_json(event.job_id, files.warm_start_record)
+            if config.warm_start_steps and plan.action != "continue"
+            else None
+        )
+        seconds = start.wall_seconds + result.wall_seconds + float((warm_start or {}).get("seconds", 0.0))
         if not await self.still_mine(event.job_id, revision, generation):
             log.info("job %s: trained, but revision %d is stale: not announcing it", event.job_id, revision)
             return []
+        id_parts: tuple[object, ...] = (event.job_id, "trained", revision)
+        if plan.attempt > 1:
+            id_parts += ("attempt", plan.attempt)
         return [
             ModelTrained(
-                event_id=stable_id(event.job_id, "trained", revision),
+                event_id=stable_id(*id_parts),
                 job_id=event.job_id,
                 server_id=server_id,
                 student=chosen.student,
@@ -436,10 +593,12 @@ class TrainingRun:
                 training_seconds=seconds,
                 steps=result.global_step,
                 tokens=result.tokens_seen,
-                resumed_from_step=latest.step if latest else 0,
+                resumed_from_step=start.resumed_from_step,
                 cost_usd=seconds / 3600 * price,
                 trainer=self.settings.instance,
                 revision=revision,
+                attempt=plan.attempt,
+                start_step=start.start_step,
             )
         ]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stratos_shared.bus.names import EVENTS_STREAM, HEARTBEAT_PREFIX, heartbeat_subject, server_token
 from stratos_shared.contracts.events import (
+    AttemptDecided,
     DataProgress,
     DataReady,
     DeploymentAssigned,
@@ -39,6 +40,7 @@ EVENT_PUBLISHERS: dict[str, list[str]] = {
     "inventory": [ServerRegistered.SUBJECT, ServerDown.SUBJECT],
     "selector": [
         ServerChosen.SUBJECT,
+        AttemptDecided.SUBJECT,
         JobRejected.SUBJECT,
         JobFailed.SUBJECT,
         f"{TrainingAssigned.SUBJECT}.*",

@@ -247,6 +247,7 @@ class TrainingProgress(Event):
             return None
         return value
 
+    attempt: int = Field(default=1, ge=1, le=100, description="The training attempt this progress is of.")
     checkpoint_uri: str | None = None
     trainer: str | None = Field(
         default=None,
@@ -294,6 +295,13 @@ class ModelTrained(Event):
         description="The placement revision it was trained under (the fencing token): the ledger ignores a "
         "ModelTrained whose revision is older than the job's current placement.",
     )
+    attempt: int = Field(default=1, ge=1, le=100, description="Which training attempt of the job this is.")
+    start_step: int = Field(
+        default=0,
+        ge=0,
+        description="The step this attempt started from (a 'continue' attempt starts where the "
+        "attempt it continues ended); `steps - start_step` were trained in this attempt.",
+    )
 
 
 class ModelDeployed(Event):
@@ -311,6 +319,57 @@ class ModelDeployed(Event):
     latency_p50_ms: float
     latency_p95_ms: float
     accuracy: float = Field(ge=0, le=1)
+
+
+AttemptAction = Literal["continue", "next-student", "stop"]
+
+
+class TrainingPlan(_Part):
+    """What one training attempt trains: which student, up to which step, starting from where."""
+
+    attempt: int = Field(default=1, ge=1, le=100)
+    action: Literal["first", "continue", "next-student"] = Field(default="first", description="How it came about.")
+    student: str | None = Field(default=None, description="The student to train; unset: the pre-screen's choice.")
+    max_steps: int | None = Field(
+        default=None, gt=0, le=10_000_000, description="Train up to this global step; unset: the spec's training."
+    )
+    resume_attempt: int | None = Field(
+        default=None, ge=1, description="'continue': start from this attempt's final checkpoint."
+    )
+    lineage: int = Field(
+        default=1,
+        ge=1,
+        description="The attempt that started this student's line of training (its baseline and warm start).",
+    )
+    max_cost_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="The attempt's allowance: the trainer stops and evaluates what it has once training cost this "
+        "much (the budget left when it was decided); unset for the first attempt, which placement priced.",
+    )
+
+
+class AttemptDecided(Event):
+    """What the job does after a training attempt: another attempt (and which), or stop and deploy the best.
+
+    Published by the selector's ledger once per attempt (a stable id per attempt), from the job's attempts,
+    its pre-screen, its spec and the budget left; `stratos status` shows it and the report lists every attempt.
+    """
+
+    SUBJECT: ClassVar[str] = "stratos.evt.attempt.decided"
+    event_type: Literal["AttemptDecided"] = "AttemptDecided"
+    job_id: JobId
+    attempt: int = Field(ge=1, description="The attempt just trained and evaluated.")
+    action: AttemptAction
+    reason: str = Field(description="Why, in plain words (the target, the gain, the price, the budget).")
+    target: float = Field(ge=0, le=1)
+    target_met: bool
+    best_attempt: int = Field(ge=1, description="The attempt with the best held-out accuracy so far (deployed).")
+    best_accuracy: float = Field(ge=0, le=1)
+    spent_usd: float = Field(ge=0, description="Teacher, data and training spend so far.")
+    budget_left_usd: float = Field(description="Budget minus spend minus the serving the budget must cover.")
+    estimated_cost_usd: float = Field(default=0.0, ge=0, description="Price of the next attempt, estimated.")
+    next: TrainingPlan | None = Field(default=None, description="The next attempt, unless the action is stop.")
 
 
 # --- work assigned to one server -------------------------------------------------------------
@@ -337,6 +396,7 @@ class TrainingAssigned(_Assignment):
     SUBJECT: ClassVar[str] = "stratos.work.train"
     event_type: Literal["TrainingAssigned"] = "TrainingAssigned"
     data: DataReady = Field(description="The training set to train on.")
+    plan: TrainingPlan = Field(default_factory=TrainingPlan, description="Which attempt, which student, how far.")
 
 
 class DeploymentAssigned(_Assignment):
@@ -366,6 +426,7 @@ AnyEvent = Annotated[
     | TrainingProgress
     | ModelTrained
     | ModelDeployed
+    | AttemptDecided
     | TrainingAssigned
     | DeploymentAssigned,
     Field(discriminator="event_type"),
@@ -392,6 +453,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TrainingProgress,
         ModelTrained,
         ModelDeployed,
+        AttemptDecided,
         TrainingAssigned,
         DeploymentAssigned,
     )

@@ -217,6 +217,31 @@ class DistillationSpec(_Frozen):
     )
 
 
+class EscalationSpec(_Frozen):
+    """What Stratos may try when a trained student misses ``constraints.accuracy_target``.
+
+    After each attempt the selector's ledger picks the next rung, priced against the budget left: continue
+    training while accuracy still rises, else the next larger student that passed the pre-screen, else stop
+    and deploy the best attempt. A target of 0 (the default) never escalates. See docs/architecture.md, "Escalation".
+    """
+
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Training attempts in all, the first included (1: never escalate)."
+    )
+    continue_steps: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Steps a 'continue' attempt adds; unset: as many as the attempt before it trained.",
+    )
+    min_gain: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Held-out accuracy an attempt must have gained to count as still rising (worth continuing).",
+    )
+
+
 class JobSpec(_Frozen):
     """Everything a user submits."""
 
@@ -228,6 +253,7 @@ class JobSpec(_Frozen):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     selection: SelectionSpec = Field(default_factory=SelectionSpec)
     distillation: DistillationSpec = Field(default_factory=DistillationSpec)
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
 
     @model_validator(mode="after")
     def _unique_names(self) -> JobSpec:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.dispatch import assignments
+from stratos_selector.domain.escalation import decide
 from stratos_selector.domain.strategies import Infeasible, select
 from stratos_shared.contracts.events import (
     DataReady,
@@ -157,7 +158,10 @@ def test_work_is_assigned_to_the_current_placement_once_per_revision() -> None:
     assert assignments(ready)[0].event_id == train.event_id, "said again, it is a duplicate JetStream drops"
     [moved] = assignments(fold(ready, two))
     assert (moved.server_id, moved.revision) == (two.server.id, 2) and moved.event_id != train.event_id
-    [deploy] = assignments(fold(ready, two, trained(2, two.server.id)))
+    undecided = fold(ready, two, trained(2, two.server.id))
+    assert assignments(undecided) == [], "the ledger decides on the attempt before it assigns anything"
+    no_target = SPEC.model_copy(update={"constraints": SPEC.constraints.model_copy(update={"accuracy_target": 0.0})})
+    [deploy] = assignments(fold(undecided, decide(undecided, no_target)))
     assert isinstance(deploy, DeploymentAssigned) and deploy.server_id == two.server.id
     assert deploy.trained.revision == 2
     assert assignments(fold(ready, JobCancelRequested(job_id="j"))) == [], "a cancelled job has no work"
