@@ -79,3 +79,30 @@ def test_report_checks_the_accuracy_target_and_says_it_in_markdown() -> None:
     assert missed.serving["meets_accuracy_target"] is False and met.serving["meets_accuracy_target"] is True
     assert "against the 50.0% target (missed)" in markdown(missed)
     assert "target" not in markdown(build_report(with_target(0.0), state(results), SERVER, {"accuracy": 0.4}))
+
+
+def test_an_escalated_job_pays_for_every_attempt_and_lists_them() -> None:
+    from stratos_shared.jobs import Attempt, Decision
+    from stratos_shared.report import render_markdown
+
+    def attempt(n: int, action: str, student: str, accuracy: float, cost: float, then: str) -> Attempt:
+        return Attempt(
+            attempt=n, action=action, student=student, base_model=f"tiny:{student}", start_step=0, steps=100,
+            accuracy_before=0.0, accuracy=accuracy, cost_usd=cost, seconds=10.0,
+            decision=Decision(action=then, reason=f"after {n}"),
+        )  # fmt: skip
+
+    attempts = [
+        attempt(1, "first", "tiny-1m", 0.3, 0.25, "next-student"),
+        attempt(2, "next-student", "tiny-2m", 0.2, 0.5, "stop"),
+    ]
+    escalation = {"target": 0.5, "target_met": False, "best_attempt": 1, "reason": "target missed: best 30% < 50%"}
+    results = {"server": SERVER, "training": {"before": 0.0, "after": 0.3, "cost_usd": 0.25, "attempt": 1},
+               "escalation": escalation}  # fmt: skip
+    escalated = state(results).model_copy(update={"attempts": attempts})
+    report = build_report(spec(), escalated, SERVER, {"latency_p50_ms": 20.0, "accuracy": 0.3})
+    assert report.cost.training_usd == 0.75, "the attempt not deployed was paid for too"
+    assert [a["attempt"] for a in report.attempts] == [1, 2] and report.student["attempt"] == 1
+    text = render_markdown(report)
+    assert "### Attempts (target 50.0%: missed; deployed attempt 1)" in text
+    assert "| 2 | next-student | tiny-2m | 0→100 | 0.0%→20.0% | 0.5000 | 10 | stop |" in text
