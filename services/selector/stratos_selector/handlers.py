@@ -160,7 +160,9 @@ class Planner:
     async def table(self) -> ServerTable:
         """The servers that are up, as a table (cached per inventory version when following)."""
         records = self._records
-        if records is None:
+        if not records:
+            # Not following, or the watcher has not delivered the catalog yet (the selector started before the
+            # inventory wrote it, and a job came in first): read the bucket rather than call the catalog empty.
             items = await self.servers.items()
             return ServerTable.from_servers([r.spec for r in items.values() if self._placeable(r)])
         if self._up is None:
