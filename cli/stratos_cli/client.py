@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -126,17 +127,29 @@ async def wait_until_ready(url: str | None, timeout_s: float = 120.0) -> int:
 
 
 async def wait_for_workers(url: str | None, server_ids: list[str], timeout_s: float = 120.0) -> None:
-    """Block until each server's workers have heartbeated (the inventory marks it monitored): placeable."""
-    from stratos_shared.bus.kv import TypedKV
-    from stratos_shared.bus.names import SERVERS_BUCKET
-    from stratos_shared.contracts.servers import ServerRecord
+    """Block until each server is up and its workers have heartbeated since this call began: placeable now.
 
+    Since the call, not ever: a stack restarted on its old store still holds the last run's records (monitored,
+    and soon marked down by the inventory's reloaded deadlines), which say nothing about the workers of this run.
+    """
+    from stratos_shared.bus.kv import TypedKV
+    from stratos_shared.bus.names import LIVENESS_BUCKET, SERVERS_BUCKET
+    from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
+
+    started = time.time()
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with connect(url) as (_, js):
         servers = TypedKV(await js.key_value(SERVERS_BUCKET), ServerRecord)
+        beats = TypedKV(await js.key_value(LIVENESS_BUCKET), ServerLiveness)
         while True:
-            records = await servers.items()
-            waiting = [s for s in server_ids if not (s in records and records[s].monitored)]
+            records, liveness = await servers.items(), await beats.items()
+            waiting = [
+                s
+                for s in server_ids
+                if not (s in records and records[s].monitored and records[s].status == "up")
+                or s not in liveness
+                or liveness[s].last_seen < started
+            ]
             if not waiting:
                 return
             if asyncio.get_running_loop().time() > deadline:

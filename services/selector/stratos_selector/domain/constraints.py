@@ -95,7 +95,9 @@ def binding(table: ServerTable, feas: Feasibility) -> Binding:
     """Name the binding constraint of an all-infeasible table (see module docstring for the rule)."""
     n = len(table)
     if n == 0:
-        return Binding("catalog", None, "the server catalog is empty")
+        return Binding(
+            "catalog", None, "no server is up with live workers (the catalog is empty, or every server is down)"
+        )
     stacked = np.stack([feas.violations[name] for name in ORDER])
     broken = stacked.sum(axis=0)
     sole = (stacked & (broken == 1)).sum(axis=1)
