@@ -64,7 +64,9 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 progress_every=settings.progress_every,
             )
 
-    @events.handler(consumes=TeacherChosen, publishes=[DataReady, JobFailed], durable="data-synth", max_workers=2)
+    @events.handler(
+        consumes=TeacherChosen, publishes=[DataReady, DataProgress, JobFailed], durable="data-synth", max_workers=2
+    )
     async def on_teacher_chosen(event: TeacherChosen, ctx: HandlerContext) -> list[Event]:
         """Synthesise the training set in the chosen mode; fail clearly rather than train on too little data."""
         spec = await resources.specs.get(event.job_id)
