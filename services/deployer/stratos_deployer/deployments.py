@@ -30,14 +30,13 @@ from stratos_shared.contracts.events import DeploymentAssigned, JobCompleted, Mo
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_shared.jobs import JobState
+from stratos_shared.layout import Artifact, JobArtifacts, report_plot
 from stratos_shared.models import resolve_model
 from stratos_shared.report import render_markdown, render_plots
 from stratos_shared.tasks import Example
 
 log = logging.getLogger("stratos.deployer")
 tracer = trace.get_tracer("stratos.deployer")
-
-DEPLOYMENT_RECORD = "deployment/record.json"
 
 
 class Stoppable(Protocol):
@@ -104,10 +103,9 @@ class Deployments:
         """
         if job_id in self.by_job:
             return self.by_job[job_id]
-        uri = resources.artifacts.uri_for(job_id, DEPLOYMENT_RECORD)
-        if not await resources.artifacts.exists(uri):
+        raw = await JobArtifacts(resources.artifacts, job_id).get_json(Artifact.DEPLOYMENT_RECORD)
+        if raw is None:
             return None
-        raw = json.loads(await resources.artifacts.get_bytes(uri))
         deployed = ModelDeployed.model_validate(raw["deployed"])
         if deployed.server_id != server_id:
             return None  # served by another server's deployer: not ours to adopt or stop
@@ -233,7 +231,9 @@ class Deployer:
         await self.deployments.stop(trained.job_id)
         deployment = Deployment(trained, backend, deployed, serving)
         self.deployments.by_job[trained.job_id] = deployment
-        await self.resources.artifacts.put_bytes(trained.job_id, DEPLOYMENT_RECORD, deployment.record())
+        await JobArtifacts(self.resources.artifacts, trained.job_id).put(
+            Artifact.DEPLOYMENT_RECORD, deployment.record()
+        )
         return deployed, serving
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
@@ -269,18 +269,16 @@ class Deployer:
 
     async def write_report(self, spec: JobSpec, state: JobState, serving: dict[str, float | str]) -> str:
         report = build_report(spec, state, state.results.get("server", {}), dict(serving))
-        store = self.resources.artifacts
+        artifacts = JobArtifacts(self.resources.artifacts, state.job_id)
         plots: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:
             # Off the event loop: matplotlib takes seconds, and a blocked loop stops extending the message lease.
             rendered = await asyncio.to_thread(render_plots, report, Path(tmp))
             for name, path in rendered.items():
-                plots[name] = await store.put_bytes(state.job_id, f"report/{name}.png", path.read_bytes())
+                plots[name] = await artifacts.put(report_plot(name), path.read_bytes())
         report = report.model_copy(update={"plots": plots})
-        await store.put_bytes(state.job_id, "report/report.md", render_markdown(report).encode())
-        return await store.put_bytes(
-            state.job_id, "report/report.json", json.dumps(report.model_dump(mode="json"), indent=2).encode()
-        )
+        await artifacts.put(Artifact.REPORT_MD, render_markdown(report).encode())
+        return await artifacts.put_json(Artifact.REPORT_JSON, report.model_dump(mode="json"), indent=2)
 
 
 def completed(job_id: str, report_uri: str, deployed: ModelDeployed) -> JobCompleted:
