@@ -22,6 +22,7 @@ from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.jobs import JobState
 from stratos_shared.policy import InputPolicy
+from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task, build_task
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
@@ -92,6 +93,18 @@ def teacher_client(
             input_usd_per_1m=teacher.usd_per_1m_input_tokens, output_usd_per_1m=teacher.usd_per_1m_output_tokens
         ),
         cache=DirectoryCache(cache_dir),
+    )
+
+
+def teacher_client_for(teacher: TeacherSpec, settings: TeacherClientSettings) -> TeacherClient:
+    """`teacher_client` as a service's settings configure it (cache, policy, concurrency, timeout, retries)."""
+    return teacher_client(
+        teacher,
+        settings.resolved_teacher_cache_dir(),
+        policy=settings.input_policy(),
+        concurrency=settings.teacher_concurrency,
+        timeout_s=settings.teacher_timeout_s,
+        max_retries=settings.teacher_max_retries,
     )
 
 
