@@ -1,11 +1,10 @@
 """One job through the services' own domain code, in process: the decisions and the learning, not the delivery.
 
-The stages run in the order the events would drive them, calling what each
-service's handler calls: teacher-eval (``score_teachers``, ``choose_teacher``,
-``choose_mode`` on the stratified sample), data-synth (``synthesise`` against
-the teacher simulator served on a local port), trainer (``prescreen``,
-``train_sft`` with the job's ``training_config``, ``evaluate_path`` on the
-held-out split). NATS, KV, artifacts and checkpoints are left out: the
+The stages run in the order the events would drive them, calling the same
+functions each service's handler calls: teacher-eval (``decide_teacher``),
+data-synth (``synthesise_mode`` against the teacher simulator served on a local
+port), trainer (``screening.screen_students``, ``train_sft`` with the job's
+``training_config``, ``evaluate_path`` on the held-out split). NATS, KV, artifacts and checkpoints are left out: the
 experiments measure accuracy, not delivery (the e2e tests cover that).
 """
 
@@ -23,22 +22,20 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from stratos_data_synth.dataset import synthesise_mode
 from stratos_data_synth.settings import DataSynthSettings
-from stratos_data_synth.synthesis import synthesise
 from stratos_shared.contracts.events import DistillationMode, TeacherScore
 from stratos_shared.contracts.job import JobSpec, TeacherSpec
-from stratos_shared.jobcontext import split_task, task_for, teacher_client
+from stratos_shared.jobcontext import split_task, task_for
 from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Task
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
-from stratos_teacher_eval.domain import choose_mode, choose_teacher, stratified_sample
-from stratos_teacher_eval.evaluation import score_teachers
-from stratos_teacher_eval.settings import TeacherEvalSettings
-from stratos_trainer.domain.config import PrescreenConfig
+from stratos_teacher_eval.evaluation import decide_teacher
 from stratos_trainer.domain.data import sft_dataset
 from stratos_trainer.domain.evaluate import evaluate_path
-from stratos_trainer.domain.prescreen import PrescreenResult, prescreen
+from stratos_trainer.domain.prescreen import PrescreenResult
 from stratos_trainer.domain.sft import train_sft
+from stratos_trainer.screening import screen_students as stage_prescreen
 from stratos_trainer.settings import TrainerSettings
 from stratos_trainer.training import Graded, training_config
 
@@ -142,70 +139,39 @@ def held_out(spec: JobSpec, n: int) -> tuple[Task, list[Example]]:
     return task, split_task(task, spec.task).eval[:n]
 
 
+def teacher_settings(cache_dir: Path) -> DataSynthSettings:
+    """The stages' teacher client settings (shared by teacher-eval and data-synth), with the served simulator's
+    private response cache."""
+    return DataSynthSettings(teacher_cache_dir=cache_dir)
+
+
 async def evaluate_teachers(spec: JobSpec, cache_dir: Path, sample: Sequence[Example] | None = None) -> TeacherDecision:
-    """Teacher-eval's rule: score every teacher on a stratified held-out sample, pick teacher, then mode by tau."""
-    settings = TeacherEvalSettings()
-    task = task_for(spec.task)
-    if sample is None:
-        sample = stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
-    scores = await score_teachers(
-        spec.teachers,
-        task,
-        sample,
-        cache_dir=cache_dir,
-        policy=settings.input_policy(),
-        concurrency=settings.teacher_concurrency,
-        timeout_s=settings.teacher_timeout_s,
-        max_retries=settings.teacher_max_retries,
-    )
-    best = choose_teacher(scores)
-    if best is None:
-        raise RuntimeError(f"no teacher could be scored: {[s.error for s in scores]}")
-    return TeacherDecision(list(scores), best, choose_mode(best.accuracy, spec.distillation.tau))
+    """Teacher-eval's decision (`decide_teacher`): every teacher scored on a stratified held-out sample (or on
+    `sample`), the teacher chosen, then the mode by tau."""
+    decision = await decide_teacher(spec, task_for(spec.task), teacher_settings(cache_dir), sample)
+    if decision.chosen is None:
+        raise RuntimeError(decision.no_teacher_reason())
+    return TeacherDecision(list(decision.scores), decision.chosen, decision.mode)
 
 
 async def synthesise_data(spec: JobSpec, teacher: str, mode: DistillationMode, cache_dir: Path) -> Synthesised:
-    """Data-synth's rule for ``mode`` over the training split (no budget cap: simulated teachers are free)."""
-    settings = DataSynthSettings()
-    task = task_for(spec.task)
-    train = split_task(task, spec.task).train
-    chosen = next(t for t in spec.teachers if t.name == teacher)
-    async with teacher_client(
-        chosen,
-        cache_dir,
-        policy=settings.input_policy(),
-        concurrency=settings.teacher_concurrency,
-        timeout_s=settings.teacher_timeout_s,
-        max_retries=settings.teacher_max_retries,
-    ) as client:
-        outcome = await synthesise(
-            task,
-            train,
-            mode,
-            client,
-            spec.distillation,
-            temperature=settings.sampling_temperature,
-            budget_usd=spec.constraints.budget_usd,
-        )
+    """Data-synth's synthesis in ``mode`` over the training split (`synthesise_mode`; no fallback: the experiments
+    choose the mode)."""
+    settings = teacher_settings(cache_dir)
+    outcome = await synthesise_mode(spec, teacher, mode, settings, budget_usd=spec.constraints.budget_usd)
     builder = outcome.builder
-    return Synthesised(builder.records(train), builder.asked, dict(builder.rejected))
+    return Synthesised(
+        builder.records(split_task(task_for(spec.task), spec.task).train), builder.asked, dict(builder.rejected)
+    )
 
 
 def screen_students(spec: JobSpec, records: list[dict[str, Any]], threshold: float = 0.0) -> PrescreenResult:
-    """The trainer's pre-screen: each candidate answers held-out items with verified traces shown in context."""
+    """The trainer's pre-screen (`stratos_trainer.screening`): each candidate answers held-out items with verified
+    traces shown in context."""
     settings = trainer_settings()
     task, items = held_out(spec, settings.eval_samples)
     shots = [r["messages"] for r in records[: settings.prescreen_shots]]
-    config = PrescreenConfig(
-        k_shots=settings.prescreen_shots,
-        n_eval=settings.prescreen_items,
-        threshold=threshold,
-        tolerance=settings.prescreen_tolerance,
-        max_new_tokens=settings.max_new_tokens,
-        seed=spec.task.seed,
-    )
-    candidates = [resolve_model(s.model) for s in spec.students]
-    return prescreen(candidates, shots, [(task.student_prompt(e), e.id) for e in items], Graded(task, items), config)
+    return stage_prescreen(spec, task, items, shots, settings, threshold)
 
 
 @dataclass(frozen=True)

@@ -384,7 +384,7 @@ def up(
     auth: Annotated[bool, typer.Option(help="Per-service NATS users: each may publish only its own events.")] = True,
 ) -> None:
     """Start embedded NATS (or use NATS_URL), the control services, and N servers' workers as processes."""
-    from stratos_inventory.sources.catalog import load_catalog
+    from stratos_shared.catalog import load_catalog
 
     home = client.home_dir()
     existing = StackState.load(home)

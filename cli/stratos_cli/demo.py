@@ -201,7 +201,7 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False, real
         )
         for service in CONTROL:
             pids[service] = launch_service(service, home, env)
-        from stratos_inventory.sources.catalog import load_catalog
+        from stratos_shared.catalog import load_catalog
 
         servers = choose_servers([s.id for s in load_catalog(EXAMPLES / "servers.yaml")], SERVERS)
         for index, server_id in enumerate(servers):

@@ -17,14 +17,6 @@ class InvalidEventError(StratosError):
         self.job_id = job_id
 
 
-class InvalidJobSpecError(StratosError):
-    """A job spec failed validation; `errors` lists 'field: problem' lines."""
-
-    def __init__(self, source: str, errors: list[str]) -> None:
-        super().__init__(f"{source} is not a valid job spec:\n  " + "\n  ".join(errors))
-        self.errors = errors
-
-
 class ArtifactError(StratosError):
     """An artifact could not be stored or read, or its name/URI is not allowed."""
 
@@ -33,14 +25,23 @@ class JobStateError(StratosError):
     """A job's state or spec is missing or inconsistent."""
 
 
-class StageFailure(StratosError):
-    """A stage cannot succeed for this job (not a transient fault): the job fails with this reason."""
-
-    def __init__(self, stage: str, reason: str) -> None:
-        super().__init__(f"{stage}: {reason}")
-        self.stage = stage
-        self.reason = reason
-
-
 class PolicyError(StratosError):
     """A job spec references something the operator's input policy refuses (a path, a secret, a network)."""
+
+
+class UndeclaredEventError(StratosError):
+    """A handler or publisher tried to publish an event type it did not declare (a wiring bug, not bad input)."""
+
+
+class Redeliver(StratosError):
+    """Hand the message back to the queue now: not a failure (e.g. a trainer cut off from NATS hands its job back).
+
+    Not FastStream's ``NackMessage``: our consumers use manual acks and the event router's own pull loop
+    (`stratos_shared.bus.handler`) acks, naks with backoff and dead-letters itself. It catches this before
+    its generic failure path, so handing back neither counts as a failed attempt nor dead-letters; a
+    ``NackMessage`` raised inside that loop would be just another exception to it.
+    """
+
+    def __init__(self, reason: str, delay_s: float = 0.5) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s

@@ -7,7 +7,9 @@ passing lists around, and the held-out split can never leak into training.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +22,7 @@ from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.jobs import JobState
 from stratos_shared.policy import InputPolicy
+from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task, build_task
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
@@ -93,6 +96,18 @@ def teacher_client(
     )
 
 
+def teacher_client_for(teacher: TeacherSpec, settings: TeacherClientSettings) -> TeacherClient:
+    """`teacher_client` as a service's settings configure it (cache, policy, concurrency, timeout, retries)."""
+    return teacher_client(
+        teacher,
+        settings.resolved_teacher_cache_dir(),
+        policy=settings.input_policy(),
+        concurrency=settings.teacher_concurrency,
+        timeout_s=settings.teacher_timeout_s,
+        max_retries=settings.teacher_max_retries,
+    )
+
+
 class SpecReader:
     """Reads accepted job specs (written by the selector before any stage runs); bound once connected."""
 
@@ -106,6 +121,10 @@ class SpecReader:
         if found is None:
             raise JobStateError(f"job {job_id} has no accepted spec in the specs bucket")
         return found[0]
+
+
+LEDGER_WAIT_S = 10.0
+"""How long a worker waits for the ledger to show what the work it was given implies."""
 
 
 class StageResources:
@@ -136,6 +155,22 @@ class StageResources:
     async def job_state(self, job_id: str) -> JobState | None:
         found = await self.jobs.get(job_id)
         return found[0] if found else None
+
+    async def wait_for_state(
+        self, job_id: str, ready: Callable[[JobState], bool], missing: str, timeout_s: float = LEDGER_WAIT_S
+    ) -> JobState:
+        """The job's ledger entry once `ready` holds: the ledger folds events a moment after a worker sees the
+        work they caused. After `timeout_s` a `JobStateError` says the job is `missing` (e.g. "a placement at
+        revision 2"), and the message is redelivered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            state = await self.job_state(job_id)
+            if state is not None and ready(state):
+                return state
+            if loop.time() > deadline:
+                raise JobStateError(f"job {job_id} is not in the ledger with {missing} yet")
+            await asyncio.sleep(0.2)
 
     async def bind(self, runtime: ServiceRuntime) -> None:
         self.specs.kv = TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec)

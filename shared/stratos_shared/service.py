@@ -93,6 +93,8 @@ class ServiceRuntime:
         await ensure_infrastructure(self.js, replicas=self.settings.replicas)
         for hook in self.on_start:
             await hook(self)
+        for router in self.routers:  # after the hooks: a signal may need what they bind (the inventory's records)
+            await router.start_signals(self.nc)
         await self.broker.start()
         if self.meter_provider is not None:
             self.spawn(self._watch_lag())

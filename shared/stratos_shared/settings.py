@@ -105,6 +105,25 @@ class StratosSettings(BaseSettings):
         return self.trace_dir or self.home / "traces"
 
 
+class TeacherClientSettings(StratosSettings):
+    """What a service that asks teachers needs (teacher-eval, data-synth): one definition, the same defaults."""
+
+    teacher_concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight per teacher.")
+    teacher_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
+    teacher_max_retries: int = Field(
+        default=4, ge=0, le=20, description="Retries of a failed request (429, 5xx, timeouts) before giving up on it."
+    )
+
+    teacher_cache_dir: Path | None = Field(
+        default=None,
+        description="The teachers' response cache (a restarted stage re-uses every answer it already paid for); "
+        "default: <home>/cache/teachers.",
+    )
+
+    def resolved_teacher_cache_dir(self) -> Path:
+        return self.teacher_cache_dir or self.home / "cache" / "teachers"
+
+
 def default_instance() -> str:
     """host:pid: unique per process, even for N workers on one host."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -19,7 +19,6 @@ handled twice (seen in the 500-job run: see the report of issue 10).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 
@@ -34,26 +33,20 @@ from stratos_shared.contracts.events import (
     StudentChosen,
     StudentScreen,
 )
-from stratos_shared.errors import JobStateError
 from stratos_shared.jobcontext import StageResources
 from stratos_shared.jobs import JobState
 from stratos_shared.service import ServiceRuntime
 from stratos_shared.settings import StratosSettings
 
-LEDGER_WAIT_S = 10.0
-"""As long as the real trainer and deployer wait for the ledger to show what they need."""
-
 
 async def ledger_state(resources: StageResources, job_id: str, *, needs_training: bool) -> JobState:
-    """The job's ledger entry once it shows a placement (and training results for the deployer)."""
-    deadline = asyncio.get_running_loop().time() + LEDGER_WAIT_S
-    while True:
-        state = await resources.job_state(job_id)
-        if state is not None and state.server_id and (not needs_training or "training" in state.results):
-            return state
-        if asyncio.get_running_loop().time() > deadline:
-            raise JobStateError(f"job {job_id} is not in the ledger with what this stage needs yet")
-        await asyncio.sleep(0.1)
+    """The job's ledger entry once it shows a placement (and training results for the deployer), waiting as
+    long as the real trainer and deployer do."""
+
+    def ready(state: JobState) -> bool:
+        return bool(state.server_id) and (not needs_training or "training" in state.results)
+
+    return await resources.wait_for_state(job_id, ready, "what this stage needs")
 
 
 class TrainerDouble:

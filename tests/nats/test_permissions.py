@@ -56,16 +56,18 @@ async def test_service_credential_cannot_publish_another_services_event(tmp_path
 
 
 def test_permission_table_matches_what_each_service_declares() -> None:
-    """Every event a service's handlers declare they publish is allowed for that service's user."""
+    """Every event a service declares it publishes (its handlers' and its background publishers') is allowed for
+    that service's user; `test_services_publish_and_subscribe_only_through_their_declarations` checks nothing
+    is published or subscribed around the declarations."""
     from stratos_data_synth.handlers import build_events as data_synth
     from stratos_data_synth.settings import DataSynthSettings
-    from stratos_deployer.handlers import Deployments
+    from stratos_deployer.deployments import Deployments
     from stratos_deployer.handlers import build_events as deployer
     from stratos_deployer.settings import DeployerSettings
-    from stratos_inventory.handlers import Inventory
     from stratos_inventory.handlers import build_events as inventory
-    from stratos_selector.handlers import Planner
+    from stratos_inventory.servers import Inventory, InventoryMonitor
     from stratos_selector.handlers import build_events as selector
+    from stratos_selector.planner import Planner
     from stratos_selector.settings import SelectorSettings
     from stratos_shared.bus.permissions import server_permissions
     from stratos_shared.jobcontext import StageResources
@@ -81,21 +83,17 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     }
     allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
     for service, router in workers.items():  # a server's workers publish under the server's credential
-        declared = {cls.SUBJECT for spec in router.specs for cls in spec.publishes}
+        declared = {cls.SUBJECT for cls in router.publishes}
         assert declared <= set(allowed), (service, declared - set(allowed))
     routers = {
-        "inventory": inventory(Inventory()),
+        "inventory": inventory(Inventory(), monitor=InventoryMonitor(Inventory(), timeout_s=8.0, check_s=1.0)),
         "selector": selector(Planner(), SelectorSettings().input_policy()),
         "teacher-eval": teacher_eval(TeacherEvalSettings(), StageResources()),
         "data-synth": data_synth(DataSynthSettings(), StageResources()),
     }
     for service, router in routers.items():
         # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*
-        declared = {
-            f"{cls.SUBJECT}.*" if hasattr(cls, "routed_subject") else cls.SUBJECT
-            for spec in router.specs
-            for cls in spec.publishes
-        }
+        declared = {f"{cls.SUBJECT}.*" if hasattr(cls, "routed_subject") else cls.SUBJECT for cls in router.publishes}
         assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
 
 

@@ -1,19 +1,17 @@
-"""Wires the data-synth service: settings -> telemetry -> broker -> handlers."""
+"""Wires the data-synth service: settings -> telemetry -> broker -> handlers (the shared stage factory)."""
 
 from __future__ import annotations
 
 from stratos_data_synth.handlers import build_events
 from stratos_data_synth.settings import DataSynthSettings
-from stratos_shared.jobcontext import StageResources
 from stratos_shared.service import ServiceRuntime, run_service
+from stratos_shared.stage import build_stage
 
 SERVICE = "data-synth"
 
 
 def build(settings: DataSynthSettings | None = None) -> ServiceRuntime:
-    settings = settings or DataSynthSettings()
-    resources = StageResources()
-    return ServiceRuntime(SERVICE, settings, [build_events(settings, resources)], on_start=[resources.bind])
+    return build_stage(SERVICE, settings or DataSynthSettings(), build_events)
 
 
 def run() -> None:

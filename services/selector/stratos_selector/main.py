@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from stratos_selector.handlers import Planner, build_events
+from stratos_selector.handlers import build_events
 from stratos_selector.placements import JobPlacement, Placements, ServerLoad
+from stratos_selector.planner import Planner
 from stratos_selector.settings import SelectorSettings
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, PLACEMENTS_BUCKET, SERVERS_BUCKET, SPECS_BUCKET

@@ -10,15 +10,14 @@ once) can never double-book a server.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
-from stratos_shared.bus.kv import MAX_CAS_ATTEMPTS, TypedKV
+from stratos_shared.bus.kv import MAX_CAS_ATTEMPTS, Follow, TypedKV, follow
 
 
 class JobPlacement(BaseModel):
@@ -74,26 +73,13 @@ class Placements:
 
     # --- the local copy of the server.* keys --------------------------------------------------
 
-    async def follow_loads(self) -> Callable[[], Awaitable[None]]:
+    async def follow_loads(self) -> Follow:
         """Load the current server.* keys and return the loop that keeps them current (run it in the background)."""
-        watcher = await self.loads.kv.watch("server.>")
         self._cache = {}
-        async for entry in watcher:
-            if entry is None:  # end of the initial values
-                break
-            self._apply(entry)
+        return await follow(self.loads.kv, self._apply, self._stop_following, keys="server.>")
 
-        async def follow() -> None:
-            try:
-                async for entry in watcher:
-                    if entry is not None:
-                        self._apply(entry)
-            finally:
-                self._cache = None  # fall back to reading KV
-                with contextlib.suppress(Exception):
-                    await watcher.stop()  # type: ignore[no-untyped-call]
-
-        return follow
+    def _stop_following(self) -> None:
+        self._cache = None  # fall back to reading KV
 
     def _apply(self, entry: KeyValue.Entry) -> None:
         if self._cache is None:

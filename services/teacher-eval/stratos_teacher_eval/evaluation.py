@@ -1,21 +1,25 @@
-"""Scoring one teacher on the job's sample through the shared teacher client."""
+"""Scoring the teachers on the job's sample through the shared teacher client, and the stage's decision.
+
+`decide_teacher` is what teacher-eval decides for a job (and what the experiments call): every candidate
+scored on the same stratified held-out sample, the teacher chosen, then the mode by tau.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from stratos_shared.contracts.events import TeacherScore
-from stratos_shared.contracts.job import TeacherSpec
-from stratos_shared.jobcontext import teacher_client
-from stratos_shared.policy import InputPolicy
+from stratos_shared.contracts.events import DistillationMode, TeacherScore
+from stratos_shared.contracts.job import JobSpec, TeacherSpec
+from stratos_shared.jobcontext import split_task, teacher_client_for
+from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task
 from stratos_shared.teacher.errors import TeacherError
-from stratos_teacher_eval.domain import percentile, wilson_interval
+from stratos_teacher_eval.domain import choose_mode, choose_teacher, percentile, stratified_sample, wilson_interval
 
 tracer = trace.get_tracer("stratos.teacher_eval")
 
@@ -24,12 +28,7 @@ async def score_teacher(
     teacher: TeacherSpec,
     task: Task,
     sample: Sequence[Example],
-    *,
-    cache_dir: Path,
-    policy: InputPolicy,
-    concurrency: int,
-    timeout_s: float,
-    max_retries: int,
+    settings: TeacherClientSettings,
 ) -> TeacherScore:
     """Ask the teacher every sampled question once (greedy), grade, and summarise; failures are counted, not raised."""
     with tracer.start_as_current_span("teacher-eval.score", attributes={"teacher.name": teacher.name}) as span:
@@ -37,14 +36,7 @@ async def score_teacher(
         errors: list[str] = []
         latencies: list[float] = []
         try:
-            client = teacher_client(
-                teacher,
-                cache_dir,
-                policy=policy,
-                concurrency=concurrency,
-                timeout_s=timeout_s,
-                max_retries=max_retries,
-            )
+            client = teacher_client_for(teacher, settings)
         except TeacherError as exc:
             return TeacherScore(
                 name=teacher.name,
@@ -94,31 +86,39 @@ async def score_teacher(
 
 
 async def score_teachers(
-    teachers: Sequence[TeacherSpec],
-    task: Task,
-    sample: Sequence[Example],
-    *,
-    cache_dir: Path,
-    policy: InputPolicy,
-    concurrency: int,
-    timeout_s: float,
-    max_retries: int,
+    teachers: Sequence[TeacherSpec], task: Task, sample: Sequence[Example], settings: TeacherClientSettings
 ) -> list[TeacherScore]:
-    """Every candidate scored on the same sample at once (the service and the experiments call this)."""
-    return list(
-        await asyncio.gather(
-            *(
-                score_teacher(
-                    teacher,
-                    task,
-                    sample,
-                    cache_dir=cache_dir,
-                    policy=policy,
-                    concurrency=concurrency,
-                    timeout_s=timeout_s,
-                    max_retries=max_retries,
-                )
-                for teacher in teachers
-            )
-        )
-    )
+    """Every candidate scored on the same sample at once."""
+    return list(await asyncio.gather(*(score_teacher(teacher, task, sample, settings) for teacher in teachers)))
+
+
+@dataclass(frozen=True)
+class TeacherDecision:
+    """What TeacherChosen says: every score, the sample they were measured on, the chosen teacher and the mode."""
+
+    scores: list[TeacherScore]
+    sample: list[Example]
+    chosen: TeacherScore | None
+    """None when no teacher could be scored at all."""
+    mode: DistillationMode
+
+    def no_teacher_reason(self) -> str:
+        reasons = "; ".join(f"teacher '{s.name}': {s.error}" for s in self.scores)
+        return f"no teacher could be scored, every one is unreachable or failing ({reasons})"
+
+
+def eval_sample(spec: JobSpec, task: Task) -> list[Example]:
+    """The stratified held-out sample the teachers answer (the same for every teacher, and on every replay)."""
+    return stratified_sample(split_task(task, spec.task).eval, spec.distillation.eval_samples, spec.task.seed)
+
+
+async def decide_teacher(
+    spec: JobSpec, task: Task, settings: TeacherClientSettings, sample: Sequence[Example] | None = None
+) -> TeacherDecision:
+    """Score every teacher on `sample` (default: the stratified held-out sample), pick the teacher (accuracy, then
+    cost, then latency), then the mode: alignment if its accuracy reaches tau, injection otherwise."""
+    chosen_sample = list(sample) if sample is not None else eval_sample(spec, task)
+    scores = await score_teachers(spec.teachers, task, chosen_sample, settings)
+    best = choose_teacher(scores)
+    mode = choose_mode(best.accuracy, spec.distillation.tau) if best is not None else "injection"
+    return TeacherDecision(scores, chosen_sample, best, mode)

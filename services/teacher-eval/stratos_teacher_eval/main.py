@@ -1,9 +1,9 @@
-"""Wires the teacher-eval service: settings -> telemetry -> broker -> handlers."""
+"""Wires the teacher-eval service: settings -> telemetry -> broker -> handlers (the shared stage factory)."""
 
 from __future__ import annotations
 
-from stratos_shared.jobcontext import StageResources
 from stratos_shared.service import ServiceRuntime, run_service
+from stratos_shared.stage import build_stage
 from stratos_teacher_eval.handlers import build_events
 from stratos_teacher_eval.settings import TeacherEvalSettings
 
@@ -11,9 +11,7 @@ SERVICE = "teacher-eval"
 
 
 def build(settings: TeacherEvalSettings | None = None) -> ServiceRuntime:
-    settings = settings or TeacherEvalSettings()
-    resources = StageResources()
-    return ServiceRuntime(SERVICE, settings, [build_events(settings, resources)], on_start=[resources.bind])
+    return build_stage(SERVICE, settings or TeacherEvalSettings(), build_events)
 
 
 def run() -> None:

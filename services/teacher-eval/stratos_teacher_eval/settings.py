@@ -1,13 +1,9 @@
-"""Teacher-eval settings (environment prefix STRATOS_)."""
+"""Teacher-eval settings (environment prefix STRATOS_): the shared teacher client settings, nothing of its own."""
 
 from __future__ import annotations
 
-from pydantic import Field
-
-from stratos_shared.settings import StratosSettings
+from stratos_shared.settings import TeacherClientSettings
 
 
-class TeacherEvalSettings(StratosSettings):
-    teacher_concurrency: int = Field(default=16, ge=1, le=1024, description="Requests in flight per teacher.")
-    teacher_timeout_s: float = Field(default=60.0, gt=0, description="Per-request timeout.")
-    teacher_max_retries: int = Field(default=3, ge=0, le=20)
+class TeacherEvalSettings(TeacherClientSettings):
+    """Teacher concurrency, timeout and retries, as data-synth has them (`TeacherClientSettings`)."""

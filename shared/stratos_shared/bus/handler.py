@@ -19,21 +19,29 @@ The wrapper owns delivery semantics so every handler behaves the same:
   (de-duplicated), and only then is the input acked;
 - an exception naks with backoff; at ``max_deliver`` the message goes to the
   dead-letter subject instead of looping forever.
+
+Everything else a service hears or says is declared on the same router, so its declarations are the
+complete wiring map (the permission test reads them): `signal` for a core-NATS subscription every process
+hears (re-plans and cancels for a running trainer, heartbeats for the inventory), `publisher` for events
+published by a background loop rather than in answer to a consumed event (the heartbeat monitor). Publishing
+an event that was not declared raises `UndeclaredEventError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
@@ -41,13 +49,17 @@ from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import JobCancelRequested, JobFailed
 from stratos_shared.contracts.parsing import load_json, parse_event
-from stratos_shared.errors import InvalidEventError
+from stratos_shared.errors import InvalidEventError, UndeclaredEventError
+from stratos_shared.errors import Redeliver as Redeliver  # where handlers (training.py) have imported it from
 from stratos_shared.logs import job_context
 from stratos_shared.metrics import events_handled, handling_seconds
 
 log = logging.getLogger("stratos.bus")
 
 E = TypeVar("E", bound=Event)
+D = TypeVar("D")
+P = ParamSpec("P")
+R = TypeVar("R")
 HandlerResult = Event | Sequence[Event] | None
 InvalidCallback = Callable[[InvalidEventError, str], Sequence[Event]]
 
@@ -107,12 +119,11 @@ async def dead_letter(broker: NatsBroker, raw: Msg, service: str, reason: str) -
     await broker.publish(redact(raw.data), subject=dlq_subject(raw.subject), headers=headers, stream=DLQ_STREAM)
 
 
-class Redeliver(Exception):
-    """Hand the message back to the queue now: not a failure (e.g. a training job moving to another server)."""
-
-    def __init__(self, reason: str, delay_s: float = 0.5) -> None:
-        super().__init__(reason)
-        self.delay_s = delay_s
+def check_declared(event: Event, declared: tuple[type[Event], ...], who: str) -> None:
+    """Refuse to publish what `who` did not declare: the declarations are the wiring map permissions follow."""
+    if not isinstance(event, declared):
+        names = ", ".join(cls.__name__ for cls in declared) or "nothing"
+        raise UndeclaredEventError(f"{who} may publish only what it declares ({names}), not {event.event_type}")
 
 
 @dataclass
@@ -124,14 +135,30 @@ class HandlerContext:
     delivery: int
     subject: str
     published: list[Event] = field(default_factory=list)
+    declared: tuple[type[Event], ...] = (Event,)
+    """What the handler declared it publishes; `publish` refuses anything else."""
+    handler: str = "handler"
 
     async def publish(self, event: Event) -> None:
         """Publish now (progress events); final results are better returned."""
+        check_declared(event, self.declared, f"{self.service} {self.handler}")
         await publish_event(self.broker, event)
         self.published.append(event)
 
 
 Handler = Callable[[E, HandlerContext], Awaitable[HandlerResult]]
+Signal = Callable[[E, str], Awaitable[None]]
+"""A signal handler: the event and the subject it came on."""
+
+
+def bind(fn: Callable[Concatenate[D, P], Awaitable[R]], deps: D) -> Callable[P, Awaitable[R]]:
+    """The module-level handler (or signal) `fn(deps, event, ...)` with its dependencies bound, named and documented
+    as `fn`: what the router registers, while `fn` itself stays importable and callable without a broker."""
+
+    async def bound(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await fn(deps, *args, **kwargs)
+
+    return functools.update_wrapper(bound, fn)
 
 
 @dataclass(frozen=True)
@@ -144,6 +171,29 @@ class HandlerSpec(Generic[E]):
     durable: str
 
 
+@dataclass(frozen=True)
+class SignalSpec(Generic[E]):
+    """A core-NATS subscription (no durable, no ack): every process hears it; a lost one costs nothing."""
+
+    name: str
+    consumes: type[E]
+    subject: str
+    fn: Signal[E]
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """Events published outside a handler (a background loop, a start-up load), declared like a handler's."""
+
+    router: EventRouter
+    name: str
+    publishes: tuple[type[Event], ...]
+
+    async def publish(self, event: Event) -> None:
+        check_declared(event, self.publishes, f"{self.router.service} {self.name}")
+        await publish_event(self.router._broker(), event)
+
+
 class EventRouter:
     """A FastStream router whose handlers declare the events they consume and publish."""
 
@@ -153,7 +203,52 @@ class EventRouter:
         self.max_deliver = max_deliver
         self.ack_wait_s = ack_wait_s
         self.specs: list[HandlerSpec[Any]] = []
+        self.signals: list[SignalSpec[Any]] = []
+        self.publishers: list[Publisher] = []
         self.broker: NatsBroker | None = None
+
+    @property
+    def publishes(self) -> set[type[Event]]:
+        """Every event this router's service may publish: its handlers' and its publishers' declarations."""
+        declared = {cls for spec in self.specs for cls in spec.publishes}
+        return declared | {cls for publisher in self.publishers for cls in publisher.publishes}
+
+    def publisher(self, name: str, publishes: Sequence[type[Event]]) -> Publisher:
+        """Declare events `name` (a background loop) publishes; publish them through the returned object."""
+        for out in publishes:
+            self.router.publisher(out.SUBJECT, schema=out, title=f"{self.service}:{out.__name__}")
+        declared = Publisher(self, name, tuple(publishes))
+        self.publishers.append(declared)
+        return declared
+
+    def signal(self, *, consumes: type[E], subject: str | None = None) -> Callable[[Signal[E]], Signal[E]]:
+        """Register `fn(event, subject)` as a core-NATS subscription to `subject` (default `consumes.SUBJECT`).
+
+        For what every process of a service must hear at once and may miss (a running trainer's re-plan and
+        cancel signals, heartbeats): an invalid payload is ignored (the durable consumers dead-letter it) and an
+        error is logged, never redelivered.
+        """
+
+        def decorate(fn: Signal[E]) -> Signal[E]:
+            self.signals.append(SignalSpec(fn.__name__, consumes, subject or consumes.SUBJECT, fn))
+            return fn
+
+        return decorate
+
+    async def start_signals(self, nc: Client) -> None:
+        """Subscribe the declared signals (the service runtime calls this once connected)."""
+        for spec in self.signals:
+            await nc.subscribe(spec.subject, cb=functools.partial(self._signal, spec))
+
+    async def _signal(self, spec: SignalSpec[Any], msg: Msg) -> None:
+        try:
+            event = parse_event(spec.consumes, msg.data)
+        except InvalidEventError:
+            return
+        try:
+            await spec.fn(event, msg.subject)
+        except Exception:  # a signal is best effort: the next one (or the durable path) catches up
+            log.debug("%s signal %s failed on %s", self.service, spec.name, msg.subject, exc_info=True)
 
     def handler(
         self,
@@ -268,13 +363,19 @@ class EventRouter:
         raw: Msg = msg.raw_message
         broker = self._broker()
         delivery = raw.metadata.num_delivered
-        ctx = HandlerContext(broker=broker, service=self.service, delivery=delivery, subject=raw.subject)
+        ctx = HandlerContext(
+            broker=broker,
+            service=self.service,
+            delivery=delivery,
+            subject=raw.subject,
+            declared=allowed,
+            handler=fn.__name__,
+        )
         keep_alive = asyncio.create_task(self._extend_lease(raw))
         try:
             result = _as_list(await fn(event, ctx))
             for out in result:
-                if not isinstance(out, allowed):
-                    raise TypeError(f"{fn.__name__} returned {type(out).__name__}, which it does not declare")
+                check_declared(out, allowed, f"{self.service} {fn.__name__}")
                 await publish_event(broker, out)
             # one line per handled event: with the job id and trace id attached, a job's path reads from the logs
             # (at INFO when it moved the job on; the ledger folding progress events stays at DEBUG)
@@ -295,8 +396,14 @@ class EventRouter:
                 await self._fail_job(event, raw, delivery, reason)
                 await msg.ack()
             else:
+                # With the traceback: "TimeoutError: nats: timeout" alone does not say which call timed out.
                 log.warning(
-                    "%s failed on %s (delivery %d), will retry: %s", self.service, raw.subject, delivery, reason
+                    "%s failed on %s (delivery %d), will retry: %s",
+                    self.service,
+                    raw.subject,
+                    delivery,
+                    reason,
+                    exc_info=exc,
                 )
                 await raw.nak(delay=retry_delay_s(delivery))
             return

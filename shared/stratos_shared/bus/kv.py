@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
@@ -88,3 +89,31 @@ class TypedKV(Generic[M]):
 
     async def delete(self, key: str) -> None:
         await self.kv.delete(key)
+
+
+Follow = Callable[[], Awaitable[None]]
+
+
+async def follow(
+    kv: KeyValue, apply: Callable[[KeyValue.Entry], None], on_end: Callable[[], None], keys: str = ">"
+) -> Follow:
+    """A local copy of the `keys` of a bucket: the current entries go to `apply` now; returned is the loop that
+    keeps applying changes (run it in the background). When that loop ends, `on_end` runs: the copy is no
+    longer current, so its owner goes back to reading KV."""
+    watcher = await kv.watch(keys)
+    async for entry in watcher:
+        if entry is None:  # end of the initial values
+            break
+        apply(entry)
+
+    async def changes() -> None:
+        try:
+            async for entry in watcher:
+                if entry is not None:
+                    apply(entry)
+        finally:
+            on_end()
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    return changes

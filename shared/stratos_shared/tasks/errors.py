@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stratos_shared.errors import StratosError
 
-class TaskError(Exception):
+
+class TaskError(StratosError):
     """Base class for everything a task refuses."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from stratos_shared.errors import StratosError
 
-class TeacherError(Exception):
+
+class TeacherError(StratosError):
     """Base class for every teacher-side failure."""
 
 

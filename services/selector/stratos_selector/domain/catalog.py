@@ -1,4 +1,4 @@
-"""Server catalogs: a realistic generator (benches, tests, demo) and the YAML loader.
+"""Server catalogs: a realistic generator (benches, tests, demo); the YAML loader is `stratos_shared.catalog`.
 
 The generator draws from real GPU models (memory, dense bf16 TFLOPS, typical
 2024-25 cloud price ranges per GPU-hour) and regions with typical user
@@ -8,13 +8,13 @@ hardware costs more, cheap regions are farther away.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import yaml
-from pydantic import ValidationError
 
-from stratos_shared.contracts.servers import ServerCatalog, ServerSpec
+from stratos_shared.catalog import CatalogError
+from stratos_shared.catalog import load_catalog as load_catalog_yaml
+from stratos_shared.contracts.servers import ServerSpec
+
+__all__ = ["CatalogError", "generate_catalog", "load_catalog_yaml"]
 
 # model, GiB per GPU, TFLOPS per GPU, USD per GPU-hour (low, high), GPU counts offered
 GPU_MODELS: tuple[tuple[str, float, float, tuple[float, float], tuple[int, ...]], ...] = (
@@ -88,30 +88,3 @@ def generate_catalog(n: int, seed: int = 0) -> list[ServerSpec]:
             )
         )
     return servers
-
-
-class CatalogError(ValueError):
-    """A catalog file that can't be read or doesn't validate; the message names the file and the problem."""
-
-
-def load_catalog_yaml(path: str | Path) -> list[ServerSpec]:
-    """Read a YAML file with a top-level ``servers:`` list, validated as a `ServerCatalog`."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or "servers" not in data:
-        raise CatalogError(f"{path}: expected a mapping with a top-level 'servers:' list")
-    try:
-        catalog = ServerCatalog.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5])
-        raise CatalogError(f"{path}: invalid catalog: {problems}") from exc
-    ids = [s.id for s in catalog.servers]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise CatalogError(f"{path}: duplicate server ids: {', '.join(dup[:5])}")
-    return list(catalog.servers)

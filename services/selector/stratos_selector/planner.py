@@ -1,0 +1,377 @@
+"""The selector's planner: chooses servers for jobs, claims their slots and records the placements.
+
+The choice itself is pure (`stratos_selector.domain.select` over a `ServerTable`); the planner adds what
+needs the buckets: a local copy of the inventory, the slot claims (`Placements`, compare-and-set) and the
+job specs. The handlers only adapt events to its calls; `replan` and `admit` are the two stage decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+from nats.js.kv import KeyValue
+from opentelemetry import propagate, trace
+
+from stratos_selector.admission import admission_problem, fingerprint, resolve_paths
+from stratos_selector.domain import Infeasible, ServerTable, select
+from stratos_selector.placements import JobPlacement, Placements
+from stratos_shared.bus.kv import Follow, TypedKV, follow
+from stratos_shared.contracts.base import Event, stable_id
+from stratos_shared.contracts.events import JobFailed, JobRejected, JobSubmitted, ServerChosen, ServerDown
+from stratos_shared.contracts.job import JobSpec
+from stratos_shared.contracts.servers import ServerRecord
+from stratos_shared.errors import PolicyError
+from stratos_shared.jobs import JobState
+from stratos_shared.metrics import replan_seconds, replans
+from stratos_shared.policy import InputPolicy
+
+log = logging.getLogger("stratos.selector")
+tracer = trace.get_tracer("stratos.selector")
+
+MAX_CLAIM_ATTEMPTS = 20
+
+
+class Planner:
+    """Chooses servers for jobs and records the choice; bound to KV once connected.
+
+    With `follow_inventory` running, the server records are a local copy kept current by a KV
+    watcher, and the `ServerTable` is cached per inventory version: rebuilt from the specs only
+    when a spec is added, changed or removed; a status change (up/down) only re-cuts the table of
+    servers that are up (`ServerTable.take`, no spec re-read). Without it, each placement reads
+    the bucket as before.
+    """
+
+    def __init__(self, require_workers: bool = True) -> None:
+        self.require_workers = require_workers
+        self._servers: TypedKV[ServerRecord] | None = None
+        self._specs: TypedKV[JobSpec] | None = None
+        self._placements: Placements | None = None
+        self._jobs: TypedKV[JobState] | None = None
+        self._records: dict[str, ServerRecord] | None = None
+        self._full: ServerTable | None = None
+        self._up: ServerTable | None = None
+        self._down_hints: set[str] = set()
+        self._spec_cache: dict[str, JobSpec] = {}
+
+    def attach(
+        self,
+        servers: TypedKV[ServerRecord],
+        specs: TypedKV[JobSpec],
+        placements: Placements,
+        jobs: TypedKV[JobState],
+    ) -> None:
+        self._servers, self._specs, self._placements, self._jobs = servers, specs, placements, jobs
+
+    @property
+    def jobs(self) -> TypedKV[JobState]:
+        assert self._jobs is not None, "planner used before attach()"
+        return self._jobs
+
+    @property
+    def servers(self) -> TypedKV[ServerRecord]:
+        assert self._servers is not None, "planner used before attach()"
+        return self._servers
+
+    @property
+    def specs(self) -> TypedKV[JobSpec]:
+        assert self._specs is not None, "planner used before attach()"
+        return self._specs
+
+    @property
+    def placements(self) -> Placements:
+        assert self._placements is not None, "planner used before attach()"
+        return self._placements
+
+    # --- inventory cache -------------------------------------------------------------------------
+
+    async def follow_inventory(self) -> Follow:
+        """Load the server records and return the loop that keeps them current (run it in the background)."""
+        self._records = {}
+        return await follow(self.servers.kv, self._apply_server, self._stop_following)
+
+    def _stop_following(self) -> None:
+        self._records = None  # fall back to reading KV
+
+    def _apply_server(self, entry: KeyValue.Entry) -> None:
+        records = self._records
+        if records is None:
+            return
+        self._up = None
+        if entry.operation is not None or not entry.value:
+            if records.pop(entry.key, None) is not None:
+                self._full = None
+            return
+        try:
+            record = ServerRecord.model_validate_json(entry.value)
+        except ValueError as exc:
+            log.error("server record %r is not valid; ignored: %s", entry.key, exc)
+            return
+        before = records.get(entry.key)
+        records[entry.key] = record
+        if before is None or before.spec != record.spec:
+            self._full = None
+        if record.status == "down":
+            self._down_hints.discard(record.spec.id)  # the bucket has caught up with the ServerDown
+
+    def server_down(self, server_id: str) -> None:
+        """A ServerDown arrived: stop offering the server even before the watcher delivers its record.
+
+        No hint when the watcher already delivered the down record: nothing would clear it, and the server
+        would stay out of the table after it came back up.
+        """
+        records = self._records
+        if records is not None and any(r.spec.id == server_id and r.status == "down" for r in records.values()):
+            return
+        self._down_hints.add(server_id)
+        self._up = None
+
+    async def table(self) -> ServerTable:
+        """The servers that are up, as a table (cached per inventory version when following)."""
+        records = self._records
+        if not records:
+            # Not following, or the watcher has not delivered the catalog yet (the selector started before the
+            # inventory wrote it, and a job came in first): read the bucket rather than call the catalog empty.
+            items = await self.servers.items()
+            return ServerTable.from_servers([r.spec for r in items.values() if self._placeable(r)])
+        if self._up is None:
+            if self._full is None:
+                self._full = ServerTable.from_servers([r.spec for r in records.values()])
+            up = np.fromiter(
+                (self._placeable(r) for r in records.values()),
+                dtype=np.bool_,
+                count=len(records),
+            )
+            self._up = self._full if up.all() else self._full.take(np.flatnonzero(up))
+        return self._up
+
+    def _placeable(self, record: ServerRecord) -> bool:
+        """Up, not just reported down, and (unless configured otherwise) with live workers to run the job."""
+        workers = record.monitored or not self.require_workers
+        return record.status == "up" and workers and record.spec.id not in self._down_hints
+
+    async def spec_of(self, job_id: str) -> JobSpec | None:
+        """A job's spec (write-once in KV, so a local copy never goes stale)."""
+        spec = self._spec_cache.get(job_id)
+        if spec is None:
+            found = await self.specs.get(job_id)
+            if found is None:
+                return None
+            spec = self._spec_cache[job_id] = found[0]
+        return spec
+
+    async def accept(self, job_id: str, spec: JobSpec) -> None:
+        """Store the job's spec (first writer wins)."""
+        if await self.specs.create(job_id, spec):
+            self._spec_cache[job_id] = spec
+
+    # --- decisions -------------------------------------------------------------------------------
+
+    async def choose(
+        self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
+    ) -> ServerChosen | Infeasible:
+        """Select and claim a slot (retrying when a race fills the server); nothing recorded yet.
+
+        Servers that failed this job before are a last resort, not banned: the table holds only servers that
+        are up, and one that came back beats failing a job that has nowhere else to go.
+        """
+        table = await self.table()
+        load = await self.placements.load()
+        exclude = set(failed)
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            selection = select(table, spec, exclude=exclude, load=load)
+            if isinstance(selection, Infeasible) and exclude:
+                exclude = set()
+                selection = select(table, spec, exclude=exclude, load=load)
+            if isinstance(selection, Infeasible):
+                return selection
+            chosen = selection.server
+            if await self.placements.claim(chosen.id, job_id, chosen.capacity):
+                return ServerChosen(
+                    event_id=stable_id(job_id, "server-chosen", revision),
+                    job_id=job_id,
+                    revision=revision,
+                    server=chosen,
+                    previous_server_id=previous,
+                    reason=reason,
+                    explanation=selection.explanation,
+                )
+            load = {**load, chosen.id: chosen.capacity}  # lost the race for its last slot: treat it as full
+        raise RuntimeError(f"could not claim a server slot for {job_id} in {MAX_CLAIM_ATTEMPTS} attempts")
+
+    async def remember(self, outcome: ServerChosen, failed: list[str], carrier: dict[str, str]) -> None:
+        """Record the job's placement (with its trace context, so a later re-plan joins the trace)."""
+        assert outcome.job_id is not None
+        await self.placements.record(
+            JobPlacement(
+                job_id=outcome.job_id,
+                server_id=outcome.server.id,
+                revision=outcome.revision,
+                failed_servers=failed,
+                trace_context=carrier,
+                announcement=outcome.model_dump(mode="json"),
+            )
+        )
+
+    async def place(
+        self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
+    ) -> ServerChosen | Infeasible:
+        """Select, claim a slot, record and describe the placement."""
+        outcome = await self.choose(job_id, spec, revision=revision, failed=failed, reason=reason, previous=previous)
+        if isinstance(outcome, ServerChosen):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            await self.remember(outcome, failed, carrier)
+        return outcome
+
+    async def finish(self, job_id: str) -> None:
+        placement = await self.placements.get(job_id)
+        if placement is None or not placement.active:
+            return
+        await self.placements.release(placement.server_id, job_id)
+        await self.placements.record(placement.model_copy(update={"active": False}))
+
+
+def reject(job_id: str, reason: str, *key: object) -> JobRejected:
+    return JobRejected(event_id=stable_id(job_id, "rejected", *key), job_id=job_id, reason=reason)
+
+
+async def admit(planner: Planner, event: JobSubmitted, policy: InputPolicy) -> list[Event]:
+    """Accept the job (store its spec) and place it, or reject it naming why: an id another submission owns,
+    a spec the input policy refuses, a task that cannot work, or no server that fits. A redelivered
+    submission re-announces its recorded placement (same event id) instead of placing it twice."""
+    with tracer.start_as_current_span("selector.place", attributes={"job.id": event.job_id}) as span:
+        mine = fingerprint(event.spec)
+        if await planner.placements.own_id(event.job_id, mine) != mine:
+            reason = f"job id {event.job_id} is already taken by another submission; submit under a new id"
+            return [reject(event.job_id, reason, "id-in-use", mine)]
+        existing = await planner.placements.get(event.job_id)
+        if existing is not None:
+            log.info("job %s already placed on %s; announcing it again", event.job_id, existing.server_id)
+            again = existing.active and existing.announcement
+            return [ServerChosen.model_validate(existing.announcement)] if again else []
+        try:
+            spec = resolve_paths(event.spec, policy)
+        except PolicyError as exc:
+            problem: str | None = str(exc)
+        else:
+            # Reading a user's data file (or resolving a teacher's host) can take a while: off the event loop.
+            problem = await asyncio.to_thread(admission_problem, spec, policy)
+        if problem is not None:
+            span.set_attribute("selector.rejected", problem)
+            return [reject(event.job_id, problem)]
+        await planner.accept(event.job_id, spec)
+        outcome = await planner.place(
+            event.job_id, spec, revision=1, failed=[], reason="initial placement", previous=None
+        )
+        if isinstance(outcome, Infeasible):
+            span.set_attribute("selector.infeasible", outcome.reason)
+            return [reject(event.job_id, outcome.reason)]
+        span.set_attribute("server.id", outcome.server.id)
+        return [outcome]
+
+
+Publish = Callable[[Event], Awaitable[None]]
+
+
+async def replan(planner: Planner, event: ServerDown, publish: Publish) -> int:
+    """Move every active job off the lost server, excluding servers that already failed it; how many moved.
+
+    One read of the server's job list, the jobs' placements and specs read concurrently, then per job:
+    select from the cached table, claim with compare-and-set and `publish` its ServerChosen (or JobFailed)
+    at once; the placement records and the release of the lost slots are written after all of the decisions
+    are out.
+    """
+    started = time.perf_counter()
+    planner.server_down(event.server_id)
+    job_ids = await planner.placements.on_server(event.server_id)
+    # One job's unreadable record must not stop the others from moving: it fails alone.
+    placements = await asyncio.gather(*(planner.placements.get(job_id) for job_id in job_ids), return_exceptions=True)
+    specs = await asyncio.gather(*(planner.spec_of(job_id) for job_id in job_ids), return_exceptions=True)
+    moved = 0
+    afterwards: list[Awaitable[None]] = []
+    for job_id, placement, spec in zip(job_ids, placements, specs, strict=True):
+        problem = next((p for p in (placement, spec) if isinstance(p, BaseException)), None)
+        if problem is not None:
+            await publish(unreadable(job_id, event, problem))
+        elif _on_lost_server(placement, spec, event.server_id):
+            assert isinstance(placement, JobPlacement) and isinstance(spec, JobSpec)
+            if await _move(planner, event, placement, spec, publish, afterwards):
+                moved += 1
+                replans.add(1)
+                replan_seconds.record(time.perf_counter() - started)
+        else:
+            continue
+        afterwards.append(planner.placements.release(event.server_id, job_id))
+    await asyncio.gather(*afterwards)
+    log.info("re-planned %d jobs off %s in %.1f ms", moved, event.server_id, (time.perf_counter() - started) * 1e3)
+    return moved
+
+
+def _on_lost_server(placement: object, spec: object, server_id: str) -> bool:
+    """An active placement on the lost server, with its spec: a job to move (others moved on or ended)."""
+    active = isinstance(placement, JobPlacement) and placement.active and placement.server_id == server_id
+    return active and isinstance(spec, JobSpec)
+
+
+def unreadable(job_id: str, event: ServerDown, problem: BaseException) -> JobFailed:
+    """A job on the lost server whose stored placement or spec cannot be read fails alone."""
+    log.error(
+        "job %s on %s cannot be re-planned: its stored record is unreadable: %s", job_id, event.server_id, problem
+    )
+    return JobFailed(
+        event_id=stable_id(job_id, "failed", "unreadable", event.event_id),
+        job_id=job_id,
+        stage="placement",
+        reason=f"server {event.server_id} went down and the job's stored record cannot be read "
+        f"({type(problem).__name__})",
+    )
+
+
+async def _move(
+    planner: Planner,
+    event: ServerDown,
+    placement: JobPlacement,
+    spec: JobSpec,
+    publish: Publish,
+    afterwards: list[Awaitable[None]],
+) -> bool:
+    """Re-plan one job inside its own trace (linked to the ServerDown that caused it); True when it moved."""
+    job_id = placement.job_id
+    failed = [*placement.failed_servers, event.server_id]
+    cause = trace.Link(trace.get_current_span().get_span_context())
+    with tracer.start_as_current_span(
+        "selector.replan",
+        context=propagate.extract(placement.trace_context),
+        links=[cause],
+        attributes={"job.id": job_id, "server.down": event.server_id, "replan.revision": placement.revision + 1},
+    ):
+        outcome = await planner.choose(
+            job_id,
+            spec,
+            revision=placement.revision + 1,
+            failed=failed,
+            reason=f"server {event.server_id} went down ({event.reason})",
+            previous=event.server_id,
+        )
+        if isinstance(outcome, Infeasible):
+            await publish(
+                JobFailed(
+                    event_id=stable_id(job_id, "failed", "replan", placement.revision),
+                    job_id=job_id,
+                    stage="placement",
+                    reason=f"server {event.server_id} went down and no other server fits: {outcome.reason}",
+                )
+            )
+            afterwards.append(
+                planner.placements.record(placement.model_copy(update={"active": False, "failed_servers": failed}))
+            )
+            return False
+        await publish(outcome)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        afterwards.append(planner.remember(outcome, failed, carrier))
+        return True
