@@ -209,11 +209,11 @@ def explain(job_id: str, nats_url: NatsOption = None) -> None:
     from stratos_cli.explain import render_explanation
 
     state = _run(_get_state(job_id, nats_url))
-    placement = state.results.get("placement") if state else None
-    if state is None or not placement:
+    placement = state.results.placement if state else None
+    if state is None or placement is None:
         err.print(f"[red]error:[/] job {job_id!r} has no placement yet")
         raise typer.Exit(1)
-    console.print(render_explanation(placement))
+    console.print(render_explanation(placement.model_dump(mode="json")))
     if state.attempts:
         console.print(attempts_table(state))
 
@@ -302,18 +302,18 @@ def export_job(
     from stratos_shared.models import resolve_model
 
     state = _run(_get_state(job_id, nats_url))
-    training = state.results.get("training", {}) if state is not None else {}
-    if state is None or "model_uri" not in training:
+    training = state.results.training if state is not None else None
+    if state is None or training is None or not training.model_uri:
         err.print(
             f"[red]error:[/] job {job_id!r} has no trained model (status: {state.status if state else 'unknown'})"
         )
         raise typer.Exit(1)
-    trained = _run(download_trained(training["model_uri"], out / ".download", nats_url))
+    trained = _run(download_trained(training.model_uri, out / ".download", nats_url))
     try:
-        base = resolve_model(training["base_model"]) if training["is_adapter"] else None
-        info = {"job_id": job_id, **{k: training.get(k) for k in ("student", "method", "before", "after", "steps")}}
-        info["base_model_ref"] = training["base_model"]
-        result = export_model(trained, out, is_adapter=bool(training["is_adapter"]), base_model=base, info=info)
+        base = resolve_model(training.base_model) if training.is_adapter else None
+        info = {"job_id": job_id, **training.model_dump(include={"student", "method", "before", "after", "steps"})}
+        info["base_model_ref"] = training.base_model
+        result = export_model(trained, out, is_adapter=training.is_adapter, base_model=base, info=info)
     finally:
         shutil.rmtree(out / ".download", ignore_errors=True)
     typer.echo(json.dumps(describe(result)))

@@ -63,17 +63,17 @@ def summary(states: list[JobState]) -> Table:
         table.add_column(column)
     for state in states:
         r = state.results
-        teacher = r.get("teacher_eval", {})
-        acc = next((s["accuracy"] for s in teacher.get("scores", []) if s["name"] == teacher.get("teacher")), None)
-        training = r.get("training", {})
+        teacher = r.teacher_eval
+        acc = teacher.chosen_accuracy() if teacher else None
+        training = r.training
         table.add_row(
             state.name,
             state.status,
             f"{state.server_id} (rev {state.server_revision})",
-            f"{teacher.get('teacher')} ({acc:.0%})" if acc is not None else "-",
+            f"{teacher.teacher} ({acc:.0%})" if teacher and acc is not None else "-",
             state.mode or "-",
-            f"{training.get('before', 0):.0%} → {training.get('after', 0):.0%}" if training else "-",
-            f"{r.get('deployment', {}).get('p50_ms', 0):.0f}" if "deployment" in r else "-",
+            f"{training.before:.0%} → {training.after:.0%}" if training else "-",
+            f"{r.deployment.p50_ms:.0f}" if r.deployment else "-",
             state.report_uri or state.reason or "-",
         )
     return table

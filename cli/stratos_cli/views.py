@@ -72,7 +72,7 @@ def history(state: JobState, last: int = 12) -> Table:
 
 def attempts_table(state: JobState) -> Table:
     """One row per training attempt and what was decided after it (the escalation toward the target)."""
-    target = state.results.get("escalation", {}).get("target")
+    target = state.results.escalation.target if state.results.escalation else None
     title = f"training attempts (target {target:.0%})" if target else "training attempts"
     table = Table(title=title, box=None)
     for column in ("attempt", "how", "student", "steps", "accuracy", "cost USD", "then", "why"):

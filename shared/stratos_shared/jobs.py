@@ -31,6 +31,15 @@ from stratos_shared.contracts.events import (
     TrainingPlan,
     TrainingProgress,
 )
+from stratos_shared.results import (
+    DataResult,
+    DeploymentResult,
+    EscalationResult,
+    JobResults,
+    PlacedServer,
+    TeacherEvalResult,
+    TrainingResult,
+)
 
 Status = Literal["running", "completed", "failed", "rejected", "cancelled"]
 
@@ -122,7 +131,7 @@ class JobState(BaseModel):
     report_uri: str | None = None
     reason: str | None = None
     progress: dict[str, Progress] = Field(default_factory=dict, description="Latest progress per stage.")
-    results: dict[str, Any] = Field(default_factory=dict, description="Headline numbers per stage.")
+    results: JobResults = Field(default_factory=JobResults, description="Headline numbers per stage.")
     history: list[HistoryEntry] = Field(default_factory=list)
     seen: list[str] = Field(default_factory=list, description="Ids of events already applied.")
     inputs: dict[str, dict[str, Any]] = Field(
@@ -212,7 +221,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         return None
     changes: dict[str, Any] = {"updated_at": event.occurred_at}
     progress = dict(current.progress)
-    results = dict(current.results)
+    results: dict[str, Any] = {}  # sections of JobResults this event replaces
     terminal = current.status != "running"
     match event:
         case JobSubmitted():
@@ -228,40 +237,34 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             # crash): the highest revision stands, or the trainer and deployer would follow a lost server.
             if event.revision >= current.server_revision:
                 changes |= {"server_id": event.server.id, "server_revision": event.revision}
-                results["server"] = {
-                    **event.server.model_dump(mode="json"),
-                    "revision": event.revision,
-                    "reason": event.reason,
-                }
-                results["placement"] = event.explanation.model_dump(mode="json")
+                results["server"] = PlacedServer(
+                    **event.server.model_dump(), revision=event.revision, reason=event.reason
+                )
+                results["placement"] = event.explanation
             if current.stage in ("submitted", "placing"):
                 changes["stage"] = "teacher-eval"
         case TeacherChosen():
             changes |= {"teacher": event.teacher, "mode": event.mode, "stage": "data-synth"}
             results["teacher"] = {s.name: s.accuracy for s in event.scores}
-            results["teacher_eval"] = {
-                "teacher": event.teacher,
-                "mode": event.mode,
-                "tau": event.tau,
-                "cost_usd": event.cost_usd,
-                "scores": [s.model_dump(mode="json") for s in event.scores],
-            }
+            results["teacher_eval"] = TeacherEvalResult(
+                teacher=event.teacher, mode=event.mode, tau=event.tau, cost_usd=event.cost_usd, scores=event.scores
+            )
         case DataProgress():
             progress["data-synth"] = Progress(done=event.done, total=event.total, detail=f"{event.accepted} accepted")
         case DataReady():
             changes["stage"] = "training"
             changes["inputs"] = {**current.inputs, "DataReady": event.model_dump(mode="json")}
-            results["data"] = {
-                "accepted": event.accepted,
-                "asked": event.asked,
-                "rate": event.acceptance_rate,
-                "rejected": event.rejected_by_reason,
-                "cost_usd": event.cost_usd,
-                "mode": event.mode,
-            }
+            results["data"] = DataResult(
+                accepted=event.accepted,
+                asked=event.asked,
+                rate=event.acceptance_rate,
+                rejected=event.rejected_by_reason,
+                cost_usd=event.cost_usd,
+                mode=event.mode,
+            )
         case StudentChosen():
             changes["student"] = event.student
-            results["students"] = [s.model_dump(mode="json") for s in event.screens]
+            results["students"] = list(event.screens)
         case TrainingProgress() if current.server_id and event.server_id != current.server_id:
             pass  # from a server the job has left (a paused worker resumed): not this job's progress any more
         case ModelTrained() if event.revision is not None and event.revision < current.server_revision:
@@ -273,7 +276,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             detail = f"attempt {event.attempt}, {loss}" if event.attempt > 1 else loss
             progress["training"] = Progress(done=event.step, total=event.total_steps, detail=detail)
             if event.loss is not None:
-                curve = [*results.get("loss_curve", []), [event.step, event.loss]]
+                curve = [*current.results.loss_curve, (event.step, event.loss)]
                 results["loss_curve"] = curve[-MAX_CURVE:]
         case ModelTrained() if current.attempt(event.attempt) is not None:
             pass  # this attempt is already recorded (a retrained duplicate): the first result stands
@@ -284,21 +287,21 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             if best.attempt == event.attempt:
                 changes |= {"student": event.student}
                 changes["inputs"] = {**current.inputs, "ModelTrained": event.model_dump(mode="json")}
-                results["training"] = {
-                    "before": event.accuracy_before,
-                    "after": event.accuracy_after,
-                    "cost_usd": event.cost_usd,
-                    "seconds": event.training_seconds,
-                    "steps": event.steps,
-                    "tokens": event.tokens,
-                    "method": event.method,
-                    "student": event.student,
-                    "resumed_from_step": event.resumed_from_step,
-                    "model_uri": event.model_uri,
-                    "is_adapter": event.is_adapter,
-                    "base_model": event.base_model,
-                    "attempt": event.attempt,
-                }
+                results["training"] = TrainingResult(
+                    before=event.accuracy_before,
+                    after=event.accuracy_after,
+                    cost_usd=event.cost_usd,
+                    seconds=event.training_seconds,
+                    steps=event.steps,
+                    tokens=event.tokens,
+                    method=event.method,
+                    student=event.student,
+                    resumed_from_step=event.resumed_from_step,
+                    model_uri=event.model_uri,
+                    is_adapter=event.is_adapter,
+                    base_model=event.base_model,
+                    attempt=event.attempt,
+                )
         case AttemptDecided() if (done := current.attempt(event.attempt)) is None or done.decision is not None:
             pass  # no such attempt yet, or already decided: the first decision stands
         case AttemptDecided():
@@ -313,27 +316,27 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 for a in current.attempts
             ]
             changes["stage"] = "deploying" if event.action == "stop" else "training"
-            results["escalation"] = {
-                "target": event.target,
-                "target_met": event.target_met,
-                "best_attempt": event.best_attempt,
-                "best_accuracy": event.best_accuracy,
-                "spent_usd": event.spent_usd,
-                "budget_left_usd": event.budget_left_usd,
-                "last_action": event.action,
-                "reason": event.reason,
-            }
-        case ModelDeployed() if event.revision >= int(results.get("deployment", {}).get("revision", 0)):
+            results["escalation"] = EscalationResult(
+                target=event.target,
+                target_met=event.target_met,
+                best_attempt=event.best_attempt,
+                best_accuracy=event.best_accuracy,
+                spent_usd=event.spent_usd,
+                budget_left_usd=event.budget_left_usd,
+                last_action=event.action,
+                reason=event.reason,
+            )
+        case ModelDeployed() if event.revision >= (d.revision if (d := current.results.deployment) else 0):
             changes["endpoint"] = event.endpoint
-            results["deployment"] = {
-                "p50_ms": event.latency_p50_ms,
-                "p95_ms": event.latency_p95_ms,
-                "ttft_p50_ms": event.ttft_p50_ms,
-                "accuracy": event.accuracy,
-                "backend": event.backend,
-                "server_id": event.server_id,
-                "revision": event.revision,
-            }
+            results["deployment"] = DeploymentResult(
+                p50_ms=event.latency_p50_ms,
+                p95_ms=event.latency_p95_ms,
+                ttft_p50_ms=event.ttft_p50_ms,
+                accuracy=event.accuracy,
+                backend=event.backend,
+                server_id=event.server_id,
+                revision=event.revision,
+            )
         case JobCompleted():
             changes |= {"status": "completed", "stage": "completed", "report_uri": event.report_uri}
         case JobFailed() if current.status == "completed":
@@ -360,7 +363,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=summary)]
     changes |= {
         "progress": progress,
-        "results": results,
+        "results": current.results.model_copy(update=results) if results else current.results,
         "history": history[-MAX_HISTORY:],
         "seen": [*current.seen, event.event_id][-MAX_SEEN:],
     }

@@ -13,6 +13,9 @@ them for one job, so no stage spells a path the next stage must guess.
 | `model/adapter.tar.gz` or `model/full.tar.gz`, `model/warm-start.tar.gz` | trainer | deployer, trainer |
 | `deployment/record.json` | deployer | deployer (a restarted one adopts its endpoint) |
 | `report/report.json`, `report/report.md`, `report/<plot>.png` | deployer | CLI (`stratos report`) |
+| `attempts/<n>/...`: checkpoints, model, baseline, warm start of attempt n > 1 | trainer | trainer, deployer |
+
+A job that misses its accuracy target trains again (`TrainingPlan`); `AttemptArtifacts` names each attempt's files.
 """
 
 from __future__ import annotations
@@ -66,6 +69,46 @@ def trained_model(is_adapter: bool) -> Artifact:
 
 def report_plot(name: str) -> str:
     return f"report/{name}.png"
+
+
+def _in_attempt(attempt: int, name: str) -> str:
+    """The first attempt's files at the job's top level (as before escalation existed), later ones in their folder."""
+    return name if attempt == 1 else f"attempts/{attempt}/{name}"
+
+
+@dataclass(frozen=True)
+class AttemptArtifacts:
+    """Where one training attempt keeps its artifacts.
+
+    A student's baseline and GRPO warm start belong to its line of training (`lineage`: the attempt that
+    started it), so a 'continue' attempt reuses them; checkpoints and the model belong to the attempt, so a
+    crash resumes the attempt it interrupted, never an earlier one.
+    """
+
+    attempt: int
+    lineage: int = 1
+
+    @property
+    def latest(self) -> str:
+        return _in_attempt(self.attempt, Artifact.LATEST_CHECKPOINT)
+
+    def checkpoint(self, revision: int, step: int) -> str:
+        return _in_attempt(self.attempt, checkpoint(revision, step))
+
+    def model(self, is_adapter: bool) -> str:
+        return _in_attempt(self.attempt, trained_model(is_adapter))
+
+    @property
+    def baseline(self) -> str:
+        return _in_attempt(self.lineage, Artifact.BASELINE)
+
+    @property
+    def warm_start_model(self) -> str:
+        return _in_attempt(self.lineage, Artifact.WARM_START_MODEL)
+
+    @property
+    def warm_start_record(self) -> str:
+        return _in_attempt(self.lineage, Artifact.WARM_START_RECORD)
 
 
 @dataclass(frozen=True)

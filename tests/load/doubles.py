@@ -44,7 +44,7 @@ async def ledger_state(resources: StageResources, job_id: str, *, needs_training
     long as the real trainer and deployer do."""
 
     def ready(state: JobState) -> bool:
-        return bool(state.server_id) and (not needs_training or "training" in state.results)
+        return bool(state.server_id) and (not needs_training or state.results.training is not None)
 
     return await resources.wait_for_state(job_id, ready, "what this stage needs")
 

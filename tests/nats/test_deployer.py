@@ -312,7 +312,7 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     assert old_endpoint_gone, f"the old endpoint {first['endpoint']} still answers after the redeploy"
     assert served_second, "the new endpoint does not serve the job's model"
     assert moved_state.server_id == replan["server"]["id"] and moved_state.server_revision == 2
-    assert moved_state.results["deployment"]["revision"] == 2 and moved_state.status == "completed"
+    assert moved_state.results.dumped("deployment")["revision"] == 2 and moved_state.status == "completed"
     assert moved_report["server"]["id"] == replan["server"]["id"] and moved_report["server"]["revision"] == 2
     assert moved_report["serving"]["endpoint"] == second["endpoint"]
     assert len(completed.messages) == 1, "a redeploy must not complete the job a second time"

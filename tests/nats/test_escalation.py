@@ -187,14 +187,14 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
     resumed = next(b for b in events.of_type("ModelTrained") if b["job_id"] == "esc-continue" and b["attempt"] == 2)
     assert resumed["trainer"] != victim, "the killed trainer finished the attempt"
     assert resumed["resumed_from_step"] >= killed_step > FIRST_STEPS, (resumed, killed_step)
-    assert cont.results["escalation"]["target_met"] is True
+    assert cont.results.dumped("escalation")["target_met"] is True
     survivor_log = log_file(home, next(i for i, pid in enumerate(pids) if pid != names[victim])).read_text()
     assert "attempt 2 resumes from step" in survivor_log
 
     # Capped: plateaued (min_gain 1), moved to the larger student, stopped at the cap with the target missed.
     cap = states["esc-cap"]
     assert [(a.action, a.student) for a in cap.attempts] == [("first", "tiny-1m"), ("next-student", "tiny-2m")]
-    assert cap.results["escalation"]["target_met"] is False
+    assert cap.results.dumped("escalation")["target_met"] is False
     assert "the cap (escalation.max_attempts)" in cap.attempts[-1].decision.reason  # type: ignore[union-attr]
     assert "### Attempts (target 100.0%: missed; deployed attempt" in markdowns["esc-cap"]
     assert "| 2 | next-student | tiny-2m |" in markdowns["esc-cap"]

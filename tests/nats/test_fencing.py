@@ -146,7 +146,7 @@ async def test_a_paused_server_resumed_after_its_job_moved_publishes_nothing_the
 
     state = found[0] if found else None
     assert state is not None and state.status == "completed" and state.server_id == other
-    assert state.results["deployment"]["server_id"] == other
+    assert state.results.dumped("deployment")["server_id"] == other
     # the newest checkpoint is the new owner's, and nothing of revision 1 was written after the pause
     assert latest["server_id"] == other and "/r2-step-" in latest["uri"]
     first_steps = [b["step"] for b in events.bodies()[:paused_at] if b.get("checkpoint_uri")]

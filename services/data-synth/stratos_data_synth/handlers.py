@@ -29,7 +29,7 @@ async def on_teacher_chosen(stage: Stage[DataSynthSettings], event: TeacherChose
     spec = await stage.resources.specs.get(event.job_id)
 
     async def progress(done: int, total: int, accepted: int) -> None:
-        await ctx.publish(DataProgress(job_id=event.job_id, done=done, total=total, accepted=accepted))
+        await ctx.report(DataProgress(job_id=event.job_id, done=done, total=total, accepted=accepted))
 
     with tracer.start_as_current_span(
         "data-synth.synthesise", attributes={"job.id": event.job_id, "distillation.mode": event.mode}

@@ -145,7 +145,7 @@ class Deployer:
         """The ledger's view of the job, waiting briefly for it to catch up with events we already saw."""
         return await self.resources.wait_for_state(
             job_id,
-            lambda state: state.server_revision >= min_revision and "training" in state.results,
+            lambda state: state.server_revision >= min_revision and state.results.training is not None,
             "a placement and training results",
         )
 
@@ -193,7 +193,7 @@ class Deployer:
             ready_timeout_s=self.settings.ready_timeout_s,
             log_dir=workdir / "logs",
             host=self.settings.advertise_host,
-            gpu_count=int(state.results.get("server", {}).get("gpu_count") or 1),
+            gpu_count=state.results.server.gpu_count if state.results.server else 1,
         )
         try:
             with tracer.start_as_current_span(
@@ -268,7 +268,7 @@ class Deployer:
         }
 
     async def write_report(self, spec: JobSpec, state: JobState, serving: dict[str, float | str]) -> str:
-        report = build_report(spec, state, state.results.get("server", {}), dict(serving))
+        report = build_report(spec, state, state.results.dumped("server"), dict(serving))
         artifacts = JobArtifacts(self.resources.artifacts, state.job_id)
         plots: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,13 +14,13 @@ SECONDS_PER_HOUR = 3600.0
 def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving: dict[str, Any]) -> JobReport:
     """The report for a deployed job; `server` is the placement's ServerSpec (as dict), `serving` the measurements."""
     results = state.results
-    teacher_eval = results.get("teacher_eval", {})
+    teacher_eval = results.dumped("teacher_eval")
     chosen_score: dict[str, Any] = next(
         (s for s in teacher_eval.get("scores", []) if s["name"] == teacher_eval.get("teacher")), {}
     )
-    placement = results.get("placement", {})
-    training = results.get("training", {})
-    data = results.get("data", {})
+    placement = results.dumped("placement")
+    training = results.dumped("training")
+    data = results.dumped("data")
     cost = CostBreakdown(
         teacher_eval_usd=float(teacher_eval.get("cost_usd", 0.0)),
         data_synth_usd=float(data.get("cost_usd", 0.0)),
@@ -55,7 +55,7 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
         server={
             **server,
             "revision": state.server_revision,
-            "reason": results.get("server", {}).get("reason"),
+            "reason": results.server.reason if results.server else None,
             "strategy": placement.get("strategy"),
             "feasible_count": placement.get("feasible_count"),
             "total_count": placement.get("total_count"),
@@ -67,7 +67,7 @@ def build_report(spec: JobSpec, state: JobState, server: dict[str, Any], serving
         serving=serving,
         cost=cost,
         score=score,
-        loss_curve=[(int(step), float(loss)) for step, loss in results.get("loss_curve", [])],
+        loss_curve=list(results.loss_curve),
         attempts=[a.model_dump(mode="json") for a in state.attempts],
-        escalation=results.get("escalation", {}),
+        escalation=results.dumped("escalation"),
     )

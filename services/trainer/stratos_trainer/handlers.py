@@ -79,7 +79,7 @@ async def on_training_assigned(training: TrainingRun, event: TrainingAssigned, c
     signals.latest_revision[event.job_id] = max(state.server_revision, signals.latest_revision.get(event.job_id, 0))
     signals.active.add(event.job_id)
     try:
-        return await training.run(event.data, state, ctx.publish, event.revision, event.plan)
+        return await training.run(event.data, state, ctx.publish, event.revision, event.plan, report=ctx.report)
     finally:
         signals.active.discard(event.job_id)
 

@@ -40,6 +40,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import ArtifactError
 from stratos_shared.jobcontext import StageResources, split_task, task_for
 from stratos_shared.jobs import JobState
+from stratos_shared.layout import Artifact, AttemptArtifacts
 from stratos_shared.metrics import training_tokens_per_s
 from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Grade, Task
@@ -99,53 +100,8 @@ def training_config(spec: JobSpec) -> TrainingConfig:
     return config
 
 
-WARM_START_MODEL = "model/warm-start.tar.gz"
-"""The GRPO cold start's model, the base GRPO trains (and resumes) on."""
-WARM_START_RECORD = "training/warm-start.json"
-"""Its wall time and steps: the job's training time and cost include them, even after a restart."""
-
-
-def _prefix(attempt: int) -> str:
-    return "" if attempt == 1 else f"attempts/{attempt}/"
-
-
-@dataclass(frozen=True)
-class AttemptFiles:
-    """Where one attempt keeps its artifacts: the first at the job's top level, a later one under attempts/<n>/.
-
-    A student's baseline and GRPO warm start belong to its line of training (the attempt that started it), so
-    a 'continue' attempt reuses them; checkpoints and the model belong to the attempt, so a crash resumes the
-    attempt it interrupted, never an earlier one.
-    """
-
-    attempt: int
-    lineage: int
-
-    @classmethod
-    def of(cls, plan: TrainingPlan) -> AttemptFiles:
-        return cls(plan.attempt, plan.lineage)
-
-    @property
-    def latest(self) -> str:
-        return f"{_prefix(self.attempt)}checkpoints/latest.json"
-
-    def checkpoint(self, revision: int, step: int) -> str:
-        return f"{_prefix(self.attempt)}checkpoints/r{revision}-step-{step}.tar.gz"
-
-    def model(self, is_adapter: bool) -> str:
-        return f"{_prefix(self.attempt)}model/{'adapter' if is_adapter else 'full'}.tar.gz"
-
-    @property
-    def before(self) -> str:
-        return f"{_prefix(self.lineage)}training/before.json"
-
-    @property
-    def warm_start_model(self) -> str:
-        return f"{_prefix(self.lineage)}{WARM_START_MODEL}"
-
-    @property
-    def warm_start_record(self) -> str:
-        return f"{_prefix(self.lineage)}{WARM_START_RECORD}"
+WARM_START_MODEL = Artifact.WARM_START_MODEL
+WARM_START_RECORD = Artifact.WARM_START_RECORD
 
 
 @dataclass(frozen=True)
@@ -183,7 +139,7 @@ class TrainingRun:
         self, event: DataReady, spec: JobSpec, task: Task, held_out: list[Example], shots: list[list[dict[str, str]]]
     ) -> tuple[StudentChosen | None, str]:
         """Pre-screen the candidates once per job (the decision is stored, so a resumed job reuses it)."""
-        stored = await self._artifact_json(event.job_id, "training/prescreen.json")
+        stored = await self._artifact_json(event.job_id, Artifact.PRESCREEN)
         if stored is None:
             paths = {s.name: await asyncio.to_thread(resolve_model, s.model) for s in spec.students}
             config = PrescreenConfig(
@@ -215,7 +171,7 @@ class TrainingRun:
                 "reason": result.reason,
                 "screens": screens,
             }
-            await self._put_json(event.job_id, "training/prescreen.json", stored)
+            await self._put_json(event.job_id, Artifact.PRESCREEN, stored)
         if stored["chosen"] is None:
             return None, str(stored["reason"])
         student = next(s for s in spec.students if s.name == stored["chosen"])
@@ -234,7 +190,7 @@ class TrainingRun:
     async def _warm_start(
         self,
         job_id: str,
-        files: AttemptFiles,
+        files: AttemptArtifacts,
         base_path: str | Path,
         config: TrainingConfig,
         workdir: Path,
@@ -250,7 +206,7 @@ class TrainingRun:
         done_uri = store.uri_for(job_id, files.warm_start_model)
         if await store.exists(done_uri):
             return await get_dir(store, done_uri, workdir / "warm-start")
-        traces_uri = store.uri_for(job_id, "data/traces.jsonl")
+        traces_uri = store.uri_for(job_id, Artifact.TRACES)
         traces = (
             read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
             if await store.exists(traces_uri)
@@ -338,7 +294,7 @@ class TrainingRun:
 
     async def _relax(self, job_id: str) -> str:
         """Which constraint to relax, and by how much, when the pre-screen dropped every candidate."""
-        stored = await self._artifact_json(job_id, "training/prescreen.json") or {}
+        stored = await self._artifact_json(job_id, Artifact.PRESCREEN) or {}
         screens = [StudentScreen.model_validate(s) for s in stored.get("screens", [])]
         if not screens:
             return "add a student to the spec"
@@ -349,25 +305,30 @@ class TrainingRun:
         )
 
     async def _accuracy_before(
-        self, job_id: str, files: AttemptFiles, plan: TrainingPlan, state: JobState, evaluate_base: Callable[[], Any]
+        self,
+        job_id: str,
+        files: AttemptArtifacts,
+        plan: TrainingPlan,
+        state: JobState,
+        evaluate_base: Callable[[], Any],
     ) -> dict[str, Any]:
         """Where the attempt starts from: the attempt it continues, else the base (evaluated once per line)."""
         continued = state.attempt(plan.resume_attempt) if plan.resume_attempt else None
         if continued is not None:
             return {"accuracy": continued.accuracy, "extractions": {}}
-        before = await self._artifact_json(job_id, files.before)
+        before = await self._artifact_json(job_id, files.baseline)
         if before is None:
             baseline = await asyncio.to_thread(evaluate_base)
             before = {"accuracy": baseline.accuracy, "extractions": baseline.extraction_counts()}
-            await self._put_json(job_id, files.before, before)
+            await self._put_json(job_id, files.baseline, before)
         return before
 
-    async def _start(self, job_id: str, files: AttemptFiles, plan: TrainingPlan, workdir: Path) -> Start:
+    async def _start(self, job_id: str, files: AttemptArtifacts, plan: TrainingPlan, workdir: Path) -> Start:
         """Resume the attempt's own newest checkpoint; else, continuing, the final one of the attempt continued."""
         store = self.resources.artifacts
         own = await self._artifact_json(job_id, files.latest)
         continued = (
-            await self._artifact_json(job_id, AttemptFiles(plan.resume_attempt, plan.lineage).latest)
+            await self._artifact_json(job_id, AttemptArtifacts(plan.resume_attempt, plan.lineage).latest)
             if plan.resume_attempt
             else None
         )
@@ -385,10 +346,19 @@ class TrainingRun:
         return Start()
 
     async def run(
-        self, event: DataReady, state: JobState, publish: Publish, revision: int, plan: TrainingPlan | None = None
+        self,
+        event: DataReady,
+        state: JobState,
+        publish: Publish,
+        revision: int,
+        plan: TrainingPlan | None = None,
+        report: Publish | None = None,
     ) -> list[Event]:
+        """Train one attempt; `publish` says what must be said (the student chosen), `report` (best effort,
+        default `publish`) the progress."""
         plan = plan or TrainingPlan()
-        files = AttemptFiles.of(plan)
+        report = report or publish
+        files = AttemptArtifacts(plan.attempt, plan.lineage)
         spec = await self.resources.specs.get(event.job_id)
         task = task_for(spec.task)
         split = split_task(task, spec.task)
@@ -402,7 +372,7 @@ class TrainingRun:
         train_records = read_jsonl(await get_file(store, event.train_uri, workdir / "train.jsonl"))
         shots_source = train_records
         if spec.training.method == "grpo":
-            traces_uri = store.uri_for(event.job_id, "data/traces.jsonl")
+            traces_uri = store.uri_for(event.job_id, Artifact.TRACES)
             if await store.exists(traces_uri):
                 shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
         shots = [r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r]
@@ -421,7 +391,7 @@ class TrainingRun:
             lambda: evaluate_path(base_path, items, grader, max_new_tokens=self.settings.max_new_tokens),
         )
         start = await self._start(event.job_id, files, plan, workdir)
-        price = float(state.results.get("server", {}).get("cost_per_hour", 0.0))
+        price = state.results.price_per_hour
 
         server_id = self.settings.server_id
         loop = asyncio.get_running_loop()
@@ -442,7 +412,7 @@ class TrainingRun:
                     step=step, uri=uri, wall_seconds=start.wall_seconds + (time.monotonic() - t0), server_id=server_id
                 )
                 await self._put_json(event.job_id, files.latest, record.model_dump())
-                await publish(
+                await report(
                     TrainingProgress(
                         job_id=event.job_id,
                         server_id=server_id,
@@ -476,7 +446,7 @@ class TrainingRun:
                 trainer=self.settings.instance,
                 attempt=plan.attempt,
             )
-            asyncio.run_coroutine_threadsafe(publish(message), loop)
+            asyncio.run_coroutine_threadsafe(report(message), loop)
 
         def should_stop() -> bool:
             nonlocal out_of_allowance

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+import nats.errors
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from nats.aio.client import Client
@@ -71,6 +72,12 @@ def retry_delay_s(delivery: int) -> float:
     return float(min(30, 2 ** max(0, delivery - 1)))
 
 
+PUBLISH_ACK_TIMEOUT_S = 10.0
+"""How long a JetStream publish waits for the stream's ack. FastStream's default, 0.5 s, is shorter than a loaded
+two-core machine takes to store a message: seen in `make demo`, a data-synth progress event timed out five times
+running and failed the job."""
+
+
 async def publish_event(broker: NatsBroker, event: Event) -> None:
     """Publish to JetStream with the event id as message id, so a re-publish is dropped as a duplicate."""
     routed = getattr(event, "routed_subject", None)  # work for one server goes to that server's subject
@@ -79,6 +86,7 @@ async def publish_event(broker: NatsBroker, event: Event) -> None:
         subject=routed() if callable(routed) else event.SUBJECT,
         headers={"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type},
         stream=EVENTS_STREAM,
+        timeout=PUBLISH_ACK_TIMEOUT_S,
     )
 
 
@@ -144,6 +152,15 @@ class HandlerContext:
         check_declared(event, self.declared, f"{self.service} {self.handler}")
         await publish_event(self.broker, event)
         self.published.append(event)
+
+    async def report(self, event: Event) -> None:
+        """Publish a progress report, best effort: one that cannot be stored is superseded by the next, and
+        must not fail the work it reports on."""
+        check_declared(event, self.declared, f"{self.service} {self.handler}")
+        try:
+            await publish_event(self.broker, event)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("%s: %s not published (%s); the next report supersedes it", self.service, event.event_type, exc)
 
 
 Handler = Callable[[E, HandlerContext], Awaitable[HandlerResult]]

@@ -7,6 +7,11 @@ from rich.console import Console
 from stratos_cli.views import job_view
 from stratos_shared.jobs import Attempt, Decision, JobState
 
+ESCALATION = {
+    "target": 0.05, "target_met": False, "best_attempt": 1, "best_accuracy": 0.0, "spent_usd": 0.0,
+    "budget_left_usd": 1.0, "last_action": "continue", "reason": "r",
+}  # fmt: skip
+
 
 def test_status_lists_each_attempt_with_the_decision_after_it() -> None:
     first = Attempt(
@@ -17,7 +22,7 @@ def test_status_lists_each_attempt_with_the_decision_after_it() -> None:
     second = first.model_copy(
         update={"attempt": 2, "action": "continue", "start_step": 4, "steps": 120, "accuracy": 0.1, "decision": None}
     )
-    state = JobState(job_id="j", name="esc", attempts=[first, second], results={"escalation": {"target": 0.05}})
+    state = JobState(job_id="j", name="esc", attempts=[first, second], results={"escalation": ESCALATION})
     console = Console(width=200, record=True)
     console.print(job_view(state))
     text = console.export_text()

@@ -145,7 +145,11 @@ def test_a_worse_later_attempt_is_not_deployed() -> None:
     state = step(state, trained(first.next, 0.4, 0.3, 10.0, start_step=100))
     second = decide(state, spec)
     assert second.best_attempt == 1 and second.action == "next-student", second.reason  # it fell: a plateau
-    assert state.inputs["ModelTrained"]["attempt"] == 1 and state.results["training"]["attempt"] == 1
+    assert (
+        state.inputs["ModelTrained"]["attempt"] == 1
+        and state.results.training is not None
+        and state.results.training.attempt == 1
+    )
 
 
 def test_a_replan_mid_escalation_assigns_the_same_attempt_to_the_new_server() -> None:

@@ -19,6 +19,18 @@ def spec() -> JobSpec:
     return JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")  # SLO 100 ms, budget 200, 24 serving hours
 
 
+def score(name: str, accuracy: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "accuracy": accuracy,
+        "ci_low": 0.0,
+        "ci_high": 1.0,
+        "graded": 10,
+        "errors": 0,
+        "cost_usd": 0.5,
+    }
+
+
 def state(results: dict[str, Any]) -> JobState:
     return JobState(job_id="r-1", server_id=SERVER["id"], server_revision=2, student="tiny-1m", results=results)
 
@@ -26,14 +38,15 @@ def state(results: dict[str, Any]) -> JobState:
 def test_report_over_slo_and_over_budget_says_so_and_scores_it() -> None:
     results = {
         "server": {**SERVER, "revision": 2, "reason": "server h100-us-east went down"},
-        "placement": {"strategy": "pareto", "feasible_count": 6, "total_count": 8, "pareto_size": 4},
+        "placement": {"strategy": "pareto", "feasible_count": 6, "total_count": 8, "pareto_size": 4, "grid_k": 10},
         "teacher_eval": {
             "teacher": "strong",
             "mode": "alignment",
+            "tau": 0.5,
             "cost_usd": 1.0,
-            "scores": [{"name": "weak", "accuracy": 0.3}, {"name": "strong", "accuracy": 0.9}],
+            "scores": [score("weak", 0.3), score("strong", 0.9)],
         },
-        "data": {"accepted": 80, "asked": 100, "cost_usd": 2.0},
+        "data": {"accepted": 80, "asked": 100, "rate": 0.8, "cost_usd": 2.0},
         "training": {"before": 0.05, "after": 0.45, "seconds": 61.0, "cost_usd": 3.0},
         "loss_curve": [[1, 2.5], [2, 2.0]],
     }
@@ -96,7 +109,10 @@ def test_an_escalated_job_pays_for_every_attempt_and_lists_them() -> None:
         attempt(1, "first", "tiny-1m", 0.3, 0.25, "next-student"),
         attempt(2, "next-student", "tiny-2m", 0.2, 0.5, "stop"),
     ]
-    escalation = {"target": 0.5, "target_met": False, "best_attempt": 1, "reason": "target missed: best 30% < 50%"}
+    escalation = {
+        "target": 0.5, "target_met": False, "best_attempt": 1, "best_accuracy": 0.3, "spent_usd": 0.75,
+        "budget_left_usd": 10.0, "last_action": "stop", "reason": "target missed: best 30% < 50%",
+    }  # fmt: skip
     results = {"server": SERVER, "training": {"before": 0.0, "after": 0.3, "cost_usd": 0.25, "attempt": 1},
                "escalation": escalation}  # fmt: skip
     escalated = state(results).model_copy(update={"attempts": attempts})

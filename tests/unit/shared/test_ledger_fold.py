@@ -76,7 +76,7 @@ def test_an_old_placement_redelivered_after_a_re_plan_does_not_move_the_job_back
     in_order = fold(submitted, one, two)
     redelivered = fold(submitted, two, one)
     assert (redelivered.server_id, redelivered.server_revision) == (two.server.id, 2)
-    assert redelivered.results["server"] == in_order.results["server"]
+    assert redelivered.results.server == in_order.results.server
     assert [h.event_type for h in redelivered.history] == ["JobSubmitted", "ServerChosen", "ServerChosen"]
     assert apply(redelivered, one) is None  # and once seen, it is not applied again
 
@@ -84,7 +84,7 @@ def test_an_old_placement_redelivered_after_a_re_plan_does_not_move_the_job_back
 def test_an_old_deployment_redelivered_after_a_redeploy_keeps_the_new_endpoint() -> None:
     state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(2), deployed(1))
     assert state.endpoint == "http://127.0.0.1:8002/v1"
-    assert state.results["deployment"]["revision"] == 2
+    assert state.results.deployment is not None and state.results.deployment.revision == 2
 
 
 def test_a_deployed_job_that_loses_its_server_for_good_is_failed_without_an_endpoint() -> None:
@@ -141,11 +141,15 @@ def test_a_fenced_servers_results_are_recorded_but_not_accepted() -> None:
     state = fold(JobSubmitted(job_id="j", spec=SPEC), one, data_ready(), two)
     stale_progress = TrainingProgress(job_id="j", server_id=one.server.id, step=50, total_steps=100, loss=1.0)
     stale = fold(state, stale_progress, trained(1, one.server.id), deployed(1))
-    assert "training" not in stale.results and "ModelTrained" not in stale.inputs and stale.endpoint is None
+    assert stale.results.training is None and "ModelTrained" not in stale.inputs and stale.endpoint is None
     assert "training" not in stale.progress, "progress from the server the job left was taken"
     assert [h.summary.startswith("ignored (revision 1 is stale)") for h in stale.history[-2:]] == [True, True]
     fresh = fold(stale, trained(2, two.server.id))
-    assert fresh.results["training"]["after"] == 0.4 and fresh.inputs["ModelTrained"]["revision"] == 2
+    assert (
+        fresh.results.training is not None
+        and fresh.results.training.after == 0.4
+        and fresh.inputs["ModelTrained"]["revision"] == 2
+    )
 
 
 def test_work_is_assigned_to_the_current_placement_once_per_revision() -> None:

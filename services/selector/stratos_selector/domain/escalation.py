@@ -45,16 +45,11 @@ def needs_decision(state: JobState) -> bool:
 
 def spent_usd(state: JobState) -> float:
     """Teacher evaluation, data synthesis and every training attempt so far."""
-    results = state.results
-    return (
-        float(results.get("teacher_eval", {}).get("cost_usd", 0.0))
-        + float(results.get("data", {}).get("cost_usd", 0.0))
-        + sum(a.cost_usd for a in state.attempts)
-    )
+    return state.results.upstream_cost_usd + sum(a.cost_usd for a in state.attempts)
 
 
 def price_per_hour(state: JobState) -> float:
-    return float(state.results.get("server", {}).get("cost_per_hour", 0.0))
+    return state.results.price_per_hour
 
 
 def budget_left_usd(state: JobState, spec: JobSpec) -> float:
@@ -90,7 +85,7 @@ def _continue(state: JobState, spec: JobSpec, last: Attempt) -> Rung | str:
 def _screens(state: JobState, spec: JobSpec) -> list[StudentScreen]:
     """The pre-screen's verdicts, sizes filled from the spec where the screen did not count parameters."""
     params_b = {s.name: s.params_b for s in spec.students}
-    screens = [StudentScreen.model_validate(s) for s in state.results.get("students", [])]
+    screens = state.results.students
     return [s if s.params else s.model_copy(update={"params": int(params_b.get(s.name, 0) * 1e9)}) for s in screens]
 
 
