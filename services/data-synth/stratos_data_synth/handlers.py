@@ -151,6 +151,7 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
                 asked=builder.asked,
                 accepted=builder.accepted_count,
                 rejected_by_reason=dict(builder.rejected) | rejected_by_teacher(outcome),
+                verified_by_extraction=dict(builder.verified_by_extraction),
                 acceptance_rate=builder.passed / max(1, builder.asked),
                 teacher_tokens=outcome.tokens,
                 cost_usd=outcome.cost_usd,
