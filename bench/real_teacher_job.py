@@ -6,7 +6,7 @@ follows it to the end, and prints what the README and ``docs/results.md`` report
 mode, what data-synth kept (by reason and by extraction), the student before and after on the held-out items
 (the same items the teacher was scored on), the endpoint's accuracy and latency, the cost and the wall time.
 
-    python bench/real_teacher_job.py [--seed 7] [--temperature 0.3] [--timeout 1500]
+    python bench/real_teacher_job.py [--seed 7] [--temperature 0.3] [--timeout 3600]
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -77,13 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="override the spec's task seed")
     parser.add_argument("--temperature", default="0.3", help="data-synth's sampling temperature (its default: 0.8)")
     parser.add_argument("--teacher-max-tokens", type=int, default=128)
-    parser.add_argument("--timeout", type=float, default=1500)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow the job (a loaded machine)")
     parser.add_argument("--home", type=Path, default=Path.home() / ".stratos" / "real-teacher")
+    parser.add_argument(
+        "--cache-from", type=Path, default=None, help="reuse the teacher answers cached in this earlier --home"
+    )
     a = parser.parse_args(argv)
     console = Console(width=160)
     home = a.home
     (home / "logs").mkdir(parents=True, exist_ok=True)
     os.environ["STRATOS_HOME"] = str(home)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the stack and the teacher on kill too
+    if a.cache_from is not None and (a.cache_from / "cache").is_dir():
+        shutil.copytree(a.cache_from / "cache", home / "cache", dirs_exist_ok=True)
     started = time.monotonic()
     teacher_port = free_port()
     teacher = start_teacher(teacher_port, a.teacher_max_tokens)
@@ -104,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 "STRATOS_PRESCREEN_ITEMS": "16",
                 "STRATOS_MAX_NEW_TOKENS": "96",
                 "STRATOS_SAMPLING_TEMPERATURE": a.temperature,
+                # A CPU teacher decoding 16 requests as one batch on a shared 2-core machine can take minutes per
+                # batch; a request the client gives up on is decoded anyway, so a retry only adds work.
+                "STRATOS_TEACHER_TIMEOUT_S": "900",
             },
         )
         for service in CONTROL:
