@@ -3,9 +3,9 @@
 ``data/smollm2_teacher_outputs.jsonl`` is every output of one run of ``python bench/real_teacher.py --forward 16
 --reverse 24 --save ...`` (math, one-step problems, seed 7): 16 forward answers (greedy, as teacher-eval asks) and
 46 reverse-reasoning traces (the answer given, temperature 0.8, one re-ask after a rejected trace, as data-synth
-asks in injection). ``data/smollm2_teacher_reverse_t03.jsonl``: reverse traces of the first 24 questions at temperature 0.3,
-at most 128 tokens (``--forward 0 --temperature 0.3 --max-tokens 128``). It never writes the ``Answer:`` line
-on its own (9 of its reverse traces do, asked to), and given the answer it often states it after
+asks in injection). ``data/smollm2_teacher_reverse_t03.jsonl``: reverse traces of the first 24 questions at
+temperature 0.3, at most 128 tokens (``--forward 0 --temperature 0.3 --max-tokens 128``). It never writes the
+``Answer:`` line on its own (9 of its reverse traces do, asked to), and given the answer it often states it after
 reasoning that does not reach it. The expected verdicts below are a person's reading of each trace.
 """
 
