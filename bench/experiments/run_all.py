@@ -26,6 +26,8 @@ from bench.experiments.pipeline import FULL, QUICK, Lab, quiet
 from bench.experiments.report import ROOT, Section, common_args, parse_args, table
 
 DOC = ROOT / "docs" / "results.md"
+KEPT = "<!-- measured outside run_all: kept when the document is regenerated -->"
+"""Sections from this marker on are runs of the whole pipeline (a real teacher, minutes each), not the script's."""
 
 INTRO = """# Results: the paper's experiments at small scale
 
@@ -47,6 +49,12 @@ of an effect to carry over to real models, not its size.
 """
 
 
+def kept_tail(doc: Path) -> str:
+    """The existing document from the ``KEPT`` marker on, or nothing."""
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else ""
+    return text[text.index(KEPT) :] if KEPT in text else ""
+
+
 def render(sections: Sequence[Section], args: argparse.Namespace, minutes: float, trainings: int) -> str:
     flags = "".join(f" --{f}" for f in ("quick", "levers", "big") if getattr(args, f))
     intro = INTRO.format(
@@ -61,7 +69,8 @@ def render(sections: Sequence[Section], args: argparse.Namespace, minutes: float
     doc_dir = args.out.parent
     glance = table(("result", "paper", "here"), [row for s in sections for row in s.summary], "lll")
     parts = [intro.strip(), "## At a glance", glance, *(s.markdown(doc_dir) for s in sections)]
-    return "\n\n".join(parts) + "\n"
+    tail = kept_tail(args.out)
+    return "\n\n".join([*parts, tail.strip()] if tail else parts) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

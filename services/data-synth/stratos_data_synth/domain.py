@@ -4,7 +4,17 @@
   (rejection sampling); at most `keep` per question, shortest first.
 - Injection: the teacher saw the answer, so a correct final answer proves
   little; a trace is kept only if it also reasons (`Task.check_steps`: steps
-  present and, where the task can check them, consistent).
+  present and, where the task can check them, right and ending on the answer).
+- Both: the answer is read as teacher-eval reads it (the task's ``Answer:``
+  line, else ``####``, ``\\boxed{}``, the last number), so a real teacher that
+  answers "The answer is: 9" is judged by what it answered, not by its format.
+  A trace found right only by such a flexible extraction must also pass
+  `check_steps` (in alignment too: it did not follow the format, so its
+  reasoning has to show it reached the answer), and is kept rewritten to end
+  on the task's answer line (`Task.canonical_trace`), so the student learns
+  the format evaluation reads strictly. A trace read by its last number that
+  stops mid-sentence was cut off, and is refused. Which extraction verified
+  each trace is counted (DataReady ``verified_by_extraction``).
 - Both: near-identical traces *for the same question* are dropped
   (whitespace/case-insensitive hash). Different questions may share a trace
   (two word problems over the same numbers) and both are kept.
@@ -24,11 +34,22 @@ from typing import Any
 
 from stratos_shared.contracts.events import DistillationMode
 from stratos_shared.tasks import Example, Task
+from stratos_shared.tasks.base import FLEXIBLE_EXTRACTIONS, StepProblem
 
 REJECT_WRONG = "wrong-answer"
 REJECT_NO_ANSWER = "no-answer"
 REJECT_NO_STEPS = "no-reasoning-steps"
+REJECT_WRONG_STEP = "wrong-step"
+REJECT_ENDS_ELSEWHERE = "reasoning-ends-elsewhere"
+REJECT_CUT_OFF = "cut-off"
 REJECT_DUPLICATE = "duplicate"
+
+_STEP_REJECTIONS: dict[StepProblem | None, str] = {
+    "missing": REJECT_NO_STEPS,
+    "wrong-step": REJECT_WRONG_STEP,
+    "ends-elsewhere": REJECT_ENDS_ELSEWHERE,
+    None: REJECT_NO_STEPS,
+}
 
 
 def normalised_hash(text: str) -> str:
@@ -39,24 +60,35 @@ def normalised_hash(text: str) -> str:
 class Verdict:
     accepted: bool
     reason: str = ""
+    extraction: str | None = None
+    """How the answer was found (``strict``, ``hash``, ``boxed``, ``last-number``, ``regex``)."""
+    trace: str = ""
+    """An accepted trace as it is kept: ending on the task's answer line."""
 
 
 def judge(task: Task, mode: DistillationMode, trace: str, example: Example) -> Verdict:
-    """Accept or reject one trace, with the reason counted in DataReady.
-
-    Strict grading: a kept trace is what the student learns to write, so its answer must be on the task's
-    ``Answer:`` line; one found only by a flexible extraction (last number, ``####``) counts as no answer.
-    """
-    grade = task.grade_strict(trace, example)
+    """Accept or reject one trace, with the reason counted in DataReady (see the module docstring)."""
+    grade = task.grade(trace, example)
     if grade.extracted is None:
         return Verdict(False, REJECT_NO_ANSWER)
     if not grade.correct:
         return Verdict(False, REJECT_WRONG)
-    if mode == "injection":
+    if grade.extraction == "last-number" and ends_mid_sentence(trace):
+        return Verdict(False, REJECT_CUT_OFF)
+    if mode == "injection" or grade.extraction in FLEXIBLE_EXTRACTIONS:
         steps = task.check_steps(trace, example)
         if not steps.ok:
-            return Verdict(False, REJECT_NO_STEPS)
-    return Verdict(True)
+            return Verdict(False, _STEP_REJECTIONS[steps.problem])
+    return Verdict(True, extraction=grade.extraction, trace=task.canonical_trace(trace, example, grade))
+
+
+_MID_SENTENCE = re.compile(r"[A-Za-z,]\s*$")
+
+
+def ends_mid_sentence(trace: str) -> bool:
+    """An output that stops on a word or a comma was cut off by the token limit: its last number is whatever it
+    was writing about then ("... add 5 shells to 9 shells to"), not an answer it gave."""
+    return _MID_SENTENCE.search(trace) is not None
 
 
 @dataclass
@@ -68,6 +100,8 @@ class DatasetBuilder:
     keep_per_question: int
     accepted: dict[str, list[str]] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
+    verified_by_extraction: Counter[str] = field(default_factory=Counter)
+    """Traces that passed verification, by the extraction that found their answer."""
     asked: int = 0
     passed: int = 0
     """Traces that passed verification (before de-duplication): the acceptance rate's numerator."""
@@ -80,12 +114,13 @@ class DatasetBuilder:
             self.rejected[verdict.reason] += 1
             return False
         self.passed += 1
-        key = (example.id, normalised_hash(trace))
+        self.verified_by_extraction[verdict.extraction or "strict"] += 1
+        key = (example.id, normalised_hash(verdict.trace))
         if key in self._seen:
             self.rejected[REJECT_DUPLICATE] += 1
             return False
         self._seen.add(key)
-        self.accepted.setdefault(example.id, []).append(trace)
+        self.accepted.setdefault(example.id, []).append(verdict.trace)
         return True
 
     def has_enough(self, example: Example) -> bool:

@@ -64,6 +64,7 @@ def ready(event: TeacherChosen, data: Dataset, train_uri: str, eval_uri: str) ->
         acceptance_rate=builder.passed / max(1, builder.asked),
         teacher_tokens=data.outcome.tokens,
         cost_usd=data.outcome.cost_usd,
+        verified_by_extraction=dict(builder.verified_by_extraction),
     )
 
 

@@ -199,6 +199,12 @@ class DataReady(Event):
     asked: int = Field(description="Teacher traces requested.")
     accepted: int = Field(description="Training records kept (verified, de-duplicated, at most n per question).")
     rejected_by_reason: dict[str, int] = Field(default_factory=dict)
+    verified_by_extraction: dict[str, int] = Field(
+        default_factory=dict,
+        description="Traces that passed verification, by how their answer was found: 'strict' (the Answer: line), "
+        "'hash', 'boxed', 'last-number' (kept rewritten to end on the Answer: line) or 'regex'.",
+        examples=[{"strict": 40, "last-number": 12}],
+    )
     acceptance_rate: float = Field(ge=0, le=1, description="Traces that passed verification / traces asked.")
     teacher_tokens: int = Field(ge=0)
     cost_usd: float = Field(ge=0)

@@ -55,7 +55,8 @@ def final_answer(output: str, *, numeric: bool = False) -> tuple[str | None, Ext
     4. ``last-number`` (only when ``numeric``): the last number anywhere in the output.
 
     A later rule is tried only when the earlier ones find nothing. Only ``strict`` proves the model followed
-    the format, so trace verification uses :meth:`Task.grade_strict`.
+    the format: data-synth keeps a flexibly-read trace only rewritten to end on the ``Answer:`` line
+    (:meth:`Task.canonical_trace`).
     """
     text = answer_text(output)
     if text is not None:
@@ -72,6 +73,36 @@ def final_answer(output: str, *, numeric: bool = False) -> tuple[str | None, Ext
         if numbers:
             return numbers[-1], "last-number"
     return None, None
+
+
+def with_answer_line(output: str, answer: str, how: Extraction | None) -> str:
+    """``output`` cut where extraction ``how`` found its answer, then ended with the line ``Answer: answer``.
+
+    What follows the answer (a repeated solution, a closing remark) goes. An ``Answer:`` or ``####`` line is
+    replaced by the canonical answer line; a line that holds the answer mid-sentence (an ``Answer:`` quoted in
+    prose, a ``\\boxed{}``, the last number) is kept and the answer line follows it.
+    """
+    if how == "strict":
+        marker = list(_MARKER.finditer(output))[-1].start()
+        line_start = output.rfind("\n", 0, marker) + 1
+        starts_line = not output[line_start:marker].strip(" *`#>-")
+        head = output[:line_start] if starts_line else _through_line(output, marker)
+    elif how == "hash":
+        head = output.rsplit("####", 1)[0]
+    elif how == "boxed":
+        head = _through_line(output, output.rfind(_BOXED))
+    elif how == "last-number":
+        numbers = list(_LAST_NUMBER.finditer(output))
+        head = _through_line(output, numbers[-1].start()) if numbers else output
+    else:
+        head = output
+    return f"{head.rstrip()}\n{ANSWER_MARKER} {answer}".lstrip()
+
+
+def _through_line(text: str, position: int) -> str:
+    """``text`` up to the end of the line holding ``position``."""
+    end = text.find("\n", max(0, position))
+    return text if end < 0 else text[:end]
 
 
 def reasoning_body(output: str) -> str:

@@ -36,7 +36,8 @@ Extraction = Literal["strict", "hash", "boxed", "last-number", "regex"]
 number (numeric tasks only), or a user task's own ``regex:`` pattern."""
 
 FLEXIBLE_EXTRACTIONS: frozenset[str] = frozenset({"hash", "boxed", "last-number"})
-"""Extractions that find an answer the model did not put where the prompt asked; refused when verifying traces."""
+"""Extractions that find an answer the model did not put where the prompt asked: a trace verified by one must also
+show reasoning that reaches it (data-synth), and is kept rewritten to end on the ``Answer:`` line."""
 
 
 class Grade(BaseModel):
@@ -57,6 +58,11 @@ class Grade(BaseModel):
     )
 
 
+StepProblem = Literal["missing", "wrong-step", "ends-elsewhere"]
+"""Why a trace's reasoning was refused: no steps shown, a step that is wrong, or steps that are right but end on
+another value than the answer the trace gives (the answer was copied from the prompt, not derived)."""
+
+
 class StepCheck(BaseModel):
     """Whether a reasoning trace shows real, consistent steps (used by knowledge injection)."""
 
@@ -64,6 +70,9 @@ class StepCheck(BaseModel):
 
     ok: bool
     reason: str = ""
+    problem: StepProblem | None = Field(
+        default=None, description="What was wrong when not ok; None for a task that does not say (counted as missing)."
+    )
 
 
 ANSWER_MARKER = "Answer:"
@@ -124,8 +133,9 @@ class Task(ABC):
         """:meth:`grade`, but an answer found only by a flexible extraction (``####``, ``\\boxed``, the last
         number) counts as no answer.
 
-        Trace verification uses this: a kept trace is what the student learns to write, so it must end with the
-        answer line the task asks for; evaluation and rewards use the forgiving :meth:`grade`.
+        It measures whether a model follows the task's format (benchmarks report it beside :meth:`grade`).
+        Verification, evaluation and rewards all use the forgiving :meth:`grade`; data-synth makes a kept trace
+        strict by rewriting its end (:meth:`canonical_trace`).
         """
         grade = self.grade(output, example)
         if grade.extraction not in FLEXIBLE_EXTRACTIONS:
@@ -144,8 +154,22 @@ class Task(ABC):
         """
         body = output.split(ANSWER_MARKER)[0].strip()
         if len(body.split()) < 3:
-            return StepCheck(ok=False, reason="no reasoning steps before the answer")
+            return StepCheck(ok=False, reason="no reasoning steps before the answer", problem="missing")
         return StepCheck(ok=True)
+
+    def canonical_trace(self, output: str, example: Example, grade: Grade) -> str:
+        """``output``, a trace graded correct, as a student should learn to write it: ending on the answer line.
+
+        Whatever extraction found the answer (the ``Answer:`` line, ``#### 9``, ``\\boxed{9}``, "The answer is
+        9."), the trace is cut after the line that gave it and ends with ``Answer: <answer in canonical form>``,
+        so a teacher that does not follow the format still teaches the format evaluation reads strictly. A user
+        task's own ``regex:`` format is left as the teacher wrote it.
+        """
+        from stratos_shared.tasks._common import with_answer_line
+
+        if grade.extraction is None or grade.extraction == "regex":
+            return output
+        return with_answer_line(output, example.answer, grade.extraction)
 
     def reference_trace(self, example: Example) -> str:
         """A correct step-by-step trace ending in the answer line.

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 
 from stratos_shared.tasks import _arith
@@ -78,9 +79,16 @@ def numbers_equal(a: str, b: str) -> bool:
 
 
 def check_arithmetic(output: str) -> StepCheck:
-    """Every ``expr = value`` statement in the reasoning must be right, and there must be one."""
+    """Every ``expr = value`` statement in the reasoning must be right, there must be one, and the last one must
+    arrive at the answer the output gives.
+
+    The last rule is what keeps reverse reasoning honest: a teacher told the answer can write a right equation
+    that has nothing to do with it ("6 + 3 = 9. So the answer is 3.", or the prompt's own example "3 + 4 = 7"),
+    then state the answer it was given.
+    """
     body = reasoning_body(output)
     found = 0
+    last: Fraction | None = None
     for m in _STATEMENT.finditer(body):
         lhs, rhs = m.group(1), m.group(2).replace(" ", "")
         try:
@@ -92,9 +100,19 @@ def check_arithmetic(output: str) -> StepCheck:
             right = -right
         found += 1
         if left != right:
-            return StepCheck(ok=False, reason=f"wrong arithmetic: '{m.group(0).strip()}'")
-    if found == 0:
-        return StepCheck(ok=False, reason="no arithmetic steps such as '3 + 4 = 7' before the answer")
+            return StepCheck(ok=False, reason=f"wrong arithmetic: '{m.group(0).strip()}'", problem="wrong-step")
+        last = right
+    if found == 0 or last is None:
+        return StepCheck(
+            ok=False, reason="no arithmetic steps such as '3 + 4 = 7' before the answer", problem="missing"
+        )
+    answer = extract_number(output)
+    if answer is not None and last != Fraction(answer):
+        return StepCheck(
+            ok=False,
+            reason=f"the reasoning ends on {last}, not on the answer {answer}",
+            problem="ends-elsewhere",
+        )
     return StepCheck(ok=True)
 
 

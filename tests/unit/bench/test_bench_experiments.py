@@ -77,3 +77,12 @@ def test_smoke_runs_keep_their_plots_out_of_docs() -> None:
     assert images() == IMAGES
     assert images("--quick") != IMAGES
     assert images("--quick", "--images", "/tmp/here") == Path("/tmp/here")
+
+
+def test_regenerating_the_results_keeps_the_sections_measured_outside_the_script(tmp_path: Path) -> None:
+    from bench.experiments.run_all import KEPT, kept_tail
+
+    doc = tmp_path / "results.md"
+    assert kept_tail(doc) == ""
+    doc.write_text(f"# old generated part\n\n{KEPT}\n\n## A real teacher\n\nmeasured by hand\n")
+    assert kept_tail(doc) == f"{KEPT}\n\n## A real teacher\n\nmeasured by hand\n"

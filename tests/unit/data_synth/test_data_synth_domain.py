@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from stratos_data_synth.domain import REJECT_DUPLICATE, REJECT_NO_ANSWER, REJECT_NO_STEPS, REJECT_WRONG, DatasetBuilder
+from stratos_data_synth.domain import (
+    REJECT_DUPLICATE,
+    REJECT_ENDS_ELSEWHERE,
+    REJECT_NO_STEPS,
+    REJECT_WRONG,
+    DatasetBuilder,
+)
 from stratos_shared.tasks import Example, build_task
 
 
@@ -36,14 +42,29 @@ def test_injection_refuses_traces_without_steps() -> None:
     assert builder.records([example])[0]["messages"][:-1] == [{"role": "user", "content": example.question}]
 
 
-def test_a_trace_right_only_by_a_flexible_extraction_is_not_kept() -> None:
-    """Evaluation reads '#### 7' or a last number; a kept trace must carry the Answer: line the student learns."""
+def test_a_trace_right_by_a_flexible_extraction_is_kept_ending_on_the_answer_line() -> None:
+    """Verification reads '#### 7' or a last number as teacher-eval does; the kept trace ends on 'Answer: 7'."""
     task = build_task("math", seed=1, size=50, generator={"max_steps": 1})
     example = task.examples()[0]
     body = task.reference_trace(example).replace(f"Answer: {example.answer}", "").strip()
-    assert task.grade(f"{body}\n#### {example.answer}", example).correct  # right, as evaluation sees it
-    builder = DatasetBuilder(task, "alignment", keep_per_question=2)
-    assert not builder.offer(example, f"{body}\n#### {example.answer}")
-    assert not builder.offer(example, f"{body}\nSo the result is {example.answer}.")
-    assert builder.rejected == {REJECT_NO_ANSWER: 2}
-    assert builder.offer(example, f"{body}\nAnswer: {example.answer}")
+    builder = DatasetBuilder(task, "alignment", keep_per_question=3)
+    assert builder.offer(example, f"{body}\n#### {example.answer}\nThe answer is: {example.answer}")
+    assert builder.offer(example, f"{body}\nSo the result is {example.answer}.\nHope this helps!")
+    assert not builder.offer(example, f"{body}\nAnswer: {example.answer}")  # the first one, rewritten
+    assert builder.verified_by_extraction == {"hash": 1, "last-number": 1, "strict": 1}
+    assert builder.rejected == {REJECT_DUPLICATE: 1}
+    assert sorted(builder.accepted[example.id], key=len) == [
+        f"{body}\nAnswer: {example.answer}",
+        f"{body}\nSo the result is {example.answer}.\nAnswer: {example.answer}",
+    ]
+
+
+def test_a_flexible_answer_needs_reasoning_that_reaches_it_in_alignment_too() -> None:
+    task = build_task("math", seed=1, size=50, generator={"max_steps": 1})
+    example = task.examples()[0]
+    builder = DatasetBuilder(task, "alignment", keep_per_question=1)
+    assert not builder.offer(example, f"I just know it.\nThe answer is {example.answer}.")
+    assert not builder.offer(example, f"3 + 4 = 7, so it is {example.answer}.")
+    assert builder.rejected == {REJECT_NO_STEPS: 1, REJECT_ENDS_ELSEWHERE: 1}
+    assert not builder.offer(example, task.reference_trace(example).replace(f"Answer: {example.answer}", "So 0."))
+    assert builder.rejected[REJECT_WRONG] == 1  # the last number is what it answered: 0

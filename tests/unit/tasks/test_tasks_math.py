@@ -87,6 +87,32 @@ def test_check_steps() -> None:
     assert not TASK.check_steps("The answer is obviously 14.\nAnswer: 14", EX).ok
     # Arithmetic after the answer line does not count as reasoning.
     assert not TASK.check_steps("Answer: 7\n3 + 4 = 7", EX).ok
+    # Right steps that end elsewhere than the answer given: the answer was not derived.
+    off = TASK.check_steps("6 + 3 = 9\nSo the answer is 3.", EX)
+    assert (off.ok, off.problem) == (False, "ends-elsewhere")
+    assert off.reason == "the reasoning ends on 9, not on the answer 3"
+    assert TASK.check_steps("7 / 2 = 3.5\nThe answer is 3.50", EX).ok
+    assert TASK.check_steps("3 + 4 = 7\n7 * 2 = 15\nAnswer: 15", EX).problem == "wrong-step"
+
+
+@pytest.mark.parametrize(
+    ("output", "kept"),
+    [
+        ("3 + 4 = 7\nAnswer: 7", "3 + 4 = 7\nAnswer: 7"),  # already in the format: unchanged
+        ("3 + 4 = 7\n**Answer: $7.00**\n\nThis is correct.", "3 + 4 = 7\nAnswer: 7"),
+        ('3 + 4 = 7, ending with "Answer: 7".', '3 + 4 = 7, ending with "Answer: 7".\nAnswer: 7'),
+        ("3 + 4 = 7\n#### 7\nThe answer is: 7", "3 + 4 = 7\nAnswer: 7"),
+        ("3 + 4 = 7, so $\\boxed{7}$ apples.\nDone.", "3 + 4 = 7, so $\\boxed{7}$ apples.\nAnswer: 7"),
+        ("3 + 4 = 7 apples.\nThe answer is 7.\n\nHope this helps!", "3 + 4 = 7 apples.\nThe answer is 7.\nAnswer: 7"),
+        ("3 + 4 = 7.00", "3 + 4 = 7.00\nAnswer: 7"),
+    ],
+)
+def test_a_kept_trace_ends_on_the_answer_line_in_canonical_form(output: str, kept: str) -> None:
+    example = Example(id="1", question="q", answer="7")
+    grade = TASK.grade(output, example)
+    assert grade.correct
+    assert TASK.canonical_trace(output, example, grade) == kept
+    assert TASK.grade_strict(kept, example).correct
 
 
 @given(st.integers(0, 10_000), st.integers(1, 3))
