@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ class Broker:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def publish(self, data: bytes, *, subject: str, headers: dict[str, str], stream: str) -> None:
+    async def publish(self, data: bytes, *, subject: str, headers: dict[str, str], stream: str, **options: Any) -> None:
         self.sent.append(subject)
 
 

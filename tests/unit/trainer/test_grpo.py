@@ -76,6 +76,20 @@ def test_reward_adapter_reads_chat_completions() -> None:
     assert reward(completions=completions, answer=["5", "5"], prompts=None) == [1.0, 0.0]
 
 
+def test_a_few_grpo_steps_run_reward_and_save_a_loadable_model(
+    sft_student: TrainResult, task_data: Any, held_out: Any, tmp_path: Path
+) -> None:
+    """The GRPO code path in every `make test` (the learning claim below runs with STRATOS_FULL_TESTS=1)."""
+    cfg = TrainingConfig(
+        method="grpo", max_steps=3, batch_size=16, num_generations=4, max_completion_length=16, checkpoint_interval=10
+    )
+    result = train_grpo(sft_student.model_dir, grpo_dataset(task_data[0][:64]), helpers.grade, cfg, tmp_path)
+    assert result.global_step == 3 and len(result.metrics["reward"]) == 3
+    assert all(0.0 <= r <= 1.0 for r in result.metrics["reward"]) and result.last_checkpoint is not None
+    assert evaluate_path(result.model_dir, held_out[:4], helpers.grade).n == 4
+
+
+@pytest.mark.slow  # ~110 s of GRPO on two cores: the learning claim runs with STRATOS_FULL_TESTS=1
 @pytest.mark.timeout(1200)  # real training; minutes on a busy 2-core machine
 def test_grpo_lifts_held_out_accuracy_above_its_warm_start(
     sft_student: TrainResult, task_data: Any, tmp_path: Path
