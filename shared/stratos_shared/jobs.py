@@ -287,11 +287,13 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             if best.attempt == event.attempt:
                 changes |= {"student": event.student}
                 changes["inputs"] = {**current.inputs, "ModelTrained": event.model_dump(mode="json")}
+                # A 'continue' attempt starts from the one before it: the student's line is what was trained.
+                line = [a for a in attempts if a.lineage == best.lineage]
                 results["training"] = TrainingResult(
-                    before=event.accuracy_before,
+                    before=line[0].accuracy_before,
                     after=event.accuracy_after,
-                    cost_usd=event.cost_usd,
-                    seconds=event.training_seconds,
+                    cost_usd=sum(a.cost_usd for a in line),
+                    seconds=sum(a.seconds for a in line),
                     steps=event.steps,
                     tokens=event.tokens,
                     method=event.method,

@@ -230,3 +230,15 @@ def test_an_escalation_ends_within_its_cap_and_its_budget_and_deploys_its_best(
     assert spent_usd(state) <= budget + 1e-9 or len(attempts) == 1, "escalation spent more than the budget"
     [deploy] = assignments(state)
     assert isinstance(deploy, DeploymentAssigned)
+
+
+def test_a_continued_attempt_reports_its_whole_line_of_training() -> None:
+    """Deployed after a 'continue', the student was trained from the base: before is the base's, time is the sum."""
+    spec = job_spec(target=0.9)
+    state, first = after_first(spec, 0.05, 0.4, seconds=10.0)
+    state = step(state, first)
+    assert first.next is not None
+    state = step(state, trained(first.next, 0.4, 0.6, 5.0, start_step=100))
+    assert state.results.training is not None
+    assert (state.results.training.before, state.results.training.after) == (0.05, 0.6)
+    assert state.results.training.seconds == 15.0 and state.results.training.attempt == 2
