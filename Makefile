@@ -49,10 +49,13 @@ up: setup ## start embedded NATS, the control services and three servers' worker
 down: setup ## stop what `make up` started
 	$(STRATOS) down
 
+robustness: models ## the learning and escalation tests under 3 seeds, 1 and 2 threads, AVX2 and plain kernels (~40 min)
+	$(PY) bench/robustness.py
+
 bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/selector.py
 	$(PY) bench/teacher_client.py
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test lint demo demo-real up down bench
+.PHONY: help setup models test lint demo demo-real up down robustness bench

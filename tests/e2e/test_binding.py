@@ -22,7 +22,10 @@ from stratos_shared.teacher.simulator import running_simulator
 from tests.e2e.stack import CATALOG, service_processes
 from tests.faults.matrix import ENV, simulator_config, tiny_job
 
-pytestmark = pytest.mark.nats
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+"""~85 s on two cores: STRATOS_FULL_TESTS=1. Every run still checks that a job trains and serves only where it is
+placed: `tests/e2e/test_pipeline.py` (one job, across processes, moved by a server's death) and
+`tests/nats/test_escalation.py` (two jobs sharing one server's two trainers)."""
 
 JOBS = [f"bind-{i}" for i in range(6)]
 SERVERS = choose_servers([s.id for s in load_catalog(CATALOG)], 3)

@@ -35,6 +35,7 @@ from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from stratos_shared.telemetry import JsonlSpanExporter
 from tests.e2e.stack import ROOT, SERVERS, logs_of, service_processes
+from tests.variation import SEED, record
 
 pytestmark = pytest.mark.nats
 
@@ -55,7 +56,7 @@ def small_job(teacher_url: str) -> JobSpec:
             "task": spec.task.model_copy(update={"size": 800, "generator": {"max_steps": 1}}),
             # 24 records a step: 150 steps are ~6 epochs of ~640 records
             "training": spec.training.model_copy(
-                update={"max_steps": 150, "batch_size": 24, "checkpoint_every_steps": 25}
+                update={"max_steps": 150, "batch_size": 24, "checkpoint_every_steps": 25, "seed": SEED}
             ),
             "distillation": spec.distillation.model_copy(update={"eval_samples": 30, "min_dataset_size": 20}),
         }
@@ -158,6 +159,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     assert trained["resumed_from_step"] > 0, "training restarted from zero instead of the checkpoint"
     assert trained["server_id"] == new_server
     # the same 100 held-out items before and after, base near 0%: five more right answers is not noise
+    record("e2e before/after", f"{trained['accuracy_before']:.2f}/{trained['accuracy_after']:.2f}")
     assert trained["accuracy_after"] >= trained["accuracy_before"] + 0.05, trained
     deployed = events.of_type("ModelDeployed")[0]
     assert deployed["revision"] == 2 and deployed["server_id"] == new_server

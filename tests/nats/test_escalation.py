@@ -4,12 +4,16 @@ Inventory, selector (placement, the ledger, the escalation decisions), teacher-e
 run in-process against the teacher simulator; two ``python -m stratos_trainer`` processes share one server.
 Two jobs at once:
 
-- ``esc-continue``: tiny-1m trained for a few steps misses its target; the ledger continues it from its final
-  checkpoint (``min_gain`` 0 counts any non-negative gain as rising), and the trainer running that second
-  attempt is SIGKILLed after its first checkpoint: the other trainer resumes *that attempt* from its checkpoint.
-  It reaches the target and stops there.
-- ``esc-cap``: a target no candidate reaches (100%) with ``min_gain`` 1 (never rising): tiny-1m, then the next
-  larger student that passed the pre-screen (tiny-2m), then the attempt cap (2) stops it.
+- ``esc-continue``: a target of 100% that tiny-1m cannot reach in 4 steps (or 120: it scores about 10% there), so
+  the first attempt misses by construction; ``min_gain`` -1 continues whatever the attempt scored, so the ledger
+  continues it from its final checkpoint, and the trainer running that second attempt is SIGKILLed after its first
+  checkpoint: the other trainer resumes *that attempt* from its checkpoint. The cap (2) stops it there.
+- ``esc-cap``: the same unreachable target with ``min_gain`` 1 (never rising): tiny-1m, then the next larger
+  student that passed the pre-screen (tiny-2m), then the attempt cap (2) stops it.
+
+No assertion depends on the accuracy a few steps of training reach (which differs between CPUs, thread counts
+and library versions): every decision follows from the target, ``min_gain`` and the cap alone. The "target met"
+rung is the pure decision's, tested in ``tests/unit/selector/test_escalation.py``.
 
 Both end deployed, with one ModelTrained and one decision per attempt, the best attempt served, every attempt in
 the report, and the report's stage costs within the budget.
@@ -39,14 +43,15 @@ from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running
 from tests.nats.services import common, running
 from tests.nats.test_teacher_and_data import services, submit
 from tests.nats.test_trainer_scaleout import SERVER, log_file, trainers, wait_for_logs
+from tests.variation import SEED, record
 
 pytestmark = pytest.mark.nats
 ROOT = Path(__file__).parents[2]
 
-FIRST_STEPS, CONTINUE_STEPS, CHECKPOINT_EVERY = 4, 116, 20
-CONTINUE_TARGET = 0.05
-"""tiny-1m on one-operator custom rules, 20 held-out items, trained on reference traces: 0% before and after 4
-steps, 10% after 40, 120 and 240 (measured on 2 cores): a target that a few steps miss and continuing meets."""
+FIRST_STEPS, CONTINUE_STEPS, CHECKPOINT_EVERY = 4, 46, 20
+UNREACHABLE = 1.0
+"""tiny-1m on one-operator custom rules, 20 held-out items: 0% after 4 steps on an AVX-512 machine, 10% on an AVX2
+one, about 10% after 40, 120 and 240: 100% is out of reach of every attempt, so each one misses."""
 
 
 PRESCREEN = {"STRATOS_PRESCREEN_TOLERANCE": "1.0"}
@@ -69,9 +74,15 @@ def escalating_job(teacher_url: str, **changes: Any) -> JobSpec:
     spec = base.model_copy(
         update={
             "teachers": teachers,
+            # the rules' seed stays: not every seed's one-operator rules have 300 distinct questions
             "task": TaskSpec(kind="custom-rules", size=300, eval_fraction=0.2, seed=7, generator={"max_ops": 1}),
             "training": base.training.model_copy(
-                update={"max_steps": FIRST_STEPS, "batch_size": 16, "checkpoint_every_steps": CHECKPOINT_EVERY}
+                update={
+                    "max_steps": FIRST_STEPS,
+                    "batch_size": 16,
+                    "checkpoint_every_steps": CHECKPOINT_EVERY,
+                    "seed": SEED,
+                }
             ),
             "distillation": base.distillation.model_copy(update={"eval_samples": 20, "min_dataset_size": 20}),
         }
@@ -96,7 +107,7 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
     events = await collect("stratos.evt.>")
     home = tmp_path / "home"
     config = SimulatorConfig(
-        seed=5,
+        seed=5 + SEED,
         models={
             "sim-strong": ModelSpec(accuracy={"custom-rules": 0.95}),
             "sim-weak": ModelSpec(accuracy={"custom-rules": 0.3}),
@@ -114,10 +125,10 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
         async with running(*services(nats_server, tmp_path, require_workers=True), deployer):
             await wait_for_workers(nats_server.url, [SERVER])
             spec = escalating_job(sim.base_url, students=[escalating_job(sim.base_url).students[0]])
-            continuing = with_target(spec, CONTINUE_TARGET).model_copy(
-                update={"escalation": EscalationSpec(max_attempts=3, continue_steps=CONTINUE_STEPS, min_gain=0.0)}
+            continuing = with_target(spec, UNREACHABLE).model_copy(
+                update={"escalation": EscalationSpec(max_attempts=2, continue_steps=CONTINUE_STEPS, min_gain=-1.0)}
             )
-            capped = with_target(escalating_job(sim.base_url), 1.0).model_copy(
+            capped = with_target(escalating_job(sim.base_url), UNREACHABLE).model_copy(
                 update={"escalation": EscalationSpec(max_attempts=2, min_gain=1.0)}
             )
             await submit(nc, "esc-continue", continuing)
@@ -132,11 +143,15 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
                     for b in c.bodies()
                 )
 
+            def failed() -> list[tuple[str, str, str]]:
+                return [(b["job_id"], b["stage"], b["reason"]) for b in events.of_type("JobFailed")]
+
             try:
-                await events.wait_for(second_attempt_checkpointed, timeout_s=300)
+                await events.wait_for(lambda c: second_attempt_checkpointed(c) or bool(failed()), timeout_s=300)
             except AssertionError as missing:
                 decided = [(b["job_id"], b["attempt"], b["reason"]) for b in events.of_type("AttemptDecided")]
                 raise AssertionError(f"no checkpoint of esc-continue's attempt 2; decisions: {decided}") from missing
+            assert not failed(), failed()
             victim = next(
                 b["trainer"]
                 for b in events.bodies()
@@ -178,16 +193,18 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
         assert total <= cost["budget_usd"], f"{job} spent {total} of {cost['budget_usd']}"
         assert cost["training_usd"] == pytest.approx(sum(a.cost_usd for a in state.attempts))
 
-    # Continued until met: attempt 2 continued attempt 1's final step, was killed, and resumed on the survivor.
+    # Continued to the cap: attempt 2 continued attempt 1's final step, was killed, and resumed on the survivor.
     cont = states["esc-continue"]
     assert [a.action for a in cont.attempts] == ["first", "continue"], cont.attempts
     first, second = cont.attempts
-    assert first.accuracy < CONTINUE_TARGET <= second.accuracy, cont.attempts
+    record("esc-continue attempts", f"{first.accuracy:.2f} -> {second.accuracy:.2f}")
+    assert max(first.accuracy, second.accuracy) < UNREACHABLE, cont.attempts
     assert (second.start_step, second.steps) == (FIRST_STEPS, FIRST_STEPS + CONTINUE_STEPS)
     resumed = next(b for b in events.of_type("ModelTrained") if b["job_id"] == "esc-continue" and b["attempt"] == 2)
     assert resumed["trainer"] != victim, "the killed trainer finished the attempt"
     assert resumed["resumed_from_step"] >= killed_step > FIRST_STEPS, (resumed, killed_step)
-    assert cont.results.dumped("escalation")["target_met"] is True
+    assert cont.results.dumped("escalation")["target_met"] is False
+    assert "the cap (escalation.max_attempts)" in cont.attempts[-1].decision.reason  # type: ignore[union-attr]
     survivor_log = log_file(home, next(i for i, pid in enumerate(pids) if pid != names[victim])).read_text()
     assert "attempt 2 resumes from step" in survivor_log
 

@@ -33,8 +33,11 @@ from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from tests.nats.services import running
 from tests.nats.test_teacher_and_data import services
+from tests.variation import THREADS
 
-pytestmark = pytest.mark.nats
+pytestmark = [pytest.mark.nats, pytest.mark.slow]
+"""~25-40 s: STRATOS_FULL_TESTS=1. `tests/nats/test_escalation.py` runs in every `make test` with the same two
+trainer processes on one server, two jobs at once, and a trainer SIGKILLed mid-attempt whose work the other resumes."""
 ROOT = Path(__file__).parents[2]
 
 STEPS, CHECKPOINT_EVERY = 32, 8
@@ -44,7 +47,7 @@ TRAINER_ENV = {
     "STRATOS_EVAL_SAMPLES": "10",
     "STRATOS_MAX_NEW_TOKENS": "48",
     "STRATOS_PRESCREEN_ITEMS": "4",
-    "OMP_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": THREADS,
     "STRATOS_SERVER_ID": "a10-us-central",
 }
 SERVER = TRAINER_ENV["STRATOS_SERVER_ID"]

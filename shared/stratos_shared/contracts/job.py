@@ -236,9 +236,10 @@ class EscalationSpec(_Frozen):
     )
     min_gain: float = Field(
         default=0.02,
-        ge=0,
+        ge=-1,
         le=1,
-        description="Held-out accuracy an attempt must have gained to count as still rising (worth continuing).",
+        description="Held-out accuracy an attempt must have gained to count as still rising (worth continuing). "
+        "Negative tolerates a dip of that size as evaluation noise (-1: always continue, up to the cap and budget).",
     )
 
 

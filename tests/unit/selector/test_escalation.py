@@ -105,6 +105,15 @@ def test_a_rising_curve_continues_from_the_attempts_last_step() -> None:
     assert isinstance(train, TrainingAssigned) and train.plan == decision.next
 
 
+def test_a_negative_min_gain_tolerates_a_dip_and_minus_one_always_continues() -> None:
+    _, tolerated = after_first(job_spec(target=0.9, min_gain=-0.05), 0.10, 0.06)
+    assert tolerated.action == "continue", "a 4-point dip is within the 5 points of noise allowed"
+    _, dropped = after_first(job_spec(target=0.9, min_gain=-0.05), 0.10, 0.04)
+    assert dropped.action == "next-student" and "gained -6%" in dropped.reason
+    _, always = after_first(job_spec(target=0.9, min_gain=-1.0), 1.0, 0.0)
+    assert always.action == "continue", "-1 continues whatever the attempt scored"
+
+
 def test_a_plateau_moves_to_the_next_larger_student_that_passed() -> None:
     spec = job_spec(target=0.9)
     _, decision = after_first(spec, 0.1, 0.11)
@@ -190,7 +199,7 @@ def test_a_decision_and_an_attempt_are_each_recorded_once() -> None:
     target=st.floats(0.05, 1.0),
     budget=st.floats(0.52, 0.7),
     max_attempts=st.integers(1, 5),
-    min_gain=st.floats(0.0, 0.2),
+    min_gain=st.floats(-1.0, 0.2),
     gains=st.lists(st.floats(-0.2, 0.4), min_size=5, max_size=5),
     seconds=st.lists(st.floats(1.0, 60.0), min_size=5, max_size=5),
 )

@@ -21,6 +21,7 @@ from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.data import eval_items, sft_dataset
 from stratos_trainer.domain.evaluate import EvalResult, evaluate_path
+from tests.variation import SEED
 
 N_TRAIN, N_TEST = 6000, 100
 SFT_STEPS = 450
@@ -33,7 +34,7 @@ def base_model() -> Path:
 
 @pytest.fixture(scope="session")
 def task_data() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    return helpers.split(N_TRAIN, N_TEST, seed=0)
+    return helpers.split(N_TRAIN, N_TEST, seed=SEED)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +51,13 @@ def base_eval(base_model: Path, held_out: list[tuple[list[dict[str, str]], str]]
 def sft_student(base_model: Path, task_data: Any, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """Full SFT of the base on the addition traces (also the warm start for GRPO and a prescreen candidate)."""
     cfg = TrainingConfig(
-        method="sft", max_steps=SFT_STEPS, learning_rate=3e-3, batch_size=32, packing=False, checkpoint_interval=150
+        method="sft",
+        max_steps=SFT_STEPS,
+        learning_rate=3e-3,
+        batch_size=32,
+        packing=False,
+        checkpoint_interval=150,
+        seed=SEED,
     )
     cfg.keep_checkpoints = 3  # the intermediate ones are GRPO warm starts
     return train_sft_cached(base_model, task_data[0], cfg, tmp_path_factory.mktemp("sft"))

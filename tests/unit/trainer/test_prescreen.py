@@ -11,6 +11,7 @@ import pytest
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import PrescreenConfig
 from stratos_trainer.domain.prescreen import CandidateScore, choose, few_shot_prompt, prescreen
+from tests.variation import record
 
 
 @pytest.mark.timeout(1200)
@@ -24,6 +25,7 @@ def test_trained_model_ranks_above_untrained(
     result = prescreen([base_model, sft_student.model_dir], shots, held_out, helpers.grade, cfg)
     by_path = {s.path: s for s in result.scores}
     trained, base = by_path[str(sft_student.model_dir)], by_path[str(base_model)]
+    record("prescreen trained/base", f"{trained.accuracy:.2f}/{base.accuracy:.2f}")
     assert trained.accuracy >= base.accuracy + 0.3, (trained, base)
     assert result.scores[0] == trained and result.chosen == trained
     assert base not in result.passed and trained.num_parameters == base.num_parameters and trained.n == 32

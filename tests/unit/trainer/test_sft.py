@@ -12,15 +12,17 @@ from conftest import train_sft_cached
 from stratos_trainer.domain.checkpoints import TrainResult
 from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.evaluate import EvalResult, evaluate_path
+from tests.variation import SEED, record
 
 # Base must be near zero and the student at least 30 points above it: with 100
 # held-out items, chance fluctuation of a ~0% model is a few points at most.
 MARGIN = 0.30
 
 
-def _assert_learned(result: TrainResult, base_eval: EvalResult, held_out: Any) -> float:
+def _assert_learned(result: TrainResult, base_eval: EvalResult, held_out: Any, name: str) -> float:
     assert base_eval.accuracy <= 0.10, base_eval.outputs[:3]
     trained = evaluate_path(result.model_dir, held_out, helpers.grade)
+    record(name, trained.accuracy)
     assert trained.accuracy >= base_eval.accuracy + MARGIN, (trained.accuracy, trained.outputs[:3])
     losses = [loss for _, loss in result.loss_history]
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 * 0.5
@@ -32,7 +34,7 @@ def _assert_learned(result: TrainResult, base_eval: EvalResult, held_out: Any) -
 def test_full_sft_learns_addition(sft_student: TrainResult, base_eval: EvalResult, held_out: Any) -> None:
     assert sft_student.adapter_dir is None
     assert sft_student.global_step == sft_student.loss_history[-1][0]
-    _assert_learned(sft_student, base_eval, held_out)
+    _assert_learned(sft_student, base_eval, held_out, "full-sft")
 
 
 @pytest.mark.timeout(1200)
@@ -40,11 +42,17 @@ def test_lora_sft_learns_addition(
     base_model: Path, task_data: Any, base_eval: EvalResult, held_out: Any, tmp_path: Path
 ) -> None:
     cfg = TrainingConfig(
-        method="lora-sft", max_steps=400, learning_rate=4e-3, batch_size=32, packing=False, checkpoint_interval=10_000
+        method="lora-sft",
+        max_steps=400,
+        learning_rate=4e-3,
+        batch_size=32,
+        packing=False,
+        checkpoint_interval=10_000,
+        seed=SEED,
     )
     result = train_sft_cached(base_model, task_data[0], cfg, tmp_path)
     assert result.adapter_dir is not None and (result.adapter_dir / "adapter_config.json").exists()
-    acc = _assert_learned(result, base_eval, held_out)
+    acc = _assert_learned(result, base_eval, held_out, "lora-sft")
     # the adapter directory alone (base + adapter) gives the same model as the merged copy
     assert (
         evaluate_path(result.adapter_dir, held_out[:20], helpers.grade).accuracy
