@@ -11,8 +11,8 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
 from stratos_shared.bus.infra import ensure_infrastructure
-from stratos_shared.bus.permissions import EVENT_PUBLISHERS, write_auth
-from stratos_shared.contracts.events import JobCompleted, JobSubmitted, ModelTrained
+from stratos_shared.bus.permissions import EVENT_PUBLISHERS, control_subject, server_subject, write_auth
+from stratos_shared.contracts.events import FromServer, JobCompleted, JobFailed, JobSubmitted, ModelTrained
 from stratos_shared.embedded import NatsServerProcess
 
 pytestmark = pytest.mark.nats
@@ -33,10 +33,10 @@ async def test_service_credential_cannot_publish_another_services_event(tmp_path
         nc = await nats.connect(server.url, user=trainer.user, password=trainer.password, error_cb=on_error)
         js = nc.jetstream()
         await ensure_infrastructure(js)  # the JetStream API is allowed
-        ack = await js.publish(ModelTrained.SUBJECT, b"{}", headers={"Nats-Msg-Id": "own"})
+        ack = await js.publish(server_subject(ModelTrained, "s1"), b"{}", headers={"Nats-Msg-Id": "own"})
         assert ack.seq >= 1  # its own event: accepted
         with pytest.raises(NatsTimeout):  # the deployer's event: refused by the server, never stored
-            await js.publish(JobCompleted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+            await js.publish(server_subject(JobCompleted, "s1"), b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
         assert any("permissions violation" in str(e).lower() for e in errors), errors
         info = await js.stream_info("STRATOS_EVENTS")
         assert info.state.messages == 1
@@ -83,7 +83,8 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     }
     allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
     for service, router in workers.items():  # a server's workers publish under the server's credential
-        declared = {cls.SUBJECT for cls in router.publishes}
+        assert all(issubclass(cls, FromServer) for cls in router.publishes), (service, router.publishes)
+        declared = {server_subject(cls, "a10-us-central") for cls in router.publishes}  # type: ignore[arg-type]
         assert declared <= set(allowed), (service, declared - set(allowed))
     routers = {
         "inventory": inventory(Inventory(), monitor=InventoryMonitor(Inventory(), timeout_s=8.0, check_s=1.0)),
@@ -92,14 +93,22 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         "data-synth": data_synth(DataSynthSettings(), StageResources()),
     }
     for service, router in routers.items():
-        # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*
-        declared = {f"{cls.SUBJECT}.*" if hasattr(cls, "routed_subject") else cls.SUBJECT for cls in router.publishes}
+        # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*; a failure to the control subject
+        declared = {
+            control_subject(cls)
+            if issubclass(cls, FromServer)
+            else f"{cls.SUBJECT}.*"
+            if hasattr(cls, "routed_subject")
+            else cls.SUBJECT
+            for cls in router.publishes
+        }
         assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
 
 
 async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_path: Path) -> None:
     """`server-<id>` (what a server's workers log in as) may heartbeat for its server and pull its own work;
-    it may not keep another server alive, take another server's work, nor publish the selector's events."""
+    it may not keep another server alive, take another server's work, publish the selector's events, speak for
+    another server (its results on a subject that names another server) or declare a failure as a control service."""
     from nats.js.api import ConsumerConfig
 
     from stratos_shared.bus.names import heartbeat_subject, work_subject
@@ -144,6 +153,12 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
             await theirs_sub.fetch(1, timeout=2)
         with pytest.raises(NatsTimeout):
             await worker.publish(ServerChosen.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+        await worker.publish(server_subject(ModelTrained, mine), b"{}", headers={"Nats-Msg-Id": "own-result"})
+        for forged in (server_subject(ModelTrained, theirs), server_subject(JobCompleted, theirs)):
+            with pytest.raises(NatsTimeout):  # speaking for another server
+                await worker.publish(forged, b"{}", headers={"Nats-Msg-Id": forged}, timeout=1.0)
+        with pytest.raises(NatsTimeout):  # declaring a failure as a control service would
+            await worker.publish(control_subject(JobFailed), b"{}", headers={"Nats-Msg-Id": "ctl"}, timeout=1.0)
         await asyncio.sleep(0.3)
         await nc.close()
         info = await js.consumer_info("STRATOS_EVENTS", f"trainer-{theirs}")
@@ -152,4 +167,4 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
         server.stop()
     assert beats == [heartbeat_subject(mine)], beats
     assert info.num_pending == 1 and not info.num_ack_pending, "another server's work was taken"
-    assert sum("permissions violation" in str(e).lower() for e in errors) >= 3, errors
+    assert sum("permissions violation" in str(e).lower() for e in errors) >= 6, errors

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratos_shared.bus.names import EVENTS_STREAM, HEARTBEAT_PREFIX, heartbeat_subject, server_token
+from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
+    FROM_CONTROL,
+    FROM_SERVER,
     AttemptDecided,
     DataProgress,
     DataReady,
     DeploymentAssigned,
+    FromServer,
     JobCancelRequested,
     JobCompleted,
     JobFailed,
@@ -36,30 +40,40 @@ from stratos_shared.contracts.events import (
     TrainingProgress,
 )
 
+
+def control_subject(cls: type[Event]) -> str:
+    """Where a control service publishes `cls`: its subject (a job failure: the control one, no server's)."""
+    return f"{cls.SUBJECT}.{FROM_CONTROL}" if issubclass(cls, FromServer) else cls.SUBJECT
+
+
+def server_subject(cls: type[FromServer], server_id: str = "*") -> str:
+    """Where the workers of `server_id` (any server: ``*``) publish `cls`."""
+    return f"{cls.SUBJECT}.{FROM_SERVER}.{server_token(server_id) if server_id != '*' else '*'}"
+
+
+TRAINER_EVENTS: tuple[type[FromServer], ...] = (StudentChosen, TrainingProgress, ModelTrained, JobFailed)
+DEPLOYER_EVENTS: tuple[type[FromServer], ...] = (ModelDeployed, JobCompleted, JobFailed)
+
 EVENT_PUBLISHERS: dict[str, list[str]] = {
     "inventory": [ServerRegistered.SUBJECT, ServerDown.SUBJECT],
     "selector": [
         ServerChosen.SUBJECT,
         AttemptDecided.SUBJECT,
         JobRejected.SUBJECT,
-        JobFailed.SUBJECT,
+        control_subject(JobFailed),
         f"{TrainingAssigned.SUBJECT}.*",
         f"{DeploymentAssigned.SUBJECT}.*",
     ],
-    "teacher-eval": [TeacherChosen.SUBJECT, JobFailed.SUBJECT],
-    "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, JobFailed.SUBJECT],
-    "trainer": [
-        StudentChosen.SUBJECT,
-        TrainingProgress.SUBJECT,
-        ModelTrained.SUBJECT,
-        JobFailed.SUBJECT,
-        f"{HEARTBEAT_PREFIX}.*",
-    ],
-    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT, JobFailed.SUBJECT, f"{HEARTBEAT_PREFIX}.*"],
+    "teacher-eval": [TeacherChosen.SUBJECT, control_subject(JobFailed)],
+    "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, control_subject(JobFailed)],
+    "trainer": [*(server_subject(cls) for cls in TRAINER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
+    "deployer": [*(server_subject(cls) for cls in DEPLOYER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
     "cli": [JobSubmitted.SUBJECT, JobCancelRequested.SUBJECT, ServerDownRequested.SUBJECT, ServerUpRequested.SUBJECT],
     "agent": ["stratos.hb.*"],
 }
-"""The event subjects each NATS user may publish; everything else under stratos.evt/cmd is denied."""
+"""The event subjects each NATS user may publish; everything else under stratos.evt/cmd is denied. The shared
+``trainer`` and ``deployer`` users may speak for any server; a server's own credential (`server_permissions`) only
+for itself."""
 
 INFRASTRUCTURE = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "stratos.dlq.>", "_INBOX.>"]
 """Subjects every service needs: JetStream API and acks, KV and object store, dead letters, replies."""
@@ -84,13 +98,12 @@ def server_consumers(server_id: str) -> list[str]:
 def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], list[str]]:
     """(allow, deny) publish lists of a server's credential.
 
-    It may publish its own heartbeats and its workers' events, and use JetStream; it may not beat for
-    another server, nor pull from (or redefine) another server's consumers: that would take its work.
+    It may publish its own heartbeats and its workers' events on subjects that name it, and use JetStream; it may
+    not beat or speak for another server (nor declare a failure as a control service), nor pull from (or redefine)
+    another server's consumers: that would take its work.
     """
     allow = [heartbeat_subject(server_id)]
-    allow += [
-        s for s in EVENT_PUBLISHERS["trainer"] + EVENT_PUBLISHERS["deployer"] if not s.startswith(HEARTBEAT_PREFIX)
-    ]
+    allow += [server_subject(cls, server_id) for cls in (*TRAINER_EVENTS, *DEPLOYER_EVENTS)]
     deny = []
     for other in servers:
         if other == server_id:
