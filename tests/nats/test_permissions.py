@@ -168,3 +168,87 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
     assert beats == [heartbeat_subject(mine)], beats
     assert info.num_pending == 1 and not info.num_ack_pending, "another server's work was taken"
     assert sum("permissions violation" in str(e).lower() for e in errors) >= 6, errors
+
+
+async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_ledger(tmp_path: Path) -> None:
+    """What a server's credential could do with the whole JetStream API, refused by the broker: purge, change or
+    delete the events stream, delete another server's consumer, take the selector's submissions through its
+    consumer, mark a job completed in the jobs bucket. What its workers need still works: read KV, write and read
+    an object, pull its own consumer."""
+    from nats.js.api import ConsumerConfig, StreamConfig
+
+    from stratos_shared.artifacts import NatsArtifactStore
+    from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, work_subject
+
+    mine, theirs = "a10-us-central", "l4-us-west"
+    config, credentials = write_auth(tmp_path / "auth", [mine, theirs])
+    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    errors: list[Exception] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    try:
+        selector = credentials["selector"]
+        admin = await nats.connect(server.url, user=selector.user, password=selector.password)
+        js = admin.jetstream()
+        await ensure_infrastructure(js)
+        await js.add_consumer(
+            EVENTS_STREAM, ConsumerConfig(durable_name="selector-jobs", filter_subject=JobSubmitted.SUBJECT)
+        )
+        for server_id in (mine, theirs):
+            subject = work_subject("train", server_id)
+            await js.add_consumer(
+                EVENTS_STREAM, ConsumerConfig(durable_name=f"trainer-{server_id}", filter_subject=subject)
+            )
+            await js.publish(subject, b"work", headers={"Nats-Msg-Id": server_id})
+        cli = credentials["cli"]
+        user = await nats.connect(server.url, user=cli.user, password=cli.password)
+        await user.jetstream().publish(JobSubmitted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "submission"})
+        await user.close()
+        jobs = await js.key_value(JOBS_BUCKET)
+        await jobs.put("victim", b"running")
+
+        own = credentials[f"server-{mine}"]
+        nc = await nats.connect(server.url, user=own.user, password=own.password, error_cb=on_error)
+        worker = nc.jetstream(timeout=1.0)
+        refused = {
+            "purge the events stream": worker.purge_stream(EVENTS_STREAM),
+            "delete the events stream": worker.delete_stream(EVENTS_STREAM),
+            "change the events stream": worker.update_stream(StreamConfig(name=EVENTS_STREAM, subjects=["x.>"])),
+            "delete another server's consumer": worker.delete_consumer(EVENTS_STREAM, f"trainer-{theirs}"),
+            "delete its own consumer": worker.delete_consumer(EVENTS_STREAM, f"trainer-{mine}"),
+        }
+        outcomes = {}
+        for what, call in refused.items():
+            try:
+                await call
+                outcomes[what] = "allowed"
+            except (NatsTimeout, nats.errors.Error) as exc:
+                outcomes[what] = type(exc).__name__
+        submissions = await worker.pull_subscribe_bind("selector-jobs", stream=EVENTS_STREAM)
+        with pytest.raises(NatsTimeout):
+            await submissions.fetch(1, timeout=1)
+        worker_kv = await worker.key_value(JOBS_BUCKET)
+        with pytest.raises(NatsTimeout):
+            await worker_kv.put("victim", b"completed")
+        assert (await worker_kv.get("victim")).value == b"running", "a server cannot read the ledger"
+        store = NatsArtifactStore(nc.jetstream())
+        uri = await store.put_bytes("job-on-me", "checkpoints/latest.json", b"{}")
+        assert await store.get_bytes(uri) == b"{}"
+        mine_sub = await worker.pull_subscribe_bind(f"trainer-{mine}", stream=EVENTS_STREAM)
+        assert (await mine_sub.fetch(1, timeout=5))[0].data == b"work"
+        await nc.close()
+        info = await js.stream_info(EVENTS_STREAM)
+        consumers = {c.name for c in await js.consumers_info(EVENTS_STREAM)}
+        pending = (await js.consumer_info(EVENTS_STREAM, "selector-jobs")).num_pending
+        ledger = (await jobs.get("victim")).value
+        await admin.close()
+    finally:
+        server.stop()
+    assert all(outcome != "allowed" for outcome in outcomes.values()), outcomes
+    assert info.config.subjects and "x.>" not in info.config.subjects and info.state.messages >= 3
+    assert {f"trainer-{mine}", f"trainer-{theirs}", "selector-jobs"} <= consumers
+    assert pending == 1, "the selector's submission was taken"
+    assert ledger == b"running"
+    assert sum("permissions violation" in str(e).lower() for e in errors) >= len(refused) + 2, errors
