@@ -8,10 +8,12 @@ from pathlib import Path
 import nats
 import nats.aio.msg
 import pytest
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 
 from stratos_shared.bus.infra import ensure_infrastructure
-from stratos_shared.bus.permissions import EVENT_PUBLISHERS, control_subject, server_subject, write_auth
+from stratos_shared.bus.permissions import EVENT_PUBLISHERS, Credential, control_subject, server_subject, write_auth
 from stratos_shared.contracts.events import FromServer, JobCompleted, JobFailed, JobSubmitted, ModelTrained
 from stratos_shared.embedded import NatsServerProcess
 
@@ -105,6 +107,22 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
 
 
+def auth_server(tmp_path: Path, servers: list[str]) -> tuple[NatsServerProcess, dict[str, Credential]]:
+    """A nats-server with the users `stratos up` makes for these servers."""
+    config, credentials = write_auth(tmp_path / "auth", servers)
+    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log")
+    return server.start(), credentials
+
+
+async def as_selector(server: NatsServerProcess, credentials: dict[str, Credential]) -> tuple[Client, JetStreamContext]:
+    """A control service's connection, which creates the streams and buckets as the control plane does."""
+    selector = credentials["selector"]
+    admin = await nats.connect(server.url, user=selector.user, password=selector.password)
+    js = admin.jetstream()
+    await ensure_infrastructure(js)
+    return admin, js
+
+
 async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_path: Path) -> None:
     """`server-<id>` (what a server's workers log in as) may heartbeat for its server and pull its own work;
     it may not keep another server alive, take another server's work, publish the selector's events, speak for
@@ -115,18 +133,14 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
     from stratos_shared.contracts.events import ServerChosen
 
     mine, theirs = "a10-us-central", "l4-us-west"
-    config, credentials = write_auth(tmp_path / "auth", [mine, theirs])
-    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    server, credentials = auth_server(tmp_path, [mine, theirs])
     errors: list[Exception] = []
 
     async def on_error(error: Exception) -> None:
         errors.append(error)
 
     try:
-        selector = credentials["selector"]
-        admin = await nats.connect(server.url, user=selector.user, password=selector.password)
-        js = admin.jetstream()
-        await ensure_infrastructure(js)
+        admin, js = await as_selector(server, credentials)
         for server_id in (mine, theirs):
             subject = work_subject("train", server_id)
             durable = f"trainer-{server_id}"
@@ -181,18 +195,14 @@ async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_le
     from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, work_subject
 
     mine, theirs = "a10-us-central", "l4-us-west"
-    config, credentials = write_auth(tmp_path / "auth", [mine, theirs])
-    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    server, credentials = auth_server(tmp_path, [mine, theirs])
     errors: list[Exception] = []
 
     async def on_error(error: Exception) -> None:
         errors.append(error)
 
     try:
-        selector = credentials["selector"]
-        admin = await nats.connect(server.url, user=selector.user, password=selector.password)
-        js = admin.jetstream()
-        await ensure_infrastructure(js)
+        admin, js = await as_selector(server, credentials)
         await js.add_consumer(
             EVENTS_STREAM, ConsumerConfig(durable_name="selector-jobs", filter_subject=JobSubmitted.SUBJECT)
         )
