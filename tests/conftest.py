@@ -80,12 +80,16 @@ async def nc(nats_server: NatsServerProcess) -> AsyncIterator[Client]:
 @pytest.fixture
 def collect(nc: Client) -> Callable[[str], Awaitable[Collector]]:
     async def start(subject: str) -> Collector:
+        """Every message on `subject`; an event's own subject also brings its every origin's (``<subject>.>``: the
+        ``.server.<id>`` a worker publishes on, a control service's ``.control``)."""
         collector = Collector()
 
         async def on_message(msg: Msg) -> None:
             collector.messages.append(msg)
 
         await nc.subscribe(subject, cb=on_message)
+        if not subject.endswith((">", "*")):
+            await nc.subscribe(f"{subject}.>", cb=on_message)
         await nc.flush()
         return collector
 

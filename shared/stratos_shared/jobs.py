@@ -18,6 +18,7 @@ from stratos_shared.contracts.events import (
     AttemptDecided,
     DataProgress,
     DataReady,
+    FromServer,
     JobCancelRequested,
     JobCompleted,
     JobFailed,
@@ -145,15 +146,23 @@ class JobState(BaseModel):
         return next((a for a in self.attempts if a.attempt == number), None)
 
 
-def stale(state: JobState, event: Event) -> bool:
-    """An event from a server the job has left, which the fold records but does not act on."""
-    match event:
-        case ModelTrained() if event.revision is not None:
-            return event.revision < state.server_revision
-        case ModelDeployed():
-            return event.revision < state.server_revision
-        case _:
-            return False
+def fenced_out(state: JobState, event: Event) -> str | None:
+    """Why a worker's event changes nothing (None when it counts): only the server that holds the job's current
+    placement, at that revision, has a say. Everything else (a server the job has left, a paused worker that woke up
+    on the far side of a partition, a revision the ledger never issued, a result with no revision, another server's
+    credential speaking for a job that is not its own) is recorded in the history, marked ignored."""
+    if not isinstance(event, FromServer):
+        return None  # not a worker's word
+    if event.server_id is None:
+        # A control service's failure travels on a subject no server may publish on; anything else needs a server.
+        return None if event.FROM_CONTROL_TOO else "it names no server"
+    if event.server_id != state.server_id:
+        return f"from {event.server_id}, but the job is placed on {state.server_id or 'no server'}"
+    if event.revision is None:
+        return "it carries no placement revision"
+    if event.revision != state.server_revision:
+        return f"revision {event.revision}, but the placement is at revision {state.server_revision}"
+    return None
 
 
 def _summary(event: Event) -> str:
@@ -223,7 +232,10 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
     progress = dict(current.progress)
     results: dict[str, Any] = {}  # sections of JobResults this event replaces
     terminal = current.status != "running"
+    ignored = fenced_out(current, event)
     match event:
+        case FromServer() if ignored is not None:
+            pass  # fenced: kept in the history, marked ignored
         case JobSubmitted():
             changes |= {"name": event.spec.name, "submitted_at": event.occurred_at}
             if current.stage == "submitted":
@@ -265,12 +277,6 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case StudentChosen():
             changes["student"] = event.student
             results["students"] = list(event.screens)
-        case TrainingProgress() if current.server_id and event.server_id != current.server_id:
-            pass  # from a server the job has left (a paused worker resumed): not this job's progress any more
-        case ModelTrained() if event.revision is not None and event.revision < current.server_revision:
-            pass  # fenced: trained under a placement the job has since left; the new owner trains (resumes) itself
-        case ModelDeployed() if event.revision < current.server_revision:
-            pass  # a stale server's endpoint: the current placement serves the job
         case TrainingProgress():
             loss = f"loss {event.loss:.3f}" if event.loss is not None else ""
             detail = f"attempt {event.attempt}, {loss}" if event.attempt > 1 else loss
@@ -360,8 +366,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
     history = current.history
     if not isinstance(event, (DataProgress, TrainingProgress)):
         summary = _summary(event)
-        if stale(current, event):
-            summary = f"ignored (revision {getattr(event, 'revision', '?')} is stale): {summary}"
+        if ignored is not None:
+            summary = f"ignored ({ignored}): {summary}"
         history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=summary)]
     changes |= {
         "progress": progress,

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from stratos_shared.bus.handler import EventRouter
-from stratos_shared.bus.infra import ensure_infrastructure
+from stratos_shared.bus.infra import await_infrastructure, ensure_infrastructure
 from stratos_shared.bus.names import EVENTS_STREAM
 from stratos_shared.logs import setup_logging
 from stratos_shared.metrics import record_consumer_lag, setup_metrics
@@ -43,8 +43,12 @@ class ServiceRuntime:
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
         tracing: bool = True,
+        creates_infrastructure: bool = True,
     ) -> None:
+        """`creates_infrastructure`: a control service creates the streams and buckets at start; a server's worker
+        (False) only waits for them, since its credential may not create or change them."""
         self.name = name
+        self.creates_infrastructure = creates_infrastructure
         self.settings = settings
         self.routers = list(routers)
         self.on_start = list(on_start)
@@ -90,7 +94,10 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.broker.connect()
-        await ensure_infrastructure(self.js, replicas=self.settings.replicas)
+        if self.creates_infrastructure:
+            await ensure_infrastructure(self.js, replicas=self.settings.replicas)
+        else:
+            await await_infrastructure(self.js)
         for hook in self.on_start:
             await hook(self)
         for router in self.routers:  # after the hooks: a signal may need what they bind (the inventory's records)

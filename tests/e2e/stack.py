@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stratos_cli.stack import CONTROL, choose_servers, launch_server, launch_service, service_env, stop_pids
 from stratos_inventory.sources.catalog import load_catalog
+from stratos_shared.bus.permissions import Credential
 from stratos_shared.embedded import NatsServerProcess
 
 ROOT = Path(__file__).parents[2]
@@ -21,16 +22,27 @@ SERVERS = choose_servers([s.id for s in load_catalog(CATALOG)], 2)
 
 @contextlib.contextmanager
 def service_processes(
-    nats_server: NatsServerProcess, home: Path, extra_env: dict[str, str] | None = None, servers: int = 2
+    nats_server: NatsServerProcess,
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    servers: int = 2,
+    credentials: dict[str, Credential] | None = None,
 ) -> Iterator[dict[str, int]]:
-    """Start every service as its own process; SIGTERM them all afterwards (logs in `<home>/logs`)."""
+    """Start every service as its own process; SIGTERM them all afterwards (logs in `<home>/logs`). With
+    `credentials` (`write_auth`), each logs in as `stratos up` has it: a control service as itself, a server's
+    workers as `server-<id>`."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
     env = service_env(home, nats_server.url, 1, {"STRATOS_CATALOG": str(CATALOG)})
     env.update(extra_env or {})
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    pids = {service: launch_service(service, home, env) for service in CONTROL}
+
+    def login(user: str) -> dict[str, str]:
+        found = (credentials or {}).get(user)
+        return {"STRATOS_NATS_USER": user, "STRATOS_NATS_PASSWORD": found.password} if found else {}
+
+    pids = {service: launch_service(service, home, env | login(service)) for service in CONTROL}
     for index, server in enumerate(choose_servers([s.id for s in load_catalog(CATALOG)], servers)):
-        pids |= launch_server(server, index, home, env)
+        pids |= launch_server(server, index, home, env, extra=login(f"server-{server}"))
     try:
         yield pids
     finally:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.client import Client
 from opentelemetry import propagate
@@ -27,10 +29,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from stratos_cli.client import wait_for_workers, wait_until_ready
 from stratos_cli.stack import advertise_host, signal_server
 from stratos_cli.tracing import Span, job_spans, read_spans
+from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import ARTIFACTS_BUCKET, JOBS_BUCKET
+from stratos_shared.bus.permissions import Credential, write_auth
 from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
+from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import ModelSpec, SimulatorConfig, running_simulator
 from stratos_shared.telemetry import JsonlSpanExporter
@@ -102,8 +107,44 @@ async def everything_stored(nc: Client) -> str:
     return "\n".join(parts)
 
 
+@pytest.fixture
+def credentials(tmp_path: Path) -> tuple[Path, dict[str, Credential]]:
+    """Per-service and per-server NATS users, as `stratos up` makes them: the job runs under least privilege."""
+    return write_auth(tmp_path / "auth", list(SERVERS))
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path, credentials: tuple[Path, dict[str, Credential]]) -> Iterator[NatsServerProcess]:
+    config, _ = credentials
+    server = NatsServerProcess(store_dir=tmp_path / "jetstream", config_file=config, log_file=tmp_path / "nats.log")
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+async def nc(nats_server: NatsServerProcess, credentials: tuple[Path, dict[str, Credential]]) -> AsyncIterator[Client]:
+    """The test speaks as the CLI does (`stratos submit`, `status`, `trace` read everything)."""
+    cli = credentials[1]["cli"]
+    client = await nats.connect(nats_server.url, user=cli.user, password=cli.password)
+    await ensure_infrastructure(client.jetstream())
+    yield client
+    await client.drain()
+
+
 @pytest.mark.timeout(1200)
-async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path, nc: Client, collect) -> None:
+async def test_job_runs_end_to_end_across_processes(
+    nats_server,
+    tmp_path: Path,
+    nc: Client,
+    collect,
+    credentials: tuple[Path, dict[str, Credential]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the credentials `stratos up` hands out: each control service, and each server's workers, log in as
+    themselves and may do only their own work (`stratos_shared.bus.permissions`)."""
+    cli = credentials[1]["cli"]
+    monkeypatch.setenv("STRATOS_NATS_USER", cli.user)  # the CLI helpers this test calls log in as `stratos` does
+    monkeypatch.setenv("STRATOS_NATS_PASSWORD", cli.password)
     progress = await collect("stratos.evt.training.progress")
     chosen = await collect("stratos.evt.server.chosen")
     events = await collect("stratos.evt.>")
@@ -120,7 +161,7 @@ async def test_job_runs_end_to_end_across_processes(nats_server, tmp_path: Path,
     config = SimulatorConfig(
         seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})}
     )
-    with running_simulator(config) as sim, service_processes(nats_server, home, env):
+    with running_simulator(config) as sim, service_processes(nats_server, home, env, credentials=credentials[1]):
         await wait_until_ready(nats_server.url)  # as `stratos up` does: jobs go in once servers are registered
         await wait_for_workers(nats_server.url, SERVERS)
         job = JobSubmitted(job_id="e2e-1", spec=small_job(sim.base_url))

@@ -73,6 +73,8 @@ class TrainerDouble:
                     student=student.name,
                     model=student.model,
                     threshold=spec.distillation.prescreen_threshold,
+                    server_id=state.server_id,
+                    revision=state.server_revision,
                     screens=[
                         StudentScreen(
                             name=student.name,
@@ -98,6 +100,7 @@ class TrainerDouble:
                     steps=0,
                     tokens=0,
                     cost_usd=0.0,
+                    revision=state.server_revision,
                 ),
             ]
 
@@ -146,6 +149,8 @@ class DeployerDouble:
                     job_id=event.job_id,
                     report_uri=report_uri,
                     summary={"server_id": state.server_id, "endpoint": endpoint},
+                    server_id=state.server_id,
+                    revision=state.server_revision,
                 )
             ]
 

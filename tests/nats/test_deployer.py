@@ -36,13 +36,17 @@ from stratos_inventory.settings import InventorySettings
 from stratos_selector.main import build as build_selector
 from stratos_selector.settings import SelectorSettings
 from stratos_shared.artifacts import NatsArtifactStore, put_dir
+from stratos_shared.bus.handler import subject_of
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     DataReady,
     JobCancelRequested,
+    JobCompleted,
+    JobFailed,
     JobSubmitted,
+    ModelDeployed,
     ModelTrained,
     ServerDownRequested,
     StudentChosen,
@@ -123,11 +127,12 @@ async def ready(nats_server: NatsServerProcess, servers: list[str] | None = None
 
 
 async def publish(nc: Client, event: Event) -> None:
-    await nc.jetstream().publish(event.SUBJECT, event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
+    await nc.jetstream().publish(subject_of(event), event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
 
 
-async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Path) -> ModelTrained:
-    """What teacher-eval, data-synth and the trainer would have published for this job, in pipeline order."""
+async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Path, revision: int = 1) -> ModelTrained:
+    """What teacher-eval, data-synth and the trainer (of `server_id`, at placement `revision`) would have published
+    for this job, in pipeline order."""
     store = NatsArtifactStore(nc.jetstream())
     teacher = TeacherChosen(
         job_id=job_id,
@@ -155,11 +160,9 @@ async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Pat
         cost_usd=DATA_COST,
     )
     screen = StudentScreen(name="tiny-1m", model=STUDENT, params=1_000_000, screened_accuracy=0.0, passed=True)
-    chosen = StudentChosen(job_id=job_id, student="tiny-1m", model=STUDENT, threshold=0.0, screens=[screen])
-    progress = [
-        TrainingProgress(job_id=job_id, server_id=server_id, step=step, total_steps=3, loss=loss)
-        for step, loss in LOSSES
-    ]
+    placed = {"server_id": server_id, "revision": revision}
+    chosen = StudentChosen(job_id=job_id, student="tiny-1m", model=STUDENT, threshold=0.0, screens=[screen], **placed)
+    progress = [TrainingProgress(job_id=job_id, step=step, total_steps=3, loss=loss, **placed) for step, loss in LOSSES]
     trained = ModelTrained(
         job_id=job_id,
         server_id=server_id,
@@ -174,6 +177,7 @@ async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Pat
         steps=3,
         tokens=4096,
         cost_usd=TRAINING_COST,
+        revision=revision,
     )
     for event in (teacher, data, chosen, *progress, trained):
         await publish(nc, event)
@@ -187,7 +191,7 @@ async def deploy(
     await publish(nc, JobSubmitted(job_id=job_id, spec=job or spec(job_id)))
     await chosen.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=30)
     placement = next(b for b in chosen.bodies() if b["job_id"] == job_id)
-    trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter)
+    trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter, placement["revision"])
     await completed.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=120)
     return placement, trained
 
@@ -412,3 +416,59 @@ async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_le
         stop_leftovers(home / "deployments")  # a failed run must not leave a server behind
     assert served_before and survived, "the model server should outlive its deployer (it runs in its own session)"
     assert stopped, f"the restarted deployer left {endpoint} serving a cancelled job"
+
+
+async def test_another_servers_forged_results_are_ignored_and_the_victim_job_completes(
+    nats_server, tmp_path, nc: Client, collect, adapter_dir: Path
+) -> None:
+    """What a server's credential can still publish (on the subjects that name it) about a job placed elsewhere:
+    a trained model, an endpoint at a revision never issued, the job's completion and its failure, and one event
+    whose body names the victim's server. The ledger records each as ignored (or skips the mis-addressed one), the
+    selector keeps the victim's slot, the victim's deployer keeps serving, and the real results complete it."""
+    chosen = await collect("stratos.evt.server.chosen")
+    completed = await collect("stratos.evt.job.completed")
+    job = "victim-1"
+    async with running(*stack(nats_server, tmp_path)):
+        await ready(nats_server)
+        await publish(nc, JobSubmitted(job_id=job, spec=spec(job)))
+        await chosen.wait_for(lambda c: any(b["job_id"] == job for b in c.bodies()), timeout_s=30)
+        placement = next(b for b in chosen.bodies() if b["job_id"] == job)
+        victim_server = placement["server"]["id"]
+        intruder = next(s for s in SERVERS if s != victim_server)
+        forged_model = ModelTrained(
+            job_id=job, server_id=intruder, student="tiny-1m", base_model=STUDENT, method="sft",
+            model_uri="nats-obj://stratos-artifacts/victim-1/model/forged.tar.gz", is_adapter=False,
+            accuracy_before=0.0, accuracy_after=1.0, training_seconds=1.0, steps=1, tokens=1, cost_usd=0.0, revision=1,
+        )  # fmt: skip
+        forged_endpoint = {
+            "job_id": job, "backend": "cpu", "endpoint": "http://127.0.0.9:1/v1", "accuracy": 1.0,
+            "ttft_p50_ms": 1.0, "ttft_p95_ms": 1.0, "latency_p50_ms": 1.0, "latency_p95_ms": 1.0,
+        }  # fmt: skip
+        forged: list[Event] = [
+            forged_model,
+            ModelDeployed(**forged_endpoint, server_id=intruder, revision=99),
+            JobCompleted(
+                job_id=job, report_uri="nats-obj://stratos-artifacts/victim-1/x", server_id=intruder, revision=1
+            ),
+            JobFailed(job_id=job, stage="training", reason="forged", server_id=intruder, revision=1),
+        ]
+        for event in forged:
+            await publish(nc, event)
+        # The victim's server in the body, the intruder's in the subject (all the broker lets it publish on).
+        lie = ModelDeployed(**forged_endpoint, server_id=victim_server, revision=1)
+        subject = lie.routed_subject().replace(victim_server, intruder)
+        await nc.jetstream().publish(subject, lie.to_bytes(), headers={"Nats-Msg-Id": lie.event_id})
+        await asyncio.sleep(1.0)
+        meanwhile = await job_state(nc, job, lambda s: len(s.history) >= 2 + len(forged))
+        await trained_upstream(nc, job, victim_server, adapter_dir, placement["revision"])
+        await completed.wait_for(lambda c: any(b.get("server_id") == victim_server for b in c.bodies()), timeout_s=120)
+        done = await job_state(nc, job, lambda s: s.status == "completed")
+        served = await answers(done.endpoint or "", job)
+
+    assert (meanwhile.status, meanwhile.endpoint, meanwhile.attempts) == ("running", None, [])
+    ignored = [h.summary for h in meanwhile.history if h.summary.startswith("ignored (")]
+    assert len(ignored) == len(forged), meanwhile.history
+    assert all(f"from {intruder}, but the job is placed on {victim_server}" in s for s in ignored), ignored
+    assert done.endpoint and done.endpoint.startswith(f"http://{SERVERS[victim_server]}:") and served
+    assert done.results.training is not None and done.results.training.model_uri != forged_model.model_uri
+    assert done.results.deployment is not None and done.results.deployment.revision == placement["revision"]

@@ -14,11 +14,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from stratos_cli.app import app
+from stratos_selector.domain.catalog import generate_catalog
+from stratos_selector.domain.strategies import Infeasible, select
 from stratos_shared.artifacts import NatsArtifactStore, put_dir
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
-from stratos_shared.contracts.events import JobSubmitted, ModelTrained
+from stratos_shared.contracts.events import JobSubmitted, ModelTrained, ServerChosen
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState, apply
@@ -47,13 +49,19 @@ async def _publish_trained_job(url: str, adapter: Path) -> None:
     await ensure_infrastructure(js)
     spec = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
     uri = await put_dir(NatsArtifactStore(js), "j-export", "model/adapter.tar.gz", adapter)
+    servers = generate_catalog(5, seed=3)
+    choice = select(servers, spec)
+    assert not isinstance(choice, Infeasible)
+    placed = ServerChosen(
+        job_id="j-export", revision=1, server=choice.server, reason="r", explanation=choice.explanation
+    )
     trained = ModelTrained(
-        job_id="j-export", server_id="s1", student="tiny-1m", base_model="tiny:tiny-1m", method="lora-sft",
-        model_uri=uri, is_adapter=True, accuracy_before=0.1, accuracy_after=0.6, training_seconds=3.0,
-        steps=10, tokens=1000, cost_usd=0.0,
+        job_id="j-export", server_id=choice.server.id, student="tiny-1m", base_model="tiny:tiny-1m",
+        method="lora-sft", model_uri=uri, is_adapter=True, accuracy_before=0.1, accuracy_after=0.6,
+        training_seconds=3.0, steps=10, tokens=1000, cost_usd=0.0, revision=1,
     )  # fmt: skip
     state: JobState | None = None
-    for event in (JobSubmitted(job_id="j-export", spec=spec), trained):
+    for event in (JobSubmitted(job_id="j-export", spec=spec), placed, trained):
         state = apply(state, event) or state
     assert state is not None
     await TypedKV(await js.key_value(JOBS_BUCKET), JobState).put("j-export", state)

@@ -76,7 +76,7 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     ServerChosen.SUBJECT: {"event_type": "ServerChosen", "job_id": "j", "revision": 1, "server": {}},
     TeacherChosen.SUBJECT: {"event_type": "TeacherChosen", "job_id": "j", "teacher": "t", "mode": "alignment"},
     DataReady.SUBJECT: {"event_type": "DataReady", "job_id": "j", "mode": "alignment", "train_uri": "x"},
-    ModelTrained.SUBJECT: {"event_type": "ModelTrained", "job_id": "j", "model_uri": "x"},
+    f"{ModelTrained.SUBJECT}.server.t4-us-east": {"event_type": "ModelTrained", "job_id": "j", "model_uri": "x"},
 }
 
 

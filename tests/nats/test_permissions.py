@@ -8,11 +8,13 @@ from pathlib import Path
 import nats
 import nats.aio.msg
 import pytest
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 
 from stratos_shared.bus.infra import ensure_infrastructure
-from stratos_shared.bus.permissions import EVENT_PUBLISHERS, write_auth
-from stratos_shared.contracts.events import JobCompleted, JobSubmitted, ModelTrained
+from stratos_shared.bus.permissions import EVENT_PUBLISHERS, Credential, control_subject, server_subject, write_auth
+from stratos_shared.contracts.events import FromServer, JobCompleted, JobFailed, JobSubmitted, ModelTrained
 from stratos_shared.embedded import NatsServerProcess
 
 pytestmark = pytest.mark.nats
@@ -33,10 +35,10 @@ async def test_service_credential_cannot_publish_another_services_event(tmp_path
         nc = await nats.connect(server.url, user=trainer.user, password=trainer.password, error_cb=on_error)
         js = nc.jetstream()
         await ensure_infrastructure(js)  # the JetStream API is allowed
-        ack = await js.publish(ModelTrained.SUBJECT, b"{}", headers={"Nats-Msg-Id": "own"})
+        ack = await js.publish(server_subject(ModelTrained, "s1"), b"{}", headers={"Nats-Msg-Id": "own"})
         assert ack.seq >= 1  # its own event: accepted
         with pytest.raises(NatsTimeout):  # the deployer's event: refused by the server, never stored
-            await js.publish(JobCompleted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+            await js.publish(server_subject(JobCompleted, "s1"), b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
         assert any("permissions violation" in str(e).lower() for e in errors), errors
         info = await js.stream_info("STRATOS_EVENTS")
         assert info.state.messages == 1
@@ -83,7 +85,8 @@ def test_permission_table_matches_what_each_service_declares() -> None:
     }
     allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
     for service, router in workers.items():  # a server's workers publish under the server's credential
-        declared = {cls.SUBJECT for cls in router.publishes}
+        assert all(issubclass(cls, FromServer) for cls in router.publishes), (service, router.publishes)
+        declared = {server_subject(cls, "a10-us-central") for cls in router.publishes}  # type: ignore[arg-type]
         assert declared <= set(allowed), (service, declared - set(allowed))
     routers = {
         "inventory": inventory(Inventory(), monitor=InventoryMonitor(Inventory(), timeout_s=8.0, check_s=1.0)),
@@ -92,32 +95,52 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         "data-synth": data_synth(DataSynthSettings(), StageResources()),
     }
     for service, router in routers.items():
-        # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*
-        declared = {f"{cls.SUBJECT}.*" if hasattr(cls, "routed_subject") else cls.SUBJECT for cls in router.publishes}
+        # work for one server goes to <SUBJECT>.<server>: allowed as <SUBJECT>.*; a failure to the control subject
+        declared = {
+            control_subject(cls)
+            if issubclass(cls, FromServer)
+            else f"{cls.SUBJECT}.*"
+            if hasattr(cls, "routed_subject")
+            else cls.SUBJECT
+            for cls in router.publishes
+        }
         assert declared <= set(EVENT_PUBLISHERS[service]), (service, declared - set(EVENT_PUBLISHERS[service]))
+
+
+def auth_server(tmp_path: Path, servers: list[str]) -> tuple[NatsServerProcess, dict[str, Credential]]:
+    """A nats-server with the users `stratos up` makes for these servers."""
+    config, credentials = write_auth(tmp_path / "auth", servers)
+    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log")
+    return server.start(), credentials
+
+
+async def as_selector(server: NatsServerProcess, credentials: dict[str, Credential]) -> tuple[Client, JetStreamContext]:
+    """A control service's connection, which creates the streams and buckets as the control plane does."""
+    selector = credentials["selector"]
+    admin = await nats.connect(server.url, user=selector.user, password=selector.password)
+    js = admin.jetstream()
+    await ensure_infrastructure(js)
+    return admin, js
 
 
 async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_path: Path) -> None:
     """`server-<id>` (what a server's workers log in as) may heartbeat for its server and pull its own work;
-    it may not keep another server alive, take another server's work, nor publish the selector's events."""
+    it may not keep another server alive, take another server's work, publish the selector's events, speak for
+    another server (its results on a subject that names another server) or declare a failure as a control service."""
     from nats.js.api import ConsumerConfig
 
     from stratos_shared.bus.names import heartbeat_subject, work_subject
     from stratos_shared.contracts.events import ServerChosen
 
     mine, theirs = "a10-us-central", "l4-us-west"
-    config, credentials = write_auth(tmp_path / "auth", [mine, theirs])
-    server = NatsServerProcess(store_dir=tmp_path / "js", config_file=config, log_file=tmp_path / "nats.log").start()
+    server, credentials = auth_server(tmp_path, [mine, theirs])
     errors: list[Exception] = []
 
     async def on_error(error: Exception) -> None:
         errors.append(error)
 
     try:
-        selector = credentials["selector"]
-        admin = await nats.connect(server.url, user=selector.user, password=selector.password)
-        js = admin.jetstream()
-        await ensure_infrastructure(js)
+        admin, js = await as_selector(server, credentials)
         for server_id in (mine, theirs):
             subject = work_subject("train", server_id)
             durable = f"trainer-{server_id}"
@@ -144,6 +167,12 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
             await theirs_sub.fetch(1, timeout=2)
         with pytest.raises(NatsTimeout):
             await worker.publish(ServerChosen.SUBJECT, b"{}", headers={"Nats-Msg-Id": "forged"}, timeout=1.0)
+        await worker.publish(server_subject(ModelTrained, mine), b"{}", headers={"Nats-Msg-Id": "own-result"})
+        for forged in (server_subject(ModelTrained, theirs), server_subject(JobCompleted, theirs)):
+            with pytest.raises(NatsTimeout):  # speaking for another server
+                await worker.publish(forged, b"{}", headers={"Nats-Msg-Id": forged}, timeout=1.0)
+        with pytest.raises(NatsTimeout):  # declaring a failure as a control service would
+            await worker.publish(control_subject(JobFailed), b"{}", headers={"Nats-Msg-Id": "ctl"}, timeout=1.0)
         await asyncio.sleep(0.3)
         await nc.close()
         info = await js.consumer_info("STRATOS_EVENTS", f"trainer-{theirs}")
@@ -152,4 +181,84 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
         server.stop()
     assert beats == [heartbeat_subject(mine)], beats
     assert info.num_pending == 1 and not info.num_ack_pending, "another server's work was taken"
-    assert sum("permissions violation" in str(e).lower() for e in errors) >= 3, errors
+    assert sum("permissions violation" in str(e).lower() for e in errors) >= 6, errors
+
+
+async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_ledger(tmp_path: Path) -> None:
+    """What a server's credential could do with the whole JetStream API, refused by the broker: purge, change or
+    delete the events stream, delete another server's consumer, take the selector's submissions through its
+    consumer, mark a job completed in the jobs bucket. What its workers need still works: read KV, write and read
+    an object, pull its own consumer."""
+    from nats.js.api import ConsumerConfig, StreamConfig
+
+    from stratos_shared.artifacts import NatsArtifactStore
+    from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET, work_subject
+
+    mine, theirs = "a10-us-central", "l4-us-west"
+    server, credentials = auth_server(tmp_path, [mine, theirs])
+    errors: list[Exception] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    try:
+        admin, js = await as_selector(server, credentials)
+        await js.add_consumer(
+            EVENTS_STREAM, ConsumerConfig(durable_name="selector-jobs", filter_subject=JobSubmitted.SUBJECT)
+        )
+        for server_id in (mine, theirs):
+            subject = work_subject("train", server_id)
+            await js.add_consumer(
+                EVENTS_STREAM, ConsumerConfig(durable_name=f"trainer-{server_id}", filter_subject=subject)
+            )
+            await js.publish(subject, b"work", headers={"Nats-Msg-Id": server_id})
+        cli = credentials["cli"]
+        user = await nats.connect(server.url, user=cli.user, password=cli.password)
+        await user.jetstream().publish(JobSubmitted.SUBJECT, b"{}", headers={"Nats-Msg-Id": "submission"})
+        await user.close()
+        jobs = await js.key_value(JOBS_BUCKET)
+        await jobs.put("victim", b"running")
+
+        own = credentials[f"server-{mine}"]
+        nc = await nats.connect(server.url, user=own.user, password=own.password, error_cb=on_error)
+        worker = nc.jetstream(timeout=1.0)
+        refused = {
+            "purge the events stream": worker.purge_stream(EVENTS_STREAM),
+            "delete the events stream": worker.delete_stream(EVENTS_STREAM),
+            "change the events stream": worker.update_stream(StreamConfig(name=EVENTS_STREAM, subjects=["x.>"])),
+            "delete another server's consumer": worker.delete_consumer(EVENTS_STREAM, f"trainer-{theirs}"),
+            "delete its own consumer": worker.delete_consumer(EVENTS_STREAM, f"trainer-{mine}"),
+        }
+        outcomes = {}
+        for what, call in refused.items():
+            try:
+                await call
+                outcomes[what] = "allowed"
+            except (NatsTimeout, nats.errors.Error) as exc:
+                outcomes[what] = type(exc).__name__
+        submissions = await worker.pull_subscribe_bind("selector-jobs", stream=EVENTS_STREAM)
+        with pytest.raises(NatsTimeout):
+            await submissions.fetch(1, timeout=1)
+        worker_kv = await worker.key_value(JOBS_BUCKET)
+        with pytest.raises(NatsTimeout):
+            await worker_kv.put("victim", b"completed")
+        assert (await worker_kv.get("victim")).value == b"running", "a server cannot read the ledger"
+        store = NatsArtifactStore(nc.jetstream())
+        uri = await store.put_bytes("job-on-me", "checkpoints/latest.json", b"{}")
+        assert await store.get_bytes(uri) == b"{}"
+        mine_sub = await worker.pull_subscribe_bind(f"trainer-{mine}", stream=EVENTS_STREAM)
+        assert (await mine_sub.fetch(1, timeout=5))[0].data == b"work"
+        await nc.close()
+        info = await js.stream_info(EVENTS_STREAM)
+        consumers = {c.name for c in await js.consumers_info(EVENTS_STREAM)}
+        pending = (await js.consumer_info(EVENTS_STREAM, "selector-jobs")).num_pending
+        ledger = (await jobs.get("victim")).value
+        await admin.close()
+    finally:
+        server.stop()
+    assert all(outcome != "allowed" for outcome in outcomes.values()), outcomes
+    assert info.config.subjects and "x.>" not in info.config.subjects and info.state.messages >= 3
+    assert {f"trainer-{mine}", f"trainer-{theirs}", "selector-jobs"} <= consumers
+    assert pending == 1, "the selector's submission was taken"
+    assert ledger == b"running"
+    assert sum("permissions violation" in str(e).lower() for e in errors) >= len(refused) + 2, errors

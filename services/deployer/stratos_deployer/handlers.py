@@ -126,8 +126,12 @@ async def on_cancel(h: DeployerHandlers, event: JobCancelRequested, ctx: Handler
 async def on_failed(h: DeployerHandlers, event: JobFailed, ctx: HandlerContext) -> None:
     """A failed job serves nothing: e.g. a deployed job whose server went down with nowhere else to go.
 
-    Otherwise its model server would keep running (and billing) for a job the ledger calls failed.
+    Otherwise its model server would keep running (and billing) for a job the ledger calls failed. Another
+    server's word is not enough: only a control service, or this server itself, ends what this server serves.
     """
+    if event.server_id not in (None, h.me):
+        log.info("job %s: a failure reported by %s does not end the deployment here", event.job_id, event.server_id)
+        return
     await tear_down(h, event.job_id, f"failed in {event.stage}")
 
 

@@ -45,6 +45,7 @@ def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
         [build_events(settings, resources, deployments, agent, handlers)],
         on_start=[resources.bind, beat],
         on_stop=[stop_endpoints],
+        creates_infrastructure=False,
     )
 
 

@@ -74,7 +74,7 @@ async def on_server_down(selector: Selector, event: ServerDown, ctx: HandlerCont
 async def release(selector: Selector, event: Event, ctx: HandlerContext) -> None:
     """A failed or cancelled job gives its server slot back."""
     assert event.job_id is not None
-    await selector.planner.finish(event.job_id)
+    await selector.planner.finish(event.job_id, event if isinstance(event, JobFailed) else None)
 
 
 async def project(selector: Selector, event: Event, ctx: HandlerContext) -> list[Event]:

@@ -227,12 +227,32 @@ class Planner:
             await self.remember(outcome, failed, carrier)
         return outcome
 
-    async def finish(self, job_id: str) -> None:
+    async def finish(self, job_id: str, failure: JobFailed | None = None) -> None:
+        """The job ended: its server slot is free. A worker's `failure` frees it only from the job's placement."""
         placement = await self.placements.get(job_id)
         if placement is None or not placement.active:
             return
+        if failure is not None and not counts(failure, placement):
+            log.warning(
+                "job %s: a failure from %s at revision %s ignored (placed on %s at revision %d)",
+                job_id,
+                failure.server_id,
+                failure.revision,
+                placement.server_id,
+                placement.revision,
+            )
+            return
         await self.placements.release(placement.server_id, job_id)
         await self.placements.record(placement.model_copy(update={"active": False}))
+
+
+def counts(failure: JobFailed, placement: JobPlacement) -> bool:
+    """A control service's failure always counts; a worker's only from the server holding the placement, at its
+    revision (another server's credential must not free, and so lose, a job that is not its own)."""
+    return failure.server_id is None or (failure.server_id, failure.revision) == (
+        placement.server_id,
+        placement.revision,
+    )
 
 
 def reject(job_id: str, reason: str, *key: object) -> JobRejected:

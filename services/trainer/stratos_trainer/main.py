@@ -34,7 +34,11 @@ def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
         runtime.spawn(signals.agent.run(runtime.nc))
 
     return ServiceRuntime(
-        SERVICE, settings, [build_events(settings, resources, signals)], on_start=[resources.bind, beat]
+        SERVICE,
+        settings,
+        [build_events(settings, resources, signals)],
+        on_start=[resources.bind, beat],
+        creates_infrastructure=False,
     )
 
 

@@ -48,7 +48,14 @@ from nats.js.api import DeliverPolicy
 
 from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
 from stratos_shared.contracts.base import Event, stable_id
-from stratos_shared.contracts.events import JobCancelRequested, JobFailed
+from stratos_shared.contracts.events import (
+    FromServer,
+    JobCancelRequested,
+    JobFailed,
+    listen_subject,
+    origin_problem,
+    stamped,
+)
 from stratos_shared.contracts.parsing import load_json, parse_event
 from stratos_shared.errors import InvalidEventError, UndeclaredEventError
 from stratos_shared.errors import Redeliver as Redeliver  # where handlers (training.py) have imported it from
@@ -78,12 +85,17 @@ two-core machine takes to store a message: seen in `make demo`, a data-synth pro
 running and failed the job."""
 
 
+def subject_of(event: Event) -> str:
+    """The subject `event` travels on: its class's, or for work and worker results the one naming their server."""
+    routed = getattr(event, "routed_subject", None)
+    return routed() if callable(routed) else event.SUBJECT
+
+
 async def publish_event(broker: NatsBroker, event: Event) -> None:
     """Publish to JetStream with the event id as message id, so a re-publish is dropped as a duplicate."""
-    routed = getattr(event, "routed_subject", None)  # work for one server goes to that server's subject
     await broker.publish(
         event.to_bytes(),
-        subject=routed() if callable(routed) else event.SUBJECT,
+        subject=subject_of(event),
         headers={"Nats-Msg-Id": event.event_id, "Stratos-Event-Type": event.event_type},
         stream=EVENTS_STREAM,
         timeout=PUBLISH_ACK_TIMEOUT_S,
@@ -146,10 +158,16 @@ class HandlerContext:
     declared: tuple[type[Event], ...] = (Event,)
     """What the handler declared it publishes; `publish` refuses anything else."""
     handler: str = "handler"
+    work: Event | None = None
+    """The event being handled: a worker's assignment lends its server and revision to what the worker publishes."""
+
+    def stamp(self, event: Event) -> Event:
+        return stamped(event, self.work) if self.work is not None else event
 
     async def publish(self, event: Event) -> None:
         """Publish now (progress events); final results are better returned."""
         check_declared(event, self.declared, f"{self.service} {self.handler}")
+        event = self.stamp(event)
         await publish_event(self.broker, event)
         self.published.append(event)
 
@@ -157,6 +175,7 @@ class HandlerContext:
         """Publish a progress report, best effort: one that cannot be stored is superseded by the next, and
         must not fail the work it reports on."""
         check_declared(event, self.declared, f"{self.service} {self.handler}")
+        event = self.stamp(event)
         try:
             await publish_event(self.broker, event)
         except (nats.errors.Error, TimeoutError) as exc:
@@ -285,7 +304,7 @@ class EventRouter:
         A `projection` (the job ledger) reads what other consumers own: it does not dead-letter an invalid
         message (the owning consumer does, once).
         """
-        listen = subject or consumes.SUBJECT
+        listen = subject or listen_subject(consumes)
         for out in publishes:
             self.router.publisher(out.SUBJECT, schema=out, title=f"{self.service}:{out.__name__}")
 
@@ -336,6 +355,8 @@ class EventRouter:
         labels = {"service": self.service, "event_type": consumes.__name__}
         try:
             event = parse_event(_event_class(consumes, msg.body, raw.subject), msg.body)
+            if (problem := origin_problem(event, raw.subject)) is not None:
+                raise InvalidEventError(problem, job_id=getattr(event, "job_id", None))
         except InvalidEventError as invalid:
             await self._refuse(invalid, raw, msg, on_invalid, projection, labels)
             return
@@ -387,10 +408,11 @@ class EventRouter:
             subject=raw.subject,
             declared=allowed,
             handler=fn.__name__,
+            work=event,
         )
         keep_alive = asyncio.create_task(self._extend_lease(raw))
         try:
-            result = _as_list(await fn(event, ctx))
+            result = [ctx.stamp(out) for out in _as_list(await fn(event, ctx))]
             for out in result:
                 check_declared(out, allowed, f"{self.service} {fn.__name__}")
                 await publish_event(broker, out)
@@ -442,6 +464,7 @@ class EventRouter:
             stage=self.service,
             reason=f"{self.service} gave up on {event.event_type} after {delivery} attempts: {reason}"[:2000],
         )
+        failed = stamped(failed, event)  # a worker's failure carries its assignment's fencing token
         with contextlib.suppress(Exception):  # the dead letter already holds the event; never lose the ack
             await publish_event(self._broker(), failed)
 
@@ -474,8 +497,9 @@ def _event_class(consumes: type[E], body: bytes, subject: str) -> type[E]:
     found = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if found is None:
         raise InvalidEventError(f"unknown event_type {str(name)[:64]!r}")
-    if subject != found.SUBJECT:
-        raise InvalidEventError(f"{found.__name__} events travel on {found.SUBJECT}, not on {subject}")
+    travels = subject.startswith(f"{found.SUBJECT}.") if issubclass(found, FromServer) else subject == found.SUBJECT
+    if not travels:
+        raise InvalidEventError(f"{found.__name__} events travel on {listen_subject(found)}, not on {subject}")
     return found  # type: ignore[return-value]
 
 

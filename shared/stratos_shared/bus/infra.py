@@ -1,10 +1,15 @@
-"""Create (idempotently) the streams, KV buckets and object store Stratos needs."""
+"""Create (idempotently) the streams, KV buckets and object store Stratos needs, or wait for them to exist."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from stratos_shared.bus.names import (
     ARTIFACTS_BUCKET,
@@ -45,6 +50,36 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         existing = await js.stream_info(config.name or "")
         config.num_replicas = existing.config.num_replicas
         await js.update_stream(config)
+
+
+log = logging.getLogger("stratos.bus")
+
+BUCKETS = (JOBS_BUCKET, SPECS_BUCKET, SERVERS_BUCKET, PLACEMENTS_BUCKET, LIVENESS_BUCKET)
+
+
+async def await_infrastructure(js: JetStreamContext, timeout_s: float = 300.0) -> None:
+    """Wait until the control plane has created the streams, buckets and object store (a server's workers may not
+    create or change them: their credential cannot), re-checking every second and saying once what it waits for."""
+    deadline = time.monotonic() + timeout_s
+    said = False
+    while True:
+        try:
+            for stream in (EVENTS_STREAM, DLQ_STREAM):
+                await js.stream_info(stream)
+            for bucket in BUCKETS:
+                await js.key_value(bucket)
+            await js.object_store(ARTIFACTS_BUCKET)
+            return
+        except (NotFoundError, nats.errors.Error, TimeoutError) as missing:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the control plane's streams and buckets did not appear within {timeout_s:.0f} s ({missing}); "
+                    "start the control services first (`stratos up`)"
+                ) from missing
+            if not said:
+                log.info("waiting for the control plane to create the streams and buckets (%s)", missing)
+                said = True
+            await asyncio.sleep(1.0)
 
 
 async def ensure_infrastructure(js: JetStreamContext, replicas: int = 1) -> None:

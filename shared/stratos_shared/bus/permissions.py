@@ -12,12 +12,24 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratos_shared.bus.names import EVENTS_STREAM, HEARTBEAT_PREFIX, heartbeat_subject, server_token
+from stratos_shared.bus.names import (
+    ARTIFACTS_BUCKET,
+    EVENTS_STREAM,
+    HEARTBEAT_PREFIX,
+    JOBS_BUCKET,
+    SPECS_BUCKET,
+    heartbeat_subject,
+    server_token,
+)
+from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
+    FROM_CONTROL,
+    FROM_SERVER,
     AttemptDecided,
     DataProgress,
     DataReady,
     DeploymentAssigned,
+    FromServer,
     JobCancelRequested,
     JobCompleted,
     JobFailed,
@@ -36,30 +48,40 @@ from stratos_shared.contracts.events import (
     TrainingProgress,
 )
 
+
+def control_subject(cls: type[Event]) -> str:
+    """Where a control service publishes `cls`: its subject (a job failure: the control one, no server's)."""
+    return f"{cls.SUBJECT}.{FROM_CONTROL}" if issubclass(cls, FromServer) else cls.SUBJECT
+
+
+def server_subject(cls: type[FromServer], server_id: str = "*") -> str:
+    """Where the workers of `server_id` (any server: ``*``) publish `cls`."""
+    return f"{cls.SUBJECT}.{FROM_SERVER}.{server_token(server_id) if server_id != '*' else '*'}"
+
+
+TRAINER_EVENTS: tuple[type[FromServer], ...] = (StudentChosen, TrainingProgress, ModelTrained, JobFailed)
+DEPLOYER_EVENTS: tuple[type[FromServer], ...] = (ModelDeployed, JobCompleted, JobFailed)
+
 EVENT_PUBLISHERS: dict[str, list[str]] = {
     "inventory": [ServerRegistered.SUBJECT, ServerDown.SUBJECT],
     "selector": [
         ServerChosen.SUBJECT,
         AttemptDecided.SUBJECT,
         JobRejected.SUBJECT,
-        JobFailed.SUBJECT,
+        control_subject(JobFailed),
         f"{TrainingAssigned.SUBJECT}.*",
         f"{DeploymentAssigned.SUBJECT}.*",
     ],
-    "teacher-eval": [TeacherChosen.SUBJECT, JobFailed.SUBJECT],
-    "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, JobFailed.SUBJECT],
-    "trainer": [
-        StudentChosen.SUBJECT,
-        TrainingProgress.SUBJECT,
-        ModelTrained.SUBJECT,
-        JobFailed.SUBJECT,
-        f"{HEARTBEAT_PREFIX}.*",
-    ],
-    "deployer": [ModelDeployed.SUBJECT, JobCompleted.SUBJECT, JobFailed.SUBJECT, f"{HEARTBEAT_PREFIX}.*"],
+    "teacher-eval": [TeacherChosen.SUBJECT, control_subject(JobFailed)],
+    "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, control_subject(JobFailed)],
+    "trainer": [*(server_subject(cls) for cls in TRAINER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
+    "deployer": [*(server_subject(cls) for cls in DEPLOYER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
     "cli": [JobSubmitted.SUBJECT, JobCancelRequested.SUBJECT, ServerDownRequested.SUBJECT, ServerUpRequested.SUBJECT],
     "agent": ["stratos.hb.*"],
 }
-"""The event subjects each NATS user may publish; everything else under stratos.evt/cmd is denied."""
+"""The event subjects each NATS user may publish; everything else under stratos.evt/cmd is denied. The shared
+``trainer`` and ``deployer`` users may speak for any server; a server's own credential (`server_permissions`) only
+for itself."""
 
 INFRASTRUCTURE = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "stratos.dlq.>", "_INBOX.>"]
 """Subjects every service needs: JetStream API and acks, KV and object store, dead letters, replies."""
@@ -81,25 +103,43 @@ def server_consumers(server_id: str) -> list[str]:
     return [f"trainer-{token}", f"deployer-{token}"] + [f"deployer-{token}-{k}" for k in ("replan", "cancel", "failed")]
 
 
-def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], list[str]]:
-    """(allow, deny) publish lists of a server's credential.
+def server_jetstream(server_id: str) -> list[str]:
+    """The JetStream API a server's workers need, and nothing more.
 
-    It may publish its own heartbeats and its workers' events, and use JetStream; it may not beat for
-    another server, nor pull from (or redefine) another server's consumers: that would take its work.
+    Pull, ack and inspect its own durable consumers; read streams' info, KV entries (get and watch) and objects;
+    write objects (checkpoints, adapters, reports; an overwrite purges the old chunks). Not: creating, changing,
+    purging or deleting the events, dead-letter or KV streams, deleting any consumer, binding a control service's
+    or another server's consumer, or writing a KV bucket (no ``$KV.>``), which is what a wider credential could
+    use to lose every job's events, take the selector's submissions or mark another job completed.
+    """
+    api = "$JS.API"
+    own = []
+    for consumer in server_consumers(server_id):
+        for verb in ("MSG.NEXT", "INFO", "DURABLE.CREATE", "CREATE"):
+            own.append(f"{api}.CONSUMER.{verb}.{EVENTS_STREAM}.{consumer}")
+        own += [f"{api}.CONSUMER.CREATE.{EVENTS_STREAM}.{consumer}.>", f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>"]
+    reads = [f"{api}.INFO", f"{api}.STREAM.INFO.*", f"{api}.STREAM.NAMES"]
+    # The buckets a worker reads (specs, the ledger) and the object store. A KV watch and an object read are
+    # ordered (ephemeral) consumers on those streams, which nats-py deletes when done. (A NATS wildcard is a whole
+    # subject token, so each stream is named.)
+    for stream in (*(f"KV_{bucket}" for bucket in (SPECS_BUCKET, JOBS_BUCKET)), f"OBJ_{ARTIFACTS_BUCKET}"):
+        reads += [f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>", f"{api}.STREAM.MSG.GET.{stream}"]
+        reads += [f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>"]
+        reads += [f"{api}.CONSUMER.DELETE.{stream}.*", f"{api}.CONSUMER.INFO.{stream}.*"]
+    objects = [f"$O.{ARTIFACTS_BUCKET}.>", f"{api}.STREAM.PURGE.OBJ_{ARTIFACTS_BUCKET}", "$JS.FC.>"]
+    return own + reads + objects + ["stratos.dlq.>", "_INBOX.>"]
+
+
+def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], list[str]]:
+    """(allow, deny) publish lists of a server's credential: an allow list, so what is not named is refused.
+
+    It may publish its own heartbeats and its workers' events on subjects that name it, and use the JetStream
+    API only as `server_jetstream` says; it may not beat or speak for another server (nor declare a failure as a
+    control service), nor pull from, redefine or delete any other consumer: that would take its work.
     """
     allow = [heartbeat_subject(server_id)]
-    allow += [
-        s for s in EVENT_PUBLISHERS["trainer"] + EVENT_PUBLISHERS["deployer"] if not s.startswith(HEARTBEAT_PREFIX)
-    ]
-    deny = []
-    for other in servers:
-        if other == server_id:
-            continue
-        for consumer in server_consumers(other):
-            for api in ("CONSUMER.MSG.NEXT", "CONSUMER.DURABLE.CREATE", "CONSUMER.CREATE"):
-                deny.append(f"$JS.API.{api}.{EVENTS_STREAM}.{consumer}")
-            deny.append(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{consumer}.>")
-    return sorted(set(allow)) + INFRASTRUCTURE, deny
+    allow += [server_subject(cls, server_id) for cls in (*TRAINER_EVENTS, *DEPLOYER_EVENTS)]
+    return sorted(set(allow)) + server_jetstream(server_id), []
 
 
 def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:

@@ -9,7 +9,7 @@ the publisher and consumers of each.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +19,55 @@ from stratos_shared.contracts.selection import SelectionExplanation
 from stratos_shared.contracts.servers import ServerSpec
 
 DistillationMode = Literal["alignment", "injection"]
+E = TypeVar("E", bound=Event)
+
+FROM_SERVER = "server"
+"""The subject segment before a server's id: a worker's event travels on ``<SUBJECT>.server.<server_id>``."""
+FROM_CONTROL = "control"
+"""The subject segment of a job failure a control service (selector, teacher-eval, data-synth) declares."""
+
+
+class FromServer(Event):
+    """An event a server's worker publishes: on ``<SUBJECT>.server.<server_id>``, with the placement revision.
+
+    Three checks make a worker's word count only for its own work. The broker lets a server's credential publish
+    only on subjects that name that server (`stratos_shared.bus.permissions`); the router refuses a message whose
+    body names another server than its subject (`origin_problem`); and the ledger acts on it only while that
+    server holds the job's placement at that revision (`stratos_shared.jobs.fenced_out`). ``server_id`` and
+    ``revision`` are filled from the assignment the worker handles when the stage leaves them unset.
+    """
+
+    FROM_CONTROL_TOO: ClassVar[bool] = False
+    """Whether a control service may publish it too (only a job failure)."""
+    server_id: ServerId | None = Field(default=None, description="The server whose worker published it.")
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The placement revision it was produced under (the fencing token): the ledger ignores it "
+        "unless the job is placed on `server_id` at exactly this revision.",
+    )
+
+    def routed_subject(self) -> str:
+        if self.server_id is None:
+            return f"{self.SUBJECT}.{FROM_CONTROL}"
+        return f"{self.SUBJECT}.{FROM_SERVER}.{self.server_id}"
+
+
+def listen_subject(cls: type[Event]) -> str:
+    """What a consumer of `cls` filters on: its subject, or every origin's for an event a server publishes."""
+    return f"{cls.SUBJECT}.>" if issubclass(cls, FromServer) else cls.SUBJECT
+
+
+def origin_problem(event: Event, subject: str) -> str | None:
+    """Why a worker's `event` may not travel on `subject` (None when it may): the subject names its body's server."""
+    if not isinstance(event, FromServer):
+        return None
+    if event.server_id is None and not event.FROM_CONTROL_TOO:
+        return f"{event.event_type} comes from a server's worker and names none"
+    expected = event.routed_subject()
+    if subject == expected:
+        return None
+    return f"{event.event_type} of {event.server_id or 'a control service'} travels on {expected}, not {subject}"
 
 
 class _Part(BaseModel):
@@ -56,8 +105,8 @@ class JobCancelRequested(Event):
     job_id: JobId
 
 
-class JobCompleted(Event):
-    """The job finished: the report says what was built and what it cost."""
+class JobCompleted(FromServer):
+    """The job finished: the report says what was built and what it cost (from the deployer that serves it)."""
 
     SUBJECT: ClassVar[str] = "stratos.evt.job.completed"
     event_type: Literal["JobCompleted"] = "JobCompleted"
@@ -66,9 +115,14 @@ class JobCompleted(Event):
     summary: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobFailed(Event):
-    """The job stopped for good; `stage` and `reason` say where and why."""
+class JobFailed(FromServer):
+    """The job stopped for good; `stage` and `reason` say where and why.
 
+    From a control service it travels on ``stratos.evt.job.failed.control`` (no server may publish there); from a
+    server's worker on ``stratos.evt.job.failed.server.<server_id>``, and counts only from the job's placement.
+    """
+
+    FROM_CONTROL_TOO: ClassVar[bool] = True
     SUBJECT: ClassVar[str] = "stratos.evt.job.failed"
     event_type: Literal["JobFailed"] = "JobFailed"
     job_id: JobId
@@ -220,7 +274,7 @@ class StudentScreen(_Part):
     passed: bool
 
 
-class StudentChosen(Event):
+class StudentChosen(FromServer):
     """The student that will be trained, and why."""
 
     SUBJECT: ClassVar[str] = "stratos.evt.student.chosen"
@@ -232,7 +286,7 @@ class StudentChosen(Event):
     screens: list[StudentScreen]
 
 
-class TrainingProgress(Event):
+class TrainingProgress(FromServer):
     """A training step report (and checkpoint location when one was saved)."""
 
     SUBJECT: ClassVar[str] = "stratos.evt.training.progress"
@@ -262,7 +316,7 @@ class TrainingProgress(Event):
     )
 
 
-class ModelTrained(Event):
+class ModelTrained(FromServer):
     """The student is trained; its adapter or weights are in the artifact store."""
 
     SUBJECT: ClassVar[str] = "stratos.evt.model.trained"
@@ -295,12 +349,6 @@ class ModelTrained(Event):
     trainer: str | None = Field(
         default=None, description="The trainer process that finished the training.", examples=["trainer-7f9c:4121"]
     )
-    revision: int | None = Field(
-        default=None,
-        ge=1,
-        description="The placement revision it was trained under (the fencing token): the ledger ignores a "
-        "ModelTrained whose revision is older than the job's current placement.",
-    )
     attempt: int = Field(default=1, ge=1, le=100, description="Which training attempt of the job this is.")
     start_step: int = Field(
         default=0,
@@ -310,7 +358,7 @@ class ModelTrained(Event):
     )
 
 
-class ModelDeployed(Event):
+class ModelDeployed(FromServer):
     """The student is served; latency was measured through the endpoint."""
 
     SUBJECT: ClassVar[str] = "stratos.evt.model.deployed"
@@ -390,6 +438,18 @@ class _Assignment(Event):
 
     def routed_subject(self) -> str:
         return f"{self.SUBJECT}.{self.server_id}"  # a server id is one subject token
+
+
+def stamped(out: E, work: Event) -> E:
+    """`out` with the fencing token of the assignment `work` it answers (its server and placement revision) where the
+    stage left them unset: every result a worker publishes carries them, so the ledger can fence it."""
+    if not isinstance(out, FromServer) or not isinstance(work, _Assignment):
+        return out
+    if out.server_id is not None and out.revision is not None:
+        return out
+    return out.model_copy(
+        update={"server_id": out.server_id or work.server_id, "revision": out.revision or work.revision}
+    )
 
 
 class TrainingAssigned(_Assignment):

@@ -42,7 +42,7 @@ def placed(spec: JobSpec, revision: int = 1, passed: tuple[str, ...] = ("tiny-1m
     servers = generate_catalog(20, seed=3)
     choice = select(servers, BASE)
     assert not isinstance(choice, Infeasible)
-    server = choice.server.model_copy(update={"cost_per_hour": 3.6})  # $0.001 a second: easy sums
+    server = choice.server.model_copy(update={"cost_per_hour": 3.6, "id": "s"})  # $0.001 a second: easy sums
     events = [
         ServerChosen(job_id="j", revision=revision, server=server, reason="r", explanation=choice.explanation),
         DataReady(
@@ -50,7 +50,7 @@ def placed(spec: JobSpec, revision: int = 1, passed: tuple[str, ...] = ("tiny-1m
             acceptance_rate=0.8, teacher_tokens=100, cost_usd=0.5,
         ),
         StudentChosen(
-            job_id="j", student="tiny-1m", model="tiny:tiny-1m", threshold=0.0,
+            job_id="j", student="tiny-1m", model="tiny:tiny-1m", threshold=0.0, server_id="s", revision=revision,
             screens=[
                 StudentScreen(name=n, model=f"tiny:{n}", params=p, screened_accuracy=0.0, passed=n in passed)
                 for n, p in SIZES.items()

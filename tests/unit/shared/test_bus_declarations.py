@@ -46,7 +46,7 @@ async def test_publishing_an_undeclared_event_raises_and_sends_nothing() -> None
         await ctx.publish(DataProgress(job_id="j", done=1, total=2, accepted=1))
     assert broker.sent == []
     await ctx.publish(JobFailed(job_id="j", stage="data-synth", reason="too little data"))
-    assert broker.sent == [JobFailed.SUBJECT]
+    assert broker.sent == [f"{JobFailed.SUBJECT}.control"]
 
 
 async def test_a_declared_publisher_refuses_other_events() -> None:

@@ -41,10 +41,10 @@ def placements() -> tuple[ServerChosen, ServerChosen]:
     )
 
 
-def deployed(revision: int) -> ModelDeployed:
+def deployed(revision: int, server_id: str) -> ModelDeployed:
     return ModelDeployed(
         job_id="j",
-        server_id=f"s{revision}",
+        server_id=server_id,
         revision=revision,
         endpoint=f"http://127.0.0.1:{8000 + revision}/v1",
         backend="cpu",
@@ -81,24 +81,62 @@ def test_an_old_placement_redelivered_after_a_re_plan_does_not_move_the_job_back
     assert apply(redelivered, one) is None  # and once seen, it is not applied again
 
 
+def completed(server_id: str, revision: int | None) -> JobCompleted:
+    return JobCompleted(job_id="j", report_uri="nats-obj://r", summary={}, server_id=server_id, revision=revision)
+
+
 def test_an_old_deployment_redelivered_after_a_redeploy_keeps_the_new_endpoint() -> None:
-    state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(2), deployed(1))
+    one, two = placements()
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), one, two, deployed(2, two.server.id), deployed(1, one.server.id))
     assert state.endpoint == "http://127.0.0.1:8002/v1"
     assert state.results.deployment is not None and state.results.deployment.revision == 2
 
 
 def test_a_deployed_job_that_loses_its_server_for_good_is_failed_without_an_endpoint() -> None:
+    one, _ = placements()
     lost = JobFailed(job_id="j", stage="placement", reason="server s1 went down and no other server fits: budget")
-    completed = JobCompleted(job_id="j", report_uri="nats-obj://r", summary={})
-    state = fold(JobSubmitted(job_id="j", spec=SPEC), deployed(1), completed, lost)
+    done = completed(one.server.id, 1)
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), one, deployed(1, one.server.id), done, lost)
     assert (state.status, state.endpoint) == ("failed", None)
     assert state.reason == f"deployment lost: {lost.reason}"
 
 
 def test_the_first_outcome_stands_for_a_job_that_never_deployed() -> None:
-    failed = JobFailed(job_id="j", stage="training", reason="out of memory")
-    state = fold(JobSubmitted(job_id="j", spec=SPEC), failed, JobCompleted(job_id="j", report_uri="r", summary={}))
+    one, _ = placements()
+    failed = JobFailed(job_id="j", stage="training", reason="out of memory", server_id=one.server.id, revision=1)
+    state = fold(JobSubmitted(job_id="j", spec=SPEC), one, failed, completed(one.server.id, 1))
     assert (state.status, state.reason) == ("failed", "training: out of memory")
+
+
+def test_only_the_placed_server_at_its_revision_has_a_say() -> None:
+    """What another server's credential (or a worker on the wrong side of a partition) might publish about a job:
+    results with no revision, a revision the ledger never issued, another server's name. Each is recorded as
+    ignored and changes nothing; the placed server's own results then count as usual."""
+    one, _ = placements()
+    placed = fold(JobSubmitted(job_id="j", spec=SPEC), one, data_ready())
+    me, other = one.server.id, "intruder-1"
+    forged = [
+        trained(None, me),  # no revision
+        trained(7, me),  # a revision far in the future: it would lock the endpoint against the real one
+        trained(1, other),
+        deployed(1, other),
+        deployed(9, me),
+        completed(other, 1),
+        completed(me, None),
+        JobCompleted(job_id="j", report_uri="nats-obj://r", summary={}),  # names no server at all
+        JobFailed(job_id="j", stage="training", reason="forged", server_id=other, revision=1),
+        JobFailed(job_id="j", stage="training", reason="forged", server_id=me, revision=2),
+        TrainingProgress(job_id="j", server_id=other, step=1, total_steps=2, revision=1),
+    ]
+    after = fold(placed, *forged)
+    assert (after.status, after.attempts, after.endpoint, after.results) == ("running", [], None, placed.results)
+    assert "training" not in after.progress and after.inputs == placed.inputs
+    ignored = [h.summary for h in after.history[len(placed.history) :]]
+    assert len(ignored) == len(forged) - 1 and all(s.startswith("ignored (") for s in ignored), ignored
+    assert "from intruder-1, but the job is placed on" in ignored[2] and "carries no placement revision" in ignored[0]
+    assert "revision 7, but the placement is at revision 1" in ignored[1]
+    real = fold(after, trained(1, me))
+    assert [a.attempt for a in real.attempts] == [1] and real.results.training is not None
 
 
 def trained(revision: int | None, server_id: str) -> ModelTrained:
@@ -140,10 +178,10 @@ def test_a_fenced_servers_results_are_recorded_but_not_accepted() -> None:
     one, two = placements()
     state = fold(JobSubmitted(job_id="j", spec=SPEC), one, data_ready(), two)
     stale_progress = TrainingProgress(job_id="j", server_id=one.server.id, step=50, total_steps=100, loss=1.0)
-    stale = fold(state, stale_progress, trained(1, one.server.id), deployed(1))
+    stale = fold(state, stale_progress, trained(1, one.server.id), deployed(1, one.server.id))
     assert stale.results.training is None and "ModelTrained" not in stale.inputs and stale.endpoint is None
     assert "training" not in stale.progress, "progress from the server the job left was taken"
-    assert [h.summary.startswith("ignored (revision 1 is stale)") for h in stale.history[-2:]] == [True, True]
+    assert [h.summary.startswith(f"ignored (from {one.server.id}") for h in stale.history[-2:]] == [True, True]
     fresh = fold(stale, trained(2, two.server.id))
     assert (
         fresh.results.training is not None
