@@ -109,7 +109,7 @@ def test_a_negative_min_gain_tolerates_a_dip_and_minus_one_always_continues() ->
     _, tolerated = after_first(job_spec(target=0.9, min_gain=-0.05), 0.10, 0.06)
     assert tolerated.action == "continue", "a 4-point dip is within the 5 points of noise allowed"
     _, dropped = after_first(job_spec(target=0.9, min_gain=-0.05), 0.10, 0.04)
-    assert dropped.action == "next-student" and "gained -6%" in dropped.reason
+    assert dropped.action == "next-student", "a 6-point dip is more than the noise allowed: not rising"
     _, always = after_first(job_spec(target=0.9, min_gain=-1.0), 1.0, 0.0)
     assert always.action == "continue", "-1 continues whatever the attempt scored"
 
