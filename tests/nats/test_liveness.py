@@ -90,6 +90,15 @@ async def test_a_killed_server_is_noticed_from_its_silence_even_by_a_restarted_i
             await asyncio.sleep(3 * TIMEOUT_S)  # alive and beating: nobody is declared down
             assert down.messages == []
 
+            # 0. The inventory is restarted after a gap longer than the timeout, every server healthy: the stored
+            #    deadlines have passed, but the beats in between reached no inventory. No one is declared down.
+            await first.stop()  # type: ignore[attr-defined]
+            await asyncio.sleep(2 * TIMEOUT_S)
+            first = inventory(nats_server, home)
+            await first.start()  # type: ignore[attr-defined]
+            await asyncio.sleep(2 * TIMEOUT_S)
+            assert down.messages == [], f"a restarted inventory declared healthy servers down: {down.bodies()}"
+
             # 1. SIGKILL every process of l4-us-west and say nothing: its silence is the only signal.
             killed = signal_server(home, "l4-us-west")
             reap(killed)

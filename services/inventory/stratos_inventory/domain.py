@@ -14,11 +14,15 @@ class HeartbeatTracker:
     """Last heartbeat per server and worker (wall-clock time, so it can be stored and outlive the process).
 
     Seeded from the ``stratos-liveness`` bucket at start-up: an inventory restarted while a server dies
-    still knows when that server last spoke, and reports it once the timeout has passed.
+    still knows when that server last spoke, and reports it a full timeout after it started listening.
     """
 
     timeout_s: float
     servers: dict[str, ServerLiveness] = field(default_factory=dict)
+    watching_since: float = 0.0
+    """When this tracker began to listen. Beats sent while no inventory ran were heard by no one, so that silence
+    is not the server's: every server gets a full timeout from here (as a new Nomad leader resets every node's
+    timer), and a restarted inventory declares no healthy server down."""
 
     def beat(self, server_id: str, worker: str, service: str, jobs: list[str], now: float) -> ServerLiveness:
         before = self.servers.get(server_id)
@@ -37,7 +41,8 @@ class HeartbeatTracker:
 
     def silent(self, now: float) -> list[str]:
         """Servers silent for longer than the timeout (each reported until it beats again)."""
-        return sorted(sid for sid, seen in self.servers.items() if now - seen.last_seen > self.timeout_s)
+        heard = self.watching_since
+        return sorted(sid for sid, seen in self.servers.items() if now - max(seen.last_seen, heard) > self.timeout_s)
 
 
 def registered(spec: ServerSpec, current: ServerRecord | None) -> ServerRecord | None:

@@ -94,6 +94,7 @@ class InventoryMonitor:
 
     async def load(self) -> int:
         """Seed the tracker from the bucket (at start-up); returns how many servers it knew."""
+        self.tracker.watching_since = time.time()
         if self.liveness is None:
             return 0
         for record in (await self.liveness.items()).values():

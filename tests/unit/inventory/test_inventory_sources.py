@@ -105,6 +105,18 @@ def test_a_restarted_tracker_keeps_the_deadline_it_loads() -> None:
     assert stored.live_workers(1006.0, 5) == {}
 
 
+def test_a_tracker_restarted_after_a_long_gap_gives_every_server_a_full_timeout() -> None:
+    """Restarted at 2000 s, an hour after the last stored beat: no server is silent before 2005 s (the beats in
+    between reached no inventory), and one that really died is reported then."""
+    stored = HeartbeatTracker(timeout_s=5).beat("a", "trainer-1", "trainer", [], now=1000.0)
+    restarted = HeartbeatTracker(timeout_s=5, watching_since=2000.0)
+    restarted.load(stored)
+    assert restarted.silent(now=2000.5) == [] and restarted.silent(now=2004.0) == []
+    assert restarted.silent(now=2006.0) == ["a"]
+    restarted.beat("a", "trainer-1", "trainer", [], now=2001.0)
+    assert restarted.silent(now=2006.0) == [] and restarted.silent(now=2006.5) == ["a"]
+
+
 def test_default_timings_notice_a_dead_server_within_10_s() -> None:
     """The last beat is no later than the death; silence is noticed at most one check after the timeout."""
     worker, inventory = WorkerSettings(server_id="x"), InventorySettings()  # type: ignore[call-arg]
