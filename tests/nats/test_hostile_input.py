@@ -8,8 +8,10 @@ with a reason, or a placement whose stored spec reads back), and the consumers e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -335,3 +337,65 @@ async def _answer_all(payloads: tuple[bytes, ...]) -> None:
         finally:
             await nc.drain()
             server.stop()
+
+
+@pytest.mark.timeout(180)
+async def test_a_job_whose_work_kills_its_worker_on_every_delivery_fails_saying_so(
+    nats_server, tmp_path: Path, nc: Client, collect
+) -> None:
+    """A poison job: its trainer process dies on each delivery (no handler lives to fail it). After the consumer's
+    `max_deliver` deliveries JetStream gives up and says so; the selector fails the job with the reason, so it never
+    stays "running". The worker is restarted after each death, as a supervisor would."""
+    from stratos_shared.bus.handler import subject_of
+    from stratos_shared.contracts.events import DataReady, TrainingAssigned
+    from tests.nats.crashing_worker import MAX_DELIVER
+
+    failed = await collect("stratos.evt.job.failed")
+    chosen = await collect("stratos.evt.server.chosen")
+    base = common(nats_server, tmp_path)
+    log = tmp_path / "deliveries.log"
+    async with running(
+        build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
+        build_selector(SelectorSettings(**base)),
+    ):
+        spec = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
+        submitted = JobSubmitted(job_id="poison-1", spec=spec)
+        await nc.jetstream().publish(submitted.SUBJECT, submitted.to_bytes(), headers={"Nats-Msg-Id": "poison"})
+        await chosen.wait_for(lambda c: bool(c.messages), timeout_s=30)
+        server = chosen.bodies()[0]["server"]["id"]
+        data = DataReady(
+            job_id="poison-1", mode="alignment", teacher="strong", train_uri="nats-obj://stratos-artifacts/poison-1/d",
+            eval_uri="nats-obj://stratos-artifacts/poison-1/e", asked=1, accepted=1, acceptance_rate=1.0,
+            teacher_tokens=1, cost_usd=0.0,
+        )  # fmt: skip
+        work = TrainingAssigned(job_id="poison-1", server_id=server, revision=1, data=data)
+        await nc.jetstream().publish(subject_of(work), work.to_bytes(), headers={"Nats-Msg-Id": work.event_id})
+        env = {**os.environ, "NATS_URL": nats_server.url, "STRATOS_HOME": str(tmp_path / "home")}
+        command = [sys.executable, "-m", "tests.nats.crashing_worker", str(log), server]
+        starts = 0
+        while not failed.messages and starts < MAX_DELIVER + 2:
+            starts += 1
+            process = await asyncio.create_subprocess_exec(*command, env=env, cwd=ROOT)
+            # it dies on the delivery it is handed; the one started after the last delivery gets none: JetStream
+            # gives up on the message as that process asks for work, and the job fails
+            deadline = asyncio.get_running_loop().time() + 60
+            while process.returncode is None and not failed.messages:
+                assert asyncio.get_running_loop().time() < deadline, "neither a crash nor a failed job"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), timeout=0.2)
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await asyncio.sleep(1.5)  # past the ack wait: the message is due again (or given up on)
+        await failed.wait_for(lambda c: bool(c.messages), timeout_s=20)
+        state = await TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState).get("poison-1")
+
+    deliveries = log.read_text().splitlines()
+    assert deliveries == [f"delivery {n} of poison-1" for n in range(1, MAX_DELIVER + 1)], deliveries
+    [body] = failed.bodies()
+    assert body["stage"] == f"trainer-{server}" and f"each of {MAX_DELIVER} deliveries" in body["reason"], body
+    assert (
+        state is not None
+        and state[0].status == "failed"
+        and "never finished TrainingAssigned" in (state[0].reason or "")
+    )

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from nats.js import JetStreamContext
+
 from stratos_selector.domain.dispatch import DISPATCHING, assignments
 from stratos_selector.domain.escalation import decide, needs_decision
-from stratos_selector.planner import Planner, admit, replan
-from stratos_shared.bus.handler import EventRouter, HandlerContext, bind
+from stratos_selector.planner import Planner, admit, poisoned, replan
+from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind, parse_stored
+from stratos_shared.contracts.advisories import MaxDeliveries
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
     AttemptDecided,
@@ -36,6 +39,7 @@ __all__ = ["Planner", "Selector", "build_events"]
 log = logging.getLogger("stratos.selector")
 
 TERMINAL = {"JobCompleted", "JobFailed", "JobRejected", "JobCancelRequested"}
+LEDGER = "selector-ledger"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class Selector:
     planner: Planner
     policy: InputPolicy
     """The operator's limit on what a spec may reference (files, secrets, teacher networks)."""
+    poison: Publisher | None = None
+    """Where the failure of a job whose message killed its worker on every delivery is published."""
 
 
 def reject_submission(invalid: InvalidEventError, subject: str) -> list[Event]:
@@ -75,6 +81,25 @@ async def release(selector: Selector, event: Event, ctx: HandlerContext) -> None
     """A failed or cancelled job gives its server slot back."""
     assert event.job_id is not None
     await selector.planner.finish(event.job_id, event if isinstance(event, JobFailed) else None)
+
+
+async def on_poison(selector: Selector, advisory: MaxDeliveries, js: JetStreamContext) -> None:
+    """A message that exhausted its deliveries unacknowledged fails its job, instead of leaving it "running" for
+    ever: its consumer's process died on every delivery. (A handler that raised fails the job itself.)"""
+    if advisory.consumer == LEDGER:
+        return  # the ledger is a projection: what it could not fold belongs to another consumer
+    stored = await js.get_msg(advisory.stream, advisory.stream_seq)
+    try:
+        event = parse_stored(stored.data or b"", stored.subject or "")
+    except InvalidEventError as invalid:
+        log.info("message %d exhausted its deliveries on %s: %s", advisory.stream_seq, advisory.consumer, invalid)
+        return  # dead-lettered by its consumer already
+    if event.job_id is None:
+        return
+    assert selector.poison is not None, "build_events declares the poison publisher"
+    failed = poisoned(event.job_id, event.event_type, advisory.consumer, advisory.deliveries, advisory.stream_seq)
+    log.error("job %s: %s", event.job_id, failed.reason)
+    await selector.poison.publish(failed)
 
 
 async def project(selector: Selector, event: Event, ctx: HandlerContext) -> list[Event]:
@@ -109,7 +134,8 @@ def build_events(
 ) -> EventRouter:
     """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough)."""
     events = EventRouter("selector", max_deliver=max_deliver, ack_wait_s=ack_wait_s)
-    selector = Selector(planner, policy)
+    selector = Selector(planner, policy, events.publisher("poison", [JobFailed]))
+    events.on_max_deliveries(bind(on_poison, selector))
     events.handler(
         consumes=JobSubmitted,
         publishes=[ServerChosen, JobRejected],
@@ -127,7 +153,7 @@ def build_events(
         events.handler(
             consumes=Event,
             publishes=[AttemptDecided, TrainingAssigned, DeploymentAssigned, JobFailed],
-            durable="selector-ledger",
+            durable=LEDGER,
             subject="stratos.evt.>",
             projection=True,
         )(bind(project, selector))

@@ -246,6 +246,21 @@ class Planner:
         await self.placements.record(placement.model_copy(update={"active": False}))
 
 
+def poisoned(job_id: str, event_type: str, consumer: str, deliveries: int, stream_seq: int) -> JobFailed:
+    """The failure of a job whose message its consumer never finished: the process died on every delivery (out of
+    memory, a crash in native code), so no handler was left to say so."""
+    reason = (
+        f"{consumer} never finished {event_type}: its process stopped on each of {deliveries} deliveries (out of "
+        "memory or a crash in native code?); see that worker's log"
+    )
+    return JobFailed(
+        event_id=stable_id(job_id, "failed", "poison", consumer, stream_seq),
+        job_id=job_id,
+        stage=consumer,
+        reason=reason,
+    )
+
+
 def counts(failure: JobFailed, placement: JobPlacement) -> bool:
     """A control service's failure always counts; a worker's only from the server holding the placement, at its
     revision (another server's credential must not free, and so lose, a job that is not its own)."""

@@ -44,12 +44,13 @@ from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, NatsRouter, PullSub
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from stratos_shared.bus.names import DLQ_STREAM, EVENTS_STREAM, dlq_subject
+from stratos_shared.contracts.advisories import MaxDeliveries, max_deliveries_subject
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import (
-    FromServer,
     JobCancelRequested,
     JobFailed,
     listen_subject,
@@ -217,6 +218,19 @@ class SignalSpec(Generic[E]):
     fn: Signal[E]
 
 
+Advisory = Callable[[MaxDeliveries, JetStreamContext], Awaitable[None]]
+"""An advisory handler: what JetStream said, and the JetStream context to look the message up in."""
+
+
+@dataclass(frozen=True)
+class AdvisorySpec:
+    """A core-NATS subscription to what JetStream itself announces (a message that exhausted its deliveries)."""
+
+    name: str
+    subject: str
+    fn: Advisory
+
+
 @dataclass(frozen=True)
 class Publisher:
     """Events published outside a handler (a background loop, a start-up load), declared like a handler's."""
@@ -241,6 +255,7 @@ class EventRouter:
         self.specs: list[HandlerSpec[Any]] = []
         self.signals: list[SignalSpec[Any]] = []
         self.publishers: list[Publisher] = []
+        self.advisories: list[AdvisorySpec] = []
         self.broker: NatsBroker | None = None
 
     @property
@@ -271,10 +286,28 @@ class EventRouter:
 
         return decorate
 
+    def on_max_deliveries(self, fn: Advisory) -> Advisory:
+        """Register `fn(advisory, js)` for every message of the events stream that reached its consumer's
+        ``max_deliver`` unacknowledged: its worker died on every delivery, so no handler could fail the job."""
+        self.advisories.append(AdvisorySpec(fn.__name__, max_deliveries_subject(EVENTS_STREAM), fn))
+        return fn
+
     async def start_signals(self, nc: Client) -> None:
-        """Subscribe the declared signals (the service runtime calls this once connected)."""
+        """Subscribe the declared signals and advisories (the service runtime calls this once connected)."""
         for spec in self.signals:
             await nc.subscribe(spec.subject, cb=functools.partial(self._signal, spec))
+        for advisory in self.advisories:
+            await nc.subscribe(advisory.subject, cb=functools.partial(self._advisory, advisory, nc.jetstream()))
+
+    async def _advisory(self, spec: AdvisorySpec, js: JetStreamContext, msg: Msg) -> None:
+        try:
+            advisory = MaxDeliveries.model_validate_json(msg.data)
+        except ValueError:
+            return
+        try:
+            await spec.fn(advisory, js)
+        except Exception:  # best effort, as a signal: logged, never raised into the client's callback
+            log.warning("%s advisory %s failed on %s", self.service, spec.name, msg.subject, exc_info=True)
 
     async def _signal(self, spec: SignalSpec[Any], msg: Msg) -> None:
         try:
@@ -485,6 +518,14 @@ class EventRouter:
         broker.include_router(self.router)
 
 
+def parse_stored(body: bytes, subject: str) -> Event:
+    """A stored message of the events stream as the event its type names (`InvalidEventError` if it is none)."""
+    event = parse_event(_event_class(Event, body, subject), body)
+    if (problem := origin_problem(event, subject)) is not None:
+        raise InvalidEventError(problem)
+    return event
+
+
 def _event_class(consumes: type[E], body: bytes, subject: str) -> type[E]:
     """The class to validate against: `consumes` itself, or for the generic `Event` the class its type names,
     which must be the one that travels on `subject` (a JobSubmitted published on the cancel subject is no event)."""
@@ -497,7 +538,8 @@ def _event_class(consumes: type[E], body: bytes, subject: str) -> type[E]:
     found = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if found is None:
         raise InvalidEventError(f"unknown event_type {str(name)[:64]!r}")
-    travels = subject.startswith(f"{found.SUBJECT}.") if issubclass(found, FromServer) else subject == found.SUBJECT
+    routed = hasattr(found, "routed_subject")  # a worker's result, or work for one server: <SUBJECT>.<...>
+    travels = subject.startswith(f"{found.SUBJECT}.") if routed else subject == found.SUBJECT
     if not travels:
         raise InvalidEventError(f"{found.__name__} events travel on {listen_subject(found)}, not on {subject}")
     return found  # type: ignore[return-value]
