@@ -14,16 +14,19 @@ from stratos_trainer.domain.config import TrainingConfig
 from stratos_trainer.domain.evaluate import EvalResult, evaluate_path
 from tests.variation import SEED, record
 
-# Base must be near zero and the student at least 30 points above it: with 100
-# held-out items, chance fluctuation of a ~0% model is a few points at most.
-MARGIN = 0.30
+# The base must be near zero (at most 10 of 100 held-out items: chance fluctuation of a ~0% model is a few points at
+# most), and the student a margin above it that held under every setting `bench/robustness.py` tried (3 seeds x
+# 1 and 2 threads on AVX-512 kernels, 3 seeds on AVX2 and on plain kernels; the table is in issue 25's note):
+# full SFT reached 0.99-1.00 everywhere; LoRA on this random-init base is seed-bound, 0.23-0.86 (seed 0 with one
+# thread is the low end, 0.25 on an AVX2 machine), so its margin is half the lowest it reached.
+MARGINS = {"full-sft": 0.30, "lora-sft": 0.12}
 
 
 def _assert_learned(result: TrainResult, base_eval: EvalResult, held_out: Any, name: str) -> float:
     assert base_eval.accuracy <= 0.10, base_eval.outputs[:3]
     trained = evaluate_path(result.model_dir, held_out, helpers.grade)
     record(name, trained.accuracy)
-    assert trained.accuracy >= base_eval.accuracy + MARGIN, (trained.accuracy, trained.outputs[:3])
+    assert trained.accuracy >= base_eval.accuracy + MARGINS[name], (trained.accuracy, trained.outputs[:3])
     losses = [loss for _, loss in result.loss_history]
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 * 0.5
     assert result.tokens_seen > 0 and result.tokens_per_second > 0 and result.wall_seconds > 0
