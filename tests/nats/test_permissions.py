@@ -83,7 +83,7 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         "trainer": trainer(TrainerSettings(server_id="a10-us-central"), StageResources(), JobSignals()),
         "deployer": deployer(DeployerSettings(server_id="a10-us-central"), StageResources(), Deployments()),
     }
-    allowed, _ = server_permissions("a10-us-central", ["a10-us-central", "l4-us-west"])
+    allowed = server_permissions("a10-us-central")
     for service, router in workers.items():  # a server's workers publish under the server's credential
         assert all(issubclass(cls, FromServer) for cls in router.publishes), (service, router.publishes)
         declared = {server_subject(cls, "a10-us-central") for cls in router.publishes}  # type: ignore[arg-type]

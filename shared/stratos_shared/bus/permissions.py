@@ -130,8 +130,8 @@ def server_jetstream(server_id: str) -> list[str]:
     return own + reads + objects + ["stratos.dlq.>", "_INBOX.>"]
 
 
-def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], list[str]]:
-    """(allow, deny) publish lists of a server's credential: an allow list, so what is not named is refused.
+def server_permissions(server_id: str) -> list[str]:
+    """The publish allow list of a server's credential: what it does not name is refused.
 
     It may publish its own heartbeats and its workers' events on subjects that name it, and use the JetStream
     API only as `server_jetstream` says; it may not beat or speak for another server (nor declare a failure as a
@@ -139,7 +139,7 @@ def server_permissions(server_id: str, servers: list[str]) -> tuple[list[str], l
     """
     allow = [heartbeat_subject(server_id)]
     allow += [server_subject(cls, server_id) for cls in (*TRAINER_EVENTS, *DEPLOYER_EVENTS)]
-    return sorted(set(allow)) + server_jetstream(server_id), []
+    return sorted(set(allow)) + server_jetstream(server_id)
 
 
 def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:
@@ -150,17 +150,13 @@ def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:
 def server_config(credentials: dict[str, Credential]) -> str:
     """An `authorization` block for nats-server: one user per service and per server, with publish lists."""
     users = []
-    servers = [u.removeprefix(SERVER_USER_PREFIX) for u in credentials if u.startswith(SERVER_USER_PREFIX)]
     for user, credential in credentials.items():
-        deny: list[str] = []
         if user.startswith(SERVER_USER_PREFIX):
-            publish, deny = server_permissions(user.removeprefix(SERVER_USER_PREFIX), servers)
+            publish = server_permissions(user.removeprefix(SERVER_USER_PREFIX))
         else:
             publish = EVENT_PUBLISHERS[user] + ([] if user == "agent" else INFRASTRUCTURE)
         subscribe = ["stratos.>", "_INBOX.>", "$KV.>", "$O.>", "$JS.>"] if user != "agent" else ["_INBOX.>"]
         rules: dict[str, list[str]] = {"allow": publish}
-        if deny:
-            rules["deny"] = deny
         entry = {
             "user": user,
             "password": credential.password,
