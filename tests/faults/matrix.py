@@ -321,7 +321,20 @@ class FaultRun:
                 return self._published("JobCompleted", job)
             return bool(serving_pids(self.stack.home, job))  # deploy: the deployer is starting the model server
 
-        await poll(ready, timeout_s, what=f"job {job} reaching {fault.stage}")
+        async def ready_or_ended() -> bool:
+            if await ready():
+                return True
+            ended = [t for t in ("JobFailed", "JobRejected") if self._published(t, job)]
+            if ended or (fault.stage != "completed" and self._published("JobCompleted", job)):
+                reasons = [b.get("reason") for t in ended for b in self.published.of(t, job)]
+                timeline = self.published.timeline(job)
+                raise AssertionError(f"job {job} ended before reaching {fault.stage}: {timeline}; {reasons}")
+            return False
+
+        try:
+            await poll(ready_or_ended, timeout_s, what=f"job {job} reaching {fault.stage}")
+        except TimeoutError as exc:  # say where the job stood, so a failure in CI can be read without a rerun
+            raise TimeoutError(f"{exc}; events seen: {self.published.timeline(job)}") from None
 
     async def inject(self, fault: Fault) -> bool:
         """Break what the fault names; True when the job had not left the stage yet."""

@@ -40,20 +40,46 @@ def test_full_sft_learns_addition(sft_student: TrainResult, base_eval: EvalResul
     _assert_learned(sft_student, base_eval, held_out, "full-sft")
 
 
-@pytest.mark.timeout(1200)
-def test_lora_sft_learns_addition(
-    base_model: Path, task_data: Any, base_eval: EvalResult, held_out: Any, tmp_path: Path
-) -> None:
-    cfg = TrainingConfig(
+def lora_config(max_steps: int) -> TrainingConfig:
+    return TrainingConfig(
         method="lora-sft",
-        max_steps=400,
+        max_steps=max_steps,
         learning_rate=4e-3,
         batch_size=32,
         packing=False,
         checkpoint_interval=10_000,
         seed=SEED,
     )
-    result = train_sft_cached(base_model, task_data[0], cfg, tmp_path)
+
+
+LORA_SHORT_STEPS, LORA_SHORT_LOSS_RATIO = 60, 0.6
+"""60 LoRA steps take the mean loss of the last 10 steps to 0.46-0.47 of the first 10's under seeds 0-2, one and two
+threads, native (AVX-512), AVX2 and plain kernels (`python bench/robustness.py -- tests/unit/trainer/test_sft.py`);
+0.6 leaves room for kernels not tried. Held-out accuracy after 60 steps is still near the base's: the learning
+claim is the 400-step test below."""
+
+
+def test_a_short_lora_run_trains_its_adapter_and_the_adapter_alone_is_the_merged_model(
+    base_model: Path, task_data: Any, held_out: Any, tmp_path: Path
+) -> None:
+    """The LoRA path in every `make test`: the adapter learns (its loss falls by a margin measured across seeds,
+    threads and kernels) and base + adapter is the same model as the merged copy."""
+    result = train_sft_cached(base_model, task_data[0], lora_config(LORA_SHORT_STEPS), tmp_path)
+    assert result.adapter_dir is not None and (result.adapter_dir / "adapter_config.json").exists()
+    losses = [loss for _, loss in result.loss_history]
+    ratio = (sum(losses[-10:]) / 10) / (sum(losses[:10]) / 10)
+    record("lora-sft short loss ratio", round(ratio, 3))
+    assert ratio < LORA_SHORT_LOSS_RATIO, losses
+    merged = evaluate_path(result.model_dir, held_out[:20], helpers.grade)
+    assert evaluate_path(result.adapter_dir, held_out[:20], helpers.grade).outputs == merged.outputs
+
+
+@pytest.mark.slow  # ~100 s on two cores: the learning claim runs with STRATOS_FULL_TESTS=1 and in bench/robustness.py
+@pytest.mark.timeout(1200)
+def test_lora_sft_learns_addition(
+    base_model: Path, task_data: Any, base_eval: EvalResult, held_out: Any, tmp_path: Path
+) -> None:
+    result = train_sft_cached(base_model, task_data[0], lora_config(400), tmp_path)
     assert result.adapter_dir is not None and (result.adapter_dir / "adapter_config.json").exists()
     acc = _assert_learned(result, base_eval, held_out, "lora-sft")
     # the adapter directory alone (base + adapter) gives the same model as the merged copy
