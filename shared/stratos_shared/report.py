@@ -80,6 +80,11 @@ def _pct(value: Any) -> str:
     return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
 
 
+def _cell(text: str) -> str:
+    """`text` safe inside one Markdown table cell (one line, no column breaks)."""
+    return " ".join(str(text).split()).replace("|", "\\|")[:300]
+
+
 def render_markdown(report: JobReport) -> str:
     s, t, d, st, sv, c = report.server, report.teacher, report.data, report.student, report.serving, report.cost
     lines = [
@@ -103,6 +108,9 @@ def render_markdown(report: JobReport) -> str:
     ]
     for score in t.get("scores", []):
         p50 = score.get("latency_p50_ms")
+        if score.get("error"):  # not scored: say why rather than show an accuracy of 0
+            lines.append(f"| {score['name']} | unusable: {_cell(score['error'])} | - | {score['errors']} | - | - |")
+            continue
         lines.append(
             f"| {score['name']} | {_pct(score['accuracy'])} | {_pct(score['ci_low'])}–{_pct(score['ci_high'])} | "
             f"{score['errors']} | {p50:.0f} | ${score['cost_usd']:.4f} |"

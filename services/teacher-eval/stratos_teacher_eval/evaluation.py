@@ -48,7 +48,7 @@ async def score_teacher(
                 graded=0,
                 errors=len(sample),
                 cost_usd=0,
-                error=str(exc),
+                error=f"cannot be used from teacher-eval's host: {exc}",
             )
         async with client:
 
