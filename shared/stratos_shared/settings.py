@@ -13,7 +13,14 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratos_shared.logs import LogFormat
-from stratos_shared.policy import DEFAULT_DENIED_NETWORKS, DEFAULT_SECRET_ENV_PREFIXES, InputPolicy, networks
+from stratos_shared.policy import (
+    DEFAULT_DENIED_HOSTS,
+    DEFAULT_DENIED_NETWORKS,
+    DEFAULT_SECRET_ENV_PREFIXES,
+    InputPolicy,
+    key_host_bindings,
+    networks,
+)
 
 
 def default_home() -> Path:
@@ -65,6 +72,16 @@ class StratosSettings(BaseSettings):
     teacher_allow_networks: list[str] = Field(
         default_factory=list, description="When set, teacher URLs may reach only these networks (JSON list of CIDRs)."
     )
+    teacher_deny_hosts: list[str] = Field(
+        default=list(DEFAULT_DENIED_HOSTS),
+        description="Teacher host names refused with their sub-domains (JSON list): cloud metadata services.",
+    )
+    teacher_key_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Which hosts each key may be sent to (JSON object): reference or 'prefix*' -> host names or "
+        '\'*.domain\', e.g. {"env:TEACHER_KEY_OPENAI": ["api.openai.com"]}. Empty: keys are not bound to hosts; '
+        "once set, a reference no entry matches is refused.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -77,6 +94,12 @@ class StratosSettings(BaseSettings):
         for url in value.split(","):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"NATS URL {url!r} must start with nats://, tls://, ws:// or wss://")
+        return value
+
+    @field_validator("teacher_key_hosts")
+    @classmethod
+    def _key_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        key_host_bindings(value)
         return value
 
     @field_validator("teacher_deny_networks", "teacher_allow_networks")
@@ -94,6 +117,8 @@ class StratosSettings(BaseSettings):
             secret_dirs=tuple(self.secrets_dirs if self.secrets_dirs is not None else [self.home / "secrets"]),
             denied_networks=networks(self.teacher_deny_networks),
             allowed_networks=networks(self.teacher_allow_networks),
+            denied_hosts=tuple(h.rstrip(".").lower() for h in self.teacher_deny_hosts),
+            key_hosts=key_host_bindings(self.teacher_key_hosts),
             max_data_bytes=self.max_data_file_mb * 2**20,
         ).protecting(self.nats_password)
 

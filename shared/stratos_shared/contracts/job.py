@@ -11,12 +11,13 @@ import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stratos_shared.contracts.base import CONTRACT_CONFIG
+from stratos_shared.hosts import credential_parameters, normalise_host
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
 """Names become parts of job ids and artifact paths: dots only between other characters."""
@@ -24,7 +25,6 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 MAX_PATH_CHARS = 4096
 MAX_GENERATOR_DEPTH = 8
 SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-CREDENTIAL_QUERY_KEYS = ("key", "token", "secret", "password", "signature", "auth")
 
 TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
 TrainingMethod = Literal["lora-sft", "sft", "grpo"]
@@ -111,10 +111,15 @@ class TeacherSpec(_Frozen):
             raise ValueError(f"base_url is not a valid URL ({exc})") from None
         if not parts.hostname:
             raise ValueError("base_url has no host")
+        normalise_host(parts.hostname)  # raises ValueError naming the host when no resolver could look it up
         if parts.username is not None or parts.password is not None:
             raise ValueError("base_url must not carry credentials (user:key@host); name the key in api_key_ref")
-        if any(k.lower().replace("-", "_").endswith(CREDENTIAL_QUERY_KEYS) for k, _ in parse_qsl(parts.query)):
-            raise ValueError("base_url must not carry a key in its query string; name the key in api_key_ref")
+        if named := credential_parameters(value):
+            raise ValueError(
+                f"base_url must not carry a key in its query string or path parameters ({', '.join(named)[:200]}: "
+                "names with key, token, secret, sig, password, auth, credential or code are refused); "
+                "name the key in api_key_ref"
+            )
         if parts.fragment or any(ch.isspace() or ord(ch) < 32 for ch in value):
             raise ValueError("base_url must not contain a fragment, spaces or control characters")
         return value.rstrip("/")
