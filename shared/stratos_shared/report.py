@@ -10,11 +10,14 @@ how well the job met what the user asked, not how it compares to other jobs.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PLOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class CostBreakdown(BaseModel):
@@ -74,6 +77,15 @@ class JobReport(BaseModel):
     )
     escalation: dict[str, Any] = Field(default_factory=dict, description="The last decision: target met or why not.")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> artifact URI (PNG).")
+
+    @field_validator("plots")
+    @classmethod
+    def _plain_plot_names(cls, value: dict[str, str]) -> dict[str, str]:
+        """A plot name becomes a file name in the user's report folder: letters, digits, '-' and '_' only."""
+        for name in value:
+            if not PLOT_NAME.fullmatch(name):
+                raise ValueError(f"plot name {name[:80]!r} must be 1-64 letters, digits, '-' or '_'")
+        return value
 
 
 def _pct(value: Any) -> str:

@@ -23,6 +23,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
 """Names become parts of job ids and artifact paths: dots only between other characters."""
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 MAX_PATH_CHARS = 4096
+MAX_SPEC_BYTES = 1024 * 1024
+"""A job spec file is read up to this size: `stratos submit /dev/zero` must not read until memory runs out."""
 MAX_GENERATOR_DEPTH = 8
 SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -273,8 +275,12 @@ class JobSpec(_Frozen):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
-        """Load and validate a job spec file; raises pydantic.ValidationError or yaml.YAMLError."""
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        """Load and validate a job spec file; raises pydantic.ValidationError, yaml.YAMLError, FileNotFoundError,
+        or PolicyError for what is not a regular file of at most MAX_SPEC_BYTES (a device, FIFO or directory is
+        refused without reading it)."""
+        from stratos_shared.policy import read_regular_file
+
+        data = yaml.safe_load(read_regular_file(Path(path), MAX_SPEC_BYTES, "job spec").decode("utf-8"))
         return cls.model_validate(data)
 
 
