@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stratos_shared.contracts.base import TOKEN_ID_PATTERN
 from stratos_shared.logs import LogFormat
 from stratos_shared.policy import (
     DEFAULT_DENIED_HOSTS,
@@ -160,7 +161,8 @@ class WorkerSettings(StratosSettings):
     server_id: str = Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9_.-]+$",
+        pattern=TOKEN_ID_PATTERN,  # the events' ServerId: one subject token (no '.', '*', '>'), or the broker
+        # would route this worker's heartbeats and work under another server's subjects
         description="The catalog server this process runs on (STRATOS_SERVER_ID, or --server-id): it takes "
         "only that server's work and heartbeats on stratos.hb.<server_id>.",
         examples=["a10-us-central"],
@@ -168,6 +170,7 @@ class WorkerSettings(StratosSettings):
     instance: str = Field(
         default_factory=default_instance,
         min_length=1,
+        max_length=256,
         description="This process's name in its heartbeats and events (e.g. the pod name).",
     )
     heartbeat_s: float = Field(default=2.0, gt=0, le=60, description="Seconds between heartbeats.")

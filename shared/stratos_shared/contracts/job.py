@@ -26,6 +26,9 @@ MAX_PATH_CHARS = 4096
 MAX_SPEC_BYTES = 1024 * 1024
 """A job spec file is read up to this size: `stratos submit /dev/zero` must not read until memory runs out."""
 MAX_GENERATOR_DEPTH = 8
+MAX_SEED = 2**32 - 1
+MAX_PLAIN_INT = 2**53
+"""Integers in free-form options are bounded like JSON numbers: beyond 2**53 a reader may not round-trip them."""
 SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
@@ -52,7 +55,7 @@ class TaskSpec(_Frozen):
     eval_fraction: float = Field(
         default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on."
     )
-    seed: int = Field(default=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @field_validator("path")
     @classmethod
@@ -98,8 +101,8 @@ class TeacherSpec(_Frozen):
         description="Secret reference: 'env:VAR' or 'file:/path'. Never the key itself.",
         examples=["env:OPENAI_API_KEY"],
     )
-    usd_per_1m_input_tokens: float = Field(default=0.0, ge=0)
-    usd_per_1m_output_tokens: float = Field(default=0.0, ge=0)
+    usd_per_1m_input_tokens: float = Field(default=0.0, ge=0, le=1_000_000)
+    usd_per_1m_output_tokens: float = Field(default=0.0, ge=0, le=1_000_000)
 
     @field_validator("base_url")
     @classmethod
@@ -168,7 +171,7 @@ class TrainingSpec(_Frozen):
     max_steps: int | None = Field(default=None, gt=0, le=1_000_000)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int | None = Field(default=None, gt=0, le=4096, description="Sequences per optimizer step.")
-    checkpoint_every_steps: int = Field(default=50, gt=0)
+    checkpoint_every_steps: int = Field(default=50, gt=0, le=1_000_000)
     packing: bool = Field(
         default=False,
         description="SFT: pack several records into each 512-token sequence (batch_size then counts those). "
@@ -197,7 +200,7 @@ class SelectionSpec(_Frozen):
     weights: tuple[float, float, float] = Field(
         default=(1.0, 1.0, 1.0), description="weighted-sum weights for (hardware, cost, latency)."
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class DistillationSpec(_Frozen):
@@ -212,7 +215,9 @@ class DistillationSpec(_Frozen):
     max_retries_per_question: int = Field(
         default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace."
     )
-    min_dataset_size: int = Field(default=32, ge=1, description="Fewer accepted records than this fails the job.")
+    min_dataset_size: int = Field(
+        default=32, ge=1, le=10_000_000, description="Fewer accepted records than this fails the job."
+    )
     prescreen_threshold: float = Field(
         default=0.1,
         ge=0,
@@ -300,6 +305,8 @@ def _check_plain_json(value: object, where: str, depth: int) -> None:
         raise ValueError(f"{where} is nested more than {MAX_GENERATOR_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} holds a non-finite number ({value})")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_PLAIN_INT:
+        raise ValueError(f"{where} holds an integer beyond ±2**53")
     if isinstance(value, dict):
         for key, item in value.items():
             _check_plain_json(item, f"{where}.{key}", depth + 1)
