@@ -51,6 +51,7 @@ from stratos_shared.contracts.events import (
 )
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.parsing import PATTERN_HINTS, describe_validation_error, valid_job_id
+from stratos_shared.errors import PolicyError
 from stratos_shared.jobs import JobState
 from stratos_shared.telemetry import setup_tracing
 
@@ -91,16 +92,26 @@ def load_spec(path: Path) -> JobSpec:
     try:
         return JobSpec.from_yaml(path)
     except FileNotFoundError:
-        err.print(f"[red]error:[/] job spec {path} does not exist")
+        err.print(f"[red]error:[/] job spec {escape(str(path))} does not exist")
+    except PolicyError as exc:  # a device, FIFO, directory or oversized file: refused without reading it
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
     except yaml.YAMLError as exc:
-        err.print(f"[red]error:[/] {path} is not valid YAML: {exc}")
+        err.print(f"[red]error:[/] {escape(yaml_problem(path, exc))}", soft_wrap=True)
     except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        err.print(f"[red]error:[/] job spec {path} cannot be read: {type(exc).__name__}: {exc}"[:300])
+        err.print(f"[red]error:[/] {escape(f'job spec {path} cannot be read: {type(exc).__name__}: {exc}'[:300])}")
     except ValidationError as exc:
-        err.print(f"[red]error:[/] {path} is not a valid job spec:")
+        err.print(f"[red]error:[/] {escape(str(path))} is not a valid job spec:")
         for line in describe_validation_error(exc):
-            err.print(f"  - {line}")
+            err.print(f"  - {escape(line)}")
     raise typer.Exit(2)
+
+
+def yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    """One line: the file, the line and column (1-based) and what the parser found there."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    what = getattr(exc, "problem", None) or str(exc)
+    return " ".join(f"{where}: not valid YAML: {what}".split())[:300]
 
 
 async def _get_state(job_id: str, url: str | None) -> JobState | None:
@@ -286,18 +297,20 @@ def report(
         err.print(f"[red]error:[/] job {job_id!r} has no report yet (status: {state.status if state else 'unknown'})")
         raise typer.Exit(1)
     folder = _run(fetch_report(state.report_uri, out / job_id, nats_url))
-    console.print((folder / "report.md").read_text(encoding="utf-8"))
-    console.print(f"report files in {folder}")
+    # plain text: the report holds names and reasons from users and teachers, which Rich would read as markup
+    typer.echo((folder / "report.md").read_text(encoding="utf-8"))
+    typer.echo(f"report files in {folder}")
 
 
 @app.command("export")
 def export_job(
     job_id: str,
     out: Annotated[Path, typer.Option(help="Folder for model/ (merged HF model) and adapter/ (LoRA alone).")],
+    force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty.")] = False,
     nats_url: NatsOption = None,
 ) -> None:
     """Write a trained job's student as an HF folder (merged weights, tokenizer, chat template) plus its adapter."""
-    from stratos_cli.exporting import download_trained
+    from stratos_cli.exporting import download_trained, target_problem
     from stratos_shared.export import describe, export_model
     from stratos_shared.models import resolve_model
 
@@ -308,6 +321,10 @@ def export_job(
             f"[red]error:[/] job {job_id!r} has no trained model (status: {state.status if state else 'unknown'})"
         )
         raise typer.Exit(1)
+    problem = target_problem(out, force=force)
+    if problem is not None:
+        err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(2)
     trained = _run(download_trained(training.model_uri, out / ".download", nats_url))
     try:
         base = resolve_model(training.base_model) if training.is_adapter else None

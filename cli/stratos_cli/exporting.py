@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from stratos_cli import client
@@ -12,3 +14,30 @@ async def download_trained(model_uri: str, dest: Path, nats_url: str | None) -> 
     """Unpack the trained model archive (adapter or full model) at ``model_uri`` into ``dest``."""
     async with client.connect(nats_url) as (_, js):
         return await get_dir(NatsArtifactStore(js), model_uri, dest)
+
+
+def target_problem(out: Path, *, force: bool) -> str | None:
+    """Why `stratos export` may not write into `out`; None when it may.
+
+    The export replaces ``model/`` and ``adapter/`` inside `out`, so a folder that holds anything is written into
+    only with ``--force``; a symlink (the folder itself, or ``model``, ``adapter`` or ``.download`` inside it) is
+    never followed, ``--force`` or not: it could point anywhere the user can write.
+    """
+    try:
+        info = os.lstat(out)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"export target {out} cannot be inspected ({exc.strerror or exc})"
+    if stat.S_ISLNK(info.st_mode):
+        return f"export target {out} is a symbolic link; give the real folder (links are never followed)"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"export target {out} exists and is not a folder"
+    for name in ("model", "adapter", ".download"):
+        if (out / name).is_symlink():
+            return f"export target {out / name} is a symbolic link; remove it (links are never followed)"
+    if any(out.iterdir()) and not force:
+        return (
+            f"export target {out} is not empty; choose an empty folder or pass --force to replace model/ and adapter/"
+        )
+    return None

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from stratos_cli import client
 from stratos_shared.artifacts import NatsArtifactStore, get_file
+from stratos_shared.errors import StratosError
 from stratos_shared.report import JobReport, render_markdown
+
+
+class ReportError(StratosError):
+    """A fetched report that cannot be written safely."""
 
 
 async def fetch_report(report_uri: str, folder: Path, nats_url: str | None) -> Path:
@@ -17,7 +22,7 @@ async def fetch_report(report_uri: str, folder: Path, nats_url: str | None) -> P
         report = JobReport.model_validate(json.loads(await store.get_bytes(report_uri)))
         images: dict[str, str] = {}
         for name, uri in report.plots.items():
-            await get_file(store, uri, folder / f"{name}.png")
+            await get_file(store, uri, plot_path(folder, name))
             images[name] = f"{name}.png"
     (folder / "report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
     markdown = render_markdown(report.model_copy(update={"plots": images}))
@@ -37,3 +42,12 @@ def to_html(report: JobReport, markdown: str, images: dict[str, str]) -> str:
         "figure{display:inline-block;margin:.5em}</style>"
         f"<pre>{html.escape(markdown)}</pre>{figures}"
     )
+
+
+def plot_path(folder: Path, name: str) -> Path:
+    """Where plot `name` is written: ``<folder>/<name>.png``, refused unless it stays inside `folder` and is not
+    a symbolic link (JobReport already admits only plain names; this holds whatever reached us)."""
+    target = folder / f"{name}.png"
+    if target.parent != folder or target.is_symlink() or not target.resolve().is_relative_to(folder.resolve()):
+        raise ReportError(f"report plot name {name[:80]!r} would be written outside the report folder {folder}")
+    return target

@@ -53,6 +53,8 @@ def details(state: JobState) -> Table:
         ("endpoint", state.endpoint or "-"),
         ("report", state.report_uri or "-"),
     ]
+    for name, why in state.results.unusable_teachers.items():
+        rows.append((f"teacher {name}", Text(f"unusable: {why}", style="yellow")))
     if state.reason:
         rows.append(("reason", Text(state.reason, style="red")))
     for key, value in rows:

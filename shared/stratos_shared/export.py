@@ -54,6 +54,8 @@ def export_model(
     trained, out = Path(trained_dir), Path(out_dir)
     model_out, adapter_out = out / "model", out / "adapter"
     for stale in (model_out, adapter_out):
+        if stale.is_symlink():  # rmtree refuses links, and writing through one would land wherever it points
+            stale.unlink()
         shutil.rmtree(stale, ignore_errors=True)
     tokenizer = load_tokenizer(trained)
     if is_adapter:

@@ -26,6 +26,7 @@ from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task, build_task
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
+from stratos_shared.teacher.errors import TeacherAddressRefused
 from stratos_shared.teacher.secrets import resolve_secret
 
 if TYPE_CHECKING:
@@ -80,7 +81,13 @@ def teacher_client(
     max_retries: int = 4,
 ) -> TeacherClient:
     """A client for one candidate teacher; the key is resolved from its reference here and nowhere else, and
-    only if `policy` allows it; the client checks the teacher's address against `policy` when it connects."""
+    only if `policy` allows it (the reference, and the host it is bound to); the client checks the teacher's
+    address against `policy` when it connects. Raises a TeacherError saying why the teacher cannot be used."""
+    problem = policy.url_problem(teacher.base_url, resolve=False)
+    if problem is None and teacher.api_key_ref:
+        problem = policy.key_host_problem(teacher.api_key_ref, teacher.base_url)
+    if problem is not None:
+        raise TeacherAddressRefused(f"teacher '{teacher.name}' is refused: {problem}")
     return TeacherClient(
         teacher.base_url,
         teacher.model,

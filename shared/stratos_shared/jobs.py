@@ -174,7 +174,8 @@ def _summary(event: Event) -> str:
         case ServerChosen():
             return f"server {event.server.id} (revision {event.revision}): {event.reason}"
         case TeacherChosen():
-            return f"teacher {event.teacher}, mode {event.mode}"
+            unusable = "".join(f"; teacher '{s.name}' unusable: {s.error}" for s in event.scores if s.error)
+            return f"teacher {event.teacher}, mode {event.mode}{unusable}"
         case DataReady():
             return f"dataset: {event.accepted}/{event.asked} accepted ({event.acceptance_rate:.0%})"
         case StudentChosen():
@@ -257,7 +258,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 changes["stage"] = "teacher-eval"
         case TeacherChosen():
             changes |= {"teacher": event.teacher, "mode": event.mode, "stage": "data-synth"}
-            results["teacher"] = {s.name: s.accuracy for s in event.scores}
+            results["teacher"] = {s.name: s.accuracy for s in event.scores if s.error is None}
+            results["unusable_teachers"] = {s.name: s.error for s in event.scores if s.error is not None}
             results["teacher_eval"] = TeacherEvalResult(
                 teacher=event.teacher, mode=event.mode, tau=event.tau, cost_usd=event.cost_usd, scores=event.scores
             )

@@ -7,9 +7,13 @@ send a resolved API key to the URL it names. So every reference is checked again
 - data files and local student models must lie under a root folder (symlinks resolved, ``..`` refused), be
   regular files (a FIFO would block the reader) and stay under a size limit;
 - ``env:`` secret references must name a variable with an allowed prefix, ``file:`` ones a file under an allowed
-  folder; the service's own credentials are never resolvable;
-- teacher hosts must not resolve to a refused network (link-local and cloud metadata addresses by default),
-  checked at submission and again when the teacher client connects.
+  folder; the service's own credentials are never resolvable; once the operator binds keys to hosts
+  (``STRATOS_TEACHER_KEY_HOSTS``), a key is sent only to the hosts bound to its reference, so a job cannot name
+  the operator's OpenAI key together with its own server;
+- teacher hosts, normalised first (case, trailing dot, IDNA, any spelling of an address; `stratos_shared.hosts`),
+  must not be a refused name (cloud metadata services) nor resolve to a refused network (link-local and cloud
+  metadata addresses by default, also when carried in an IPv6 address: IPv4-mapped, NAT64, 6to4), checked at
+  submission and again when the teacher client connects.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stratos_shared.errors import PolicyError
+from stratos_shared.hosts import IpAddress, embedded_ipv4, literal_address, normalise_host
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,6 +37,7 @@ DEFAULT_DENIED_NETWORKS = (
     "fe80::/10",  # IPv6 link-local
     "fd00:ec2::254/128",  # AWS metadata over IPv6
     "100.100.100.200/32",  # Alibaba Cloud metadata
+    "168.63.129.16/32",  # Azure wire server (and 169.254.169.254 above for IMDS; ECS task metadata 169.254.170.2)
     "0.0.0.0/8",  # "this host": connects to local services on some systems
     "::/128",
     "224.0.0.0/4",  # multicast
@@ -40,6 +46,16 @@ DEFAULT_DENIED_NETWORKS = (
 )
 """Networks a teacher URL may not reach unless the operator says otherwise (loopback and private stay open:
 local teachers and in-cluster vLLM live there)."""
+DEFAULT_DENIED_HOSTS = (
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",  # AWS, with any search domain
+    "instance-data.ec2.internal",
+    "metadata.tencentyun.com",
+)
+"""Host names of cloud metadata services, refused (with their sub-domains) before any lookup: a resolver inside
+the cloud answers them with a metadata address, one outside may answer anything."""
 DEFAULT_SECRET_ENV_PREFIXES = ("TEACHER_KEY_",)
 PROTECTED_ENV_PREFIXES = ("STRATOS_", "NATS_")
 """Never resolvable, whatever the allowlist says: the services' own settings and credentials live there."""
@@ -55,6 +71,9 @@ class InputPolicy:
     secret_dirs: tuple[Path, ...] = ()
     denied_networks: tuple[IpNetwork, ...] = field(default_factory=lambda: networks(DEFAULT_DENIED_NETWORKS))
     allowed_networks: tuple[IpNetwork, ...] = ()
+    denied_hosts: tuple[str, ...] = DEFAULT_DENIED_HOSTS
+    key_hosts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(reference or ``prefix*``, host names or ``*.domain``) pairs; empty: keys are not bound to hosts."""
     max_data_bytes: int = 256 * 1024 * 1024
     protected_values: frozenset[str] = frozenset()
 
@@ -118,41 +137,111 @@ class InputPolicy:
             return
         raise PolicyError(f"api_key_ref {ref!r} must be 'env:NAME' or 'file:/path'")
 
+    def key_host_problem(self, ref: str, url: str) -> str | None:
+        """Why the key `ref` names may not be sent to `url`'s host; None when it may (or keys are not bound).
+
+        The most specific binding wins: an exact reference over the longest matching ``prefix*``. Once any key is
+        bound, a reference no binding matches is refused: it would otherwise go to any host.
+        """
+        if not self.key_hosts:
+            return None
+        matching = [(pattern, hosts) for pattern, hosts in self.key_hosts if _ref_matches(pattern, ref)]
+        if not matching:
+            return f"api_key_ref {ref!r} is not bound to any teacher host (STRATOS_TEACHER_KEY_HOSTS)"
+        pattern, hosts = max(matching, key=lambda item: (not item[0].endswith("*"), len(item[0])))
+        try:
+            host = normalise_host(urlsplit(url).hostname or "")
+        except ValueError as exc:
+            return str(exc)
+        if any(_host_matches(allowed, host) for allowed in hosts):
+            return None
+        return (
+            f"api_key_ref {ref!r} may be sent only to {', '.join(hosts) or 'no host'}, not to {host} "
+            f"(STRATOS_TEACHER_KEY_HOSTS, binding {pattern!r})"
+        )
+
     # --- teacher hosts ---------------------------------------------------------------------------
 
-    def address_problem(self, address: str) -> str | None:
-        """Why a teacher may not be reached at this IP address; None when it may."""
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if self.allowed_networks and not any(ip in net for net in self.allowed_networks):
-            return f"{ip} is outside the allowed teacher networks (STRATOS_TEACHER_ALLOW_NETWORKS)"
-        for net in self.denied_networks:
-            if ip in net:
-                return f"{ip} is in the refused network {net} (link-local or metadata; STRATOS_TEACHER_DENY_NETWORKS)"
+    def address_problem(self, address: str | IpAddress) -> str | None:
+        """Why a teacher may not be reached at this IP address (or the IPv4 address it carries); None when it may."""
+        ip = address if not isinstance(address, str) else ipaddress.ip_address(address.split("%", 1)[0])
+        carried = embedded_ipv4(ip)
+        checked = [ip] if carried is None else [ip, carried]
+        if self.allowed_networks and not any(a in net for a in checked for net in self.allowed_networks):
+            return f"{checked[-1]} is outside the allowed teacher networks (STRATOS_TEACHER_ALLOW_NETWORKS)"
+        for candidate in checked:
+            for net in self.denied_networks:
+                if candidate.version == net.version and candidate in net:
+                    via = f" (carried in {ip})" if candidate is not ip else ""
+                    return (
+                        f"{candidate}{via} is in the refused network {net} "
+                        "(link-local or metadata; STRATOS_TEACHER_DENY_NETWORKS)"
+                    )
         return None
 
+    def host_problem(self, host: str) -> str | None:
+        """Why a teacher host may not be used without resolving it: a refused name, a refused literal address
+        (any spelling), or a name no resolver could look up. `host` need not be normalised."""
+        try:
+            name = normalise_host(host)
+        except ValueError as exc:
+            return str(exc)
+        for denied in self.denied_hosts:
+            if name == denied or name.endswith(f".{denied}"):
+                return f"{name} is a refused host (cloud metadata; STRATOS_TEACHER_DENY_HOSTS)"
+        address = literal_address(name)
+        return None if address is None else self.address_problem(address)
+
     def url_problem(self, url: str, *, resolve: bool = True) -> str | None:
-        """Why a teacher URL may not be used: a literal address, or any address its host resolves to, is refused.
+        """Why a teacher URL may not be used: its host (normalised) is refused, or any address it resolves to is.
 
         A host that does not resolve is not refused here (the teacher client finds it unreachable, and checks
         again when it connects).
         """
         host = urlsplit(url).hostname or ""
+        problem = self.host_problem(host)
+        if problem is not None:
+            return f"teacher URL {url}: {problem}"
+        name = normalise_host(host)
+        if not resolve or literal_address(name) is not None:
+            return None
         try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            if not resolve:
-                return None
-            try:
-                addresses = sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
-            except (OSError, UnicodeError):
-                return None
+            addresses = sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None)})
+        except (OSError, UnicodeError):
+            return None
         for address in addresses:
             problem = self.address_problem(address)
             if problem:
-                return f"teacher URL {url}: {host} resolves to {problem}" if host != address else problem
+                return f"teacher URL {url}: {name} resolves to {problem}"
         return None
+
+
+def key_host_bindings(raw: dict[str, list[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Validate ``{"env:TEACHER_KEY_OPENAI": ["api.openai.com"], "file:/run/secrets/*": ["*.internal"]}``: each
+    key a reference or a ``prefix*`` of one, each host a name, an address or ``*.domain``; hosts normalised.
+    Raises ValueError naming the bad entry."""
+    out = []
+    for pattern, hosts in raw.items():
+        if not pattern.startswith(("env:", "file:")):
+            raise ValueError(f"{pattern!r} is not a key reference ('env:NAME', 'file:/path', or a prefix ending in *)")
+        normalised = []
+        for host in hosts:
+            wildcard = host.startswith("*.")
+            try:
+                name = normalise_host(host[2:] if wildcard else host)
+            except ValueError as exc:
+                raise ValueError(f"key binding {pattern!r}: {exc}") from None
+            normalised.append(f"*.{name}" if wildcard else name)
+        out.append((pattern, tuple(normalised)))
+    return tuple(out)
+
+
+def _ref_matches(pattern: str, ref: str) -> bool:
+    return ref.startswith(pattern[:-1]) if pattern.endswith("*") else ref == pattern
+
+
+def _host_matches(allowed: str, host: str) -> bool:
+    return host.endswith(allowed[1:]) if allowed.startswith("*.") else host == allowed
 
 
 def networks(values: Iterable[str]) -> tuple[IpNetwork, ...]:

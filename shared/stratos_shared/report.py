@@ -10,11 +10,14 @@ how well the job met what the user asked, not how it compares to other jobs.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PLOT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class CostBreakdown(BaseModel):
@@ -75,9 +78,23 @@ class JobReport(BaseModel):
     escalation: dict[str, Any] = Field(default_factory=dict, description="The last decision: target met or why not.")
     plots: dict[str, str] = Field(default_factory=dict, description="Plot name -> artifact URI (PNG).")
 
+    @field_validator("plots")
+    @classmethod
+    def _plain_plot_names(cls, value: dict[str, str]) -> dict[str, str]:
+        """A plot name becomes a file name in the user's report folder: letters, digits, '-' and '_' only."""
+        for name in value:
+            if not PLOT_NAME.fullmatch(name):
+                raise ValueError(f"plot name {name[:80]!r} must be 1-64 letters, digits, '-' or '_'")
+        return value
+
 
 def _pct(value: Any) -> str:
     return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
+
+
+def _cell(text: str) -> str:
+    """`text` safe inside one Markdown table cell (one line, no column breaks)."""
+    return " ".join(str(text).split()).replace("|", "\\|")[:300]
 
 
 def render_markdown(report: JobReport) -> str:
@@ -103,6 +120,9 @@ def render_markdown(report: JobReport) -> str:
     ]
     for score in t.get("scores", []):
         p50 = score.get("latency_p50_ms")
+        if score.get("error"):  # not scored: say why rather than show an accuracy of 0
+            lines.append(f"| {score['name']} | unusable: {_cell(score['error'])} | - | {score['errors']} | - | - |")
+            continue
         lines.append(
             f"| {score['name']} | {_pct(score['accuracy'])} | {_pct(score['ci_low'])}–{_pct(score['ci_high'])} | "
             f"{score['errors']} | {p50:.0f} | ${score['cost_usd']:.4f} |"

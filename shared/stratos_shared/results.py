@@ -95,7 +95,12 @@ class JobResults(_Result):
 
     server: PlacedServer | None = None
     placement: SelectionExplanation | None = None
-    teacher: dict[str, float] = Field(default_factory=dict, description="Accuracy per evaluated teacher.")
+    teacher: dict[str, float] = Field(default_factory=dict, description="Accuracy per teacher that could be scored.")
+    unusable_teachers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Teachers that could not be scored, with why (a key reference that does not resolve on "
+        "teacher-eval's host, a refused host, no answer): never shown as an accuracy of 0.",
+    )
     teacher_eval: TeacherEvalResult | None = None
     data: DataResult | None = None
     students: list[StudentScreen] = Field(default_factory=list, description="The pre-screen's verdicts.")

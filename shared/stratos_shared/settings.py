@@ -12,8 +12,16 @@ from typing import Literal, TypeVar
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stratos_shared.contracts.base import TOKEN_ID_PATTERN
 from stratos_shared.logs import LogFormat
-from stratos_shared.policy import DEFAULT_DENIED_NETWORKS, DEFAULT_SECRET_ENV_PREFIXES, InputPolicy, networks
+from stratos_shared.policy import (
+    DEFAULT_DENIED_HOSTS,
+    DEFAULT_DENIED_NETWORKS,
+    DEFAULT_SECRET_ENV_PREFIXES,
+    InputPolicy,
+    key_host_bindings,
+    networks,
+)
 
 
 def default_home() -> Path:
@@ -65,6 +73,16 @@ class StratosSettings(BaseSettings):
     teacher_allow_networks: list[str] = Field(
         default_factory=list, description="When set, teacher URLs may reach only these networks (JSON list of CIDRs)."
     )
+    teacher_deny_hosts: list[str] = Field(
+        default=list(DEFAULT_DENIED_HOSTS),
+        description="Teacher host names refused with their sub-domains (JSON list): cloud metadata services.",
+    )
+    teacher_key_hosts: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Which hosts each key may be sent to (JSON object): reference or 'prefix*' -> host names or "
+        '\'*.domain\', e.g. {"env:TEACHER_KEY_OPENAI": ["api.openai.com"]}. Empty: keys are not bound to hosts; '
+        "once set, a reference no entry matches is refused.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -77,6 +95,12 @@ class StratosSettings(BaseSettings):
         for url in value.split(","):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"NATS URL {url!r} must start with nats://, tls://, ws:// or wss://")
+        return value
+
+    @field_validator("teacher_key_hosts")
+    @classmethod
+    def _key_hosts(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        key_host_bindings(value)
         return value
 
     @field_validator("teacher_deny_networks", "teacher_allow_networks")
@@ -94,6 +118,8 @@ class StratosSettings(BaseSettings):
             secret_dirs=tuple(self.secrets_dirs if self.secrets_dirs is not None else [self.home / "secrets"]),
             denied_networks=networks(self.teacher_deny_networks),
             allowed_networks=networks(self.teacher_allow_networks),
+            denied_hosts=tuple(h.rstrip(".").lower() for h in self.teacher_deny_hosts),
+            key_hosts=key_host_bindings(self.teacher_key_hosts),
             max_data_bytes=self.max_data_file_mb * 2**20,
         ).protecting(self.nats_password)
 
@@ -135,7 +161,8 @@ class WorkerSettings(StratosSettings):
     server_id: str = Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9_.-]+$",
+        pattern=TOKEN_ID_PATTERN,  # the events' ServerId: one subject token (no '.', '*', '>'), or the broker
+        # would route this worker's heartbeats and work under another server's subjects
         description="The catalog server this process runs on (STRATOS_SERVER_ID, or --server-id): it takes "
         "only that server's work and heartbeats on stratos.hb.<server_id>.",
         examples=["a10-us-central"],
@@ -143,6 +170,7 @@ class WorkerSettings(StratosSettings):
     instance: str = Field(
         default_factory=default_instance,
         min_length=1,
+        max_length=256,
         description="This process's name in its heartbeats and events (e.g. the pod name).",
     )
     heartbeat_s: float = Field(default=2.0, gt=0, le=60, description="Seconds between heartbeats.")

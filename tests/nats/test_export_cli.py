@@ -91,3 +91,22 @@ def test_export_writes_a_loadable_merged_model_and_the_adapter(nats_server: Nats
 
     missing = CliRunner().invoke(app, ["export", "nope", "--out", str(out), "--nats", nats_server.url])
     assert missing.exit_code == 1 and "no trained model" in missing.output
+
+
+def test_export_never_writes_into_a_folder_that_holds_something_or_through_a_link(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    asyncio.run(_publish_trained_job(nats_server.url, _adapter(tmp_path)))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    for out, phrase in ((busy, "is not empty"), (tmp_path / "link", "symbolic link")):
+        refused = CliRunner().invoke(app, ["export", "j-export", "--out", str(out), "--nats", nats_server.url])
+        assert refused.exit_code == 2 and phrase in refused.output, refused.output
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"] and not any(elsewhere.iterdir())
+    forced = ["export", "j-export", "--out", str(busy), "--force", "--nats", nats_server.url]
+    assert CliRunner().invoke(app, forced).exit_code == 0
+    assert (busy / "model").is_dir() and (busy / "notes.txt").read_text() == "mine"

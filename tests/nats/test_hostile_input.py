@@ -211,13 +211,24 @@ async def test_secret_references_and_teacher_urls_cannot_exfiltrate(nats_server,
         "environ": ({"api_key_ref": "file:/proc/self/environ"}, "not in an allowed secrets folder"),
         "other-env": ({"api_key_ref": "env:AWS_SECRET_ACCESS_KEY"}, "not an allowed variable"),
         "metadata": ({"base_url": "http://169.254.169.254/latest"}, "169.254.0.0/16"),
-        "decimal-ip": ({"base_url": "http://2852039166/v1"}, "resolves to 169.254.169.254"),
+        "decimal-ip": ({"base_url": "http://2852039166/v1"}, "169.254.169.254 is in the refused network"),
+        "trailing-dot": ({"base_url": "http://169.254.169.254./latest"}, "169.254.0.0/16"),
+        "nat64": ({"base_url": "http://[64:ff9b::a9fe:a9fe]/v1"}, "carried in 64:ff9b::a9fe:a9fe"),
+        "azure-wire": ({"base_url": "http://168.63.129.16/machine"}, "168.63.129.16/32"),
+        "gcp-name": ({"base_url": "http://Metadata.Google.Internal./v1"}, "metadata.google.internal is a refused"),
+        "code-in-query": ({"base_url": "https://fn.example/api?code=sk-code-secret"}, "query string"),
+        "sig-in-path": ({"base_url": "https://fn.example/api;sig=sk-sig-secret"}, "path parameters"),
+        "key-to-attacker": (
+            {"api_key_ref": "env:TEACHER_KEY_OPENAI", "base_url": "http://203.0.113.9:9000/v1"},
+            "may be sent only to api.openai.com, not to 203.0.113.9",
+        ),
         "mapped-v6": ({"base_url": "http://[::ffff:169.254.169.254]/v1"}, "169.254.0.0/16"),
         "key-in-url": ({"base_url": "http://user:sk-url-secret@127.0.0.1:8100/v1"}, "must not carry credentials"),
         "key-in-query": ({"base_url": "http://127.0.0.1:8100/v1?api_key=sk-query-secret"}, "query string"),
         "key-by-value": ({"api_key_ref": "sk-value-secret"}, "never the key itself"),
     }
-    async with running(*stack(nats_server, tmp_path)):
+    bindings = {"env:TEACHER_KEY_OPENAI": ["api.openai.com"], "env:TEACHER_KEY_DEMO": ["127.0.0.1"]}
+    async with running(*stack(nats_server, tmp_path, teacher_key_hosts=bindings)):
         for job_id, (change, _) in teacher_cases.items():
             body = submission(job_id)
             body["spec"]["teachers"][0].update(change)
@@ -228,7 +239,7 @@ async def test_secret_references_and_teacher_urls_cannot_exfiltrate(nats_server,
         assert phrase in reason_of(rejected, job_id), (job_id, reason_of(rejected, job_id))
     everything = b"".join(m.data for m in dead.messages) + b"".join(m.data for m in rejected.messages)
     assert dead.messages, "invalid submissions are dead-lettered"
-    for secret in (b"sk-url-secret", b"sk-query-secret", b"sk-value-secret"):
+    for secret in (b"sk-url-secret", b"sk-query-secret", b"sk-value-secret", b"sk-code-secret", b"sk-sig-secret"):
         assert secret not in everything, f"{secret!r} leaked into a rejection or a dead letter"
 
 

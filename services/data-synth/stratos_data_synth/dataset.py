@@ -23,6 +23,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import Split, split_task, task_for, teacher_client_for
 from stratos_shared.layout import Artifact, JobArtifacts
 from stratos_shared.tasks import Task
+from stratos_shared.teacher.errors import SecretError, TeacherAddressRefused
 
 log = logging.getLogger("stratos.data_synth")
 
@@ -108,7 +109,12 @@ async def synthesise_dataset(
         return refused
     budget = max(0.0, spec.constraints.budget_usd - chosen.cost_usd)
     mode: DistillationMode = chosen.mode
-    outcome = await synthesise_mode(spec, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress)
+    try:
+        outcome = await synthesise_mode(
+            spec, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress
+        )
+    except (SecretError, TeacherAddressRefused) as exc:  # its key or host refused here (teacher-eval's may differ)
+        return Refused(f"teacher '{chosen.teacher}' cannot be used by data-synth: {exc}")
     minimum = spec.distillation.min_dataset_size
     if (
         outcome.builder.accepted_count < minimum

@@ -43,6 +43,7 @@ REJECT_WRONG_STEP = "wrong-step"
 REJECT_ENDS_ELSEWHERE = "reasoning-ends-elsewhere"
 REJECT_CUT_OFF = "cut-off"
 REJECT_DUPLICATE = "duplicate"
+REJECT_GRADING_TIMEOUT = "grading-timeout"
 
 _STEP_REJECTIONS: dict[StepProblem | None, str] = {
     "missing": REJECT_NO_STEPS,
@@ -108,8 +109,12 @@ class DatasetBuilder:
     _seen: set[tuple[str, str]] = field(default_factory=set)
 
     def offer(self, example: Example, trace: str) -> bool:
+        """Judge `trace` and keep it if it passes (judging here, on the caller's thread)."""
+        return self.record(example, judge(self.task, self.mode, trace, example))
+
+    def record(self, example: Example, verdict: Verdict) -> bool:
+        """Count a trace judged elsewhere (off the event loop) and keep it if it passed and is new."""
         self.asked += 1
-        verdict = judge(self.task, self.mode, trace, example)
         if not verdict.accepted:
             self.rejected[verdict.reason] += 1
             return False

@@ -11,10 +11,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from stratos_data_synth.domain import DatasetBuilder
+from stratos_data_synth.domain import REJECT_GRADING_TIMEOUT, DatasetBuilder, Verdict, judge
 from stratos_shared.contracts.events import DistillationMode
 from stratos_shared.contracts.job import DistillationSpec
 from stratos_shared.tasks import Example, Task
+from stratos_shared.tasks.errors import GradingTimeout
+from stratos_shared.tasks.offloop import off_loop
 from stratos_shared.teacher.client import TeacherClient
 from stratos_shared.teacher.errors import TeacherError
 
@@ -52,17 +54,25 @@ async def synthesise(
     done = 0
     stopped = False
 
+    async def offer(example: Example, trace: str) -> None:
+        """Judge off the event loop (it keeps the message's lease alive meanwhile), bounded; record on it."""
+        try:
+            verdict = await off_loop(judge, task, mode, trace, example)
+        except GradingTimeout:
+            verdict = Verdict(False, REJECT_GRADING_TIMEOUT)
+        builder.record(example, verdict)
+
     async def alignment(example: Example) -> None:
         completion = await client.complete(
             task.prompt(example), n=settings.samples_per_question, temperature=temperature
         )
         for trace in completion.texts:
-            builder.offer(example, trace)
+            await offer(example, trace)
 
     async def injection(example: Example) -> None:
         for attempt in range(settings.max_retries_per_question + 1):
             completion = await client.complete(task.reverse_prompt(example), temperature=temperature, seed=attempt)
-            builder.offer(example, completion.text)
+            await offer(example, completion.text)
             if builder.has_enough(example):
                 return
 

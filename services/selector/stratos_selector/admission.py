@@ -5,8 +5,9 @@ The constraints on servers (memory, latency, budget, capacity) are the domain's 
 what the spec references and the task itself:
 
 - every path, secret reference and teacher URL against the operator's `InputPolicy` (data and model roots,
-  the secret allowlist, refused networks); relative paths are resolved against their root, and the spec is
-  stored with the resolved paths, so every stage reads the same file;
+  the secret allowlist, refused hosts and networks, the hosts each key is bound to); relative paths are
+  resolved against their root, and the spec is stored with the resolved paths, so every stage reads the same
+  file;
 - the data file must load (every line, so a corrupt line is named at submission rather than found by a later
   stage), and the split must leave held-out examples for the teacher evaluation and enough training examples
   for `min_dataset_size` to be reachable at all.
@@ -61,6 +62,8 @@ def admission_problem(spec: JobSpec, policy: InputPolicy) -> str | None:
             if teacher.api_key_ref is not None:
                 policy.check_secret_ref(teacher.api_key_ref)
             problem = policy.url_problem(teacher.base_url)
+            if problem is None and teacher.api_key_ref is not None:
+                problem = policy.key_host_problem(teacher.api_key_ref, teacher.base_url)
             if problem is not None:
                 return f"teacher '{teacher.name}': {problem}"
     except PolicyError as exc:

@@ -18,6 +18,8 @@ from stratos_shared.contracts.job import JobSpec, TeacherSpec
 from stratos_shared.jobcontext import split_task, teacher_client_for
 from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task
+from stratos_shared.tasks.errors import GradingTimeout
+from stratos_shared.tasks.offloop import off_loop
 from stratos_shared.teacher.errors import TeacherError
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, percentile, stratified_sample, wilson_interval
 
@@ -46,7 +48,7 @@ async def score_teacher(
                 graded=0,
                 errors=len(sample),
                 cost_usd=0,
-                error=str(exc),
+                error=f"cannot be used from teacher-eval's host: {exc}",
             )
         async with client:
 
@@ -58,7 +60,12 @@ async def score_teacher(
                     errors.append(str(exc))
                     return None
                 latencies.append((time.perf_counter() - started) * 1000)
-                return task.grade(completion.text, example).correct
+                try:  # off the loop: the lease on the message is extended from it while the teachers answer
+                    grade = await off_loop(task.grade, completion.text, example)
+                except GradingTimeout as exc:
+                    errors.append(str(exc))
+                    return None
+                return grade.correct
 
             verdicts = await asyncio.gather(*(ask(example) for example in sample))
         graded = [v for v in verdicts if v is not None]

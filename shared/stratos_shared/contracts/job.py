@@ -11,20 +11,25 @@ import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stratos_shared.contracts.base import CONTRACT_CONFIG
+from stratos_shared.hosts import credential_parameters, normalise_host
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
 """Names become parts of job ids and artifact paths: dots only between other characters."""
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 MAX_PATH_CHARS = 4096
+MAX_SPEC_BYTES = 1024 * 1024
+"""A job spec file is read up to this size: `stratos submit /dev/zero` must not read until memory runs out."""
 MAX_GENERATOR_DEPTH = 8
+MAX_SEED = 2**32 - 1
+MAX_PLAIN_INT = 2**53
+"""Integers in free-form options are bounded like JSON numbers: beyond 2**53 a reader may not round-trip them."""
 SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-CREDENTIAL_QUERY_KEYS = ("key", "token", "secret", "password", "signature", "auth")
 
 TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
 TrainingMethod = Literal["lora-sft", "sft", "grpo"]
@@ -50,7 +55,7 @@ class TaskSpec(_Frozen):
     eval_fraction: float = Field(
         default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on."
     )
-    seed: int = Field(default=0)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @field_validator("path")
     @classmethod
@@ -96,8 +101,8 @@ class TeacherSpec(_Frozen):
         description="Secret reference: 'env:VAR' or 'file:/path'. Never the key itself.",
         examples=["env:OPENAI_API_KEY"],
     )
-    usd_per_1m_input_tokens: float = Field(default=0.0, ge=0)
-    usd_per_1m_output_tokens: float = Field(default=0.0, ge=0)
+    usd_per_1m_input_tokens: float = Field(default=0.0, ge=0, le=1_000_000)
+    usd_per_1m_output_tokens: float = Field(default=0.0, ge=0, le=1_000_000)
 
     @field_validator("base_url")
     @classmethod
@@ -111,10 +116,15 @@ class TeacherSpec(_Frozen):
             raise ValueError(f"base_url is not a valid URL ({exc})") from None
         if not parts.hostname:
             raise ValueError("base_url has no host")
+        normalise_host(parts.hostname)  # raises ValueError naming the host when no resolver could look it up
         if parts.username is not None or parts.password is not None:
             raise ValueError("base_url must not carry credentials (user:key@host); name the key in api_key_ref")
-        if any(k.lower().replace("-", "_").endswith(CREDENTIAL_QUERY_KEYS) for k, _ in parse_qsl(parts.query)):
-            raise ValueError("base_url must not carry a key in its query string; name the key in api_key_ref")
+        if named := credential_parameters(value):
+            raise ValueError(
+                f"base_url must not carry a key in its query string or path parameters ({', '.join(named)[:200]}: "
+                "names with key, token, secret, sig, password, auth, credential or code are refused); "
+                "name the key in api_key_ref"
+            )
         if parts.fragment or any(ch.isspace() or ord(ch) < 32 for ch in value):
             raise ValueError("base_url must not contain a fragment, spaces or control characters")
         return value.rstrip("/")
@@ -161,7 +171,7 @@ class TrainingSpec(_Frozen):
     max_steps: int | None = Field(default=None, gt=0, le=1_000_000)
     learning_rate: float | None = Field(default=None, gt=0, lt=1)
     batch_size: int | None = Field(default=None, gt=0, le=4096, description="Sequences per optimizer step.")
-    checkpoint_every_steps: int = Field(default=50, gt=0)
+    checkpoint_every_steps: int = Field(default=50, gt=0, le=1_000_000)
     packing: bool = Field(
         default=False,
         description="SFT: pack several records into each 512-token sequence (batch_size then counts those). "
@@ -190,7 +200,7 @@ class SelectionSpec(_Frozen):
     weights: tuple[float, float, float] = Field(
         default=(1.0, 1.0, 1.0), description="weighted-sum weights for (hardware, cost, latency)."
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class DistillationSpec(_Frozen):
@@ -205,7 +215,9 @@ class DistillationSpec(_Frozen):
     max_retries_per_question: int = Field(
         default=2, ge=0, le=16, description="Injection: re-asks after a rejected trace."
     )
-    min_dataset_size: int = Field(default=32, ge=1, description="Fewer accepted records than this fails the job.")
+    min_dataset_size: int = Field(
+        default=32, ge=1, le=10_000_000, description="Fewer accepted records than this fails the job."
+    )
     prescreen_threshold: float = Field(
         default=0.1,
         ge=0,
@@ -268,8 +280,12 @@ class JobSpec(_Frozen):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
-        """Load and validate a job spec file; raises pydantic.ValidationError or yaml.YAMLError."""
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        """Load and validate a job spec file; raises pydantic.ValidationError, yaml.YAMLError, FileNotFoundError,
+        or PolicyError for what is not a regular file of at most MAX_SPEC_BYTES (a device, FIFO or directory is
+        refused without reading it)."""
+        from stratos_shared.policy import read_regular_file
+
+        data = yaml.safe_load(read_regular_file(Path(path), MAX_SPEC_BYTES, "job spec").decode("utf-8"))
         return cls.model_validate(data)
 
 
@@ -289,6 +305,8 @@ def _check_plain_json(value: object, where: str, depth: int) -> None:
         raise ValueError(f"{where} is nested more than {MAX_GENERATOR_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{where} holds a non-finite number ({value})")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_PLAIN_INT:
+        raise ValueError(f"{where} holds an integer beyond ±2**53")
     if isinstance(value, dict):
         for key, item in value.items():
             _check_plain_json(item, f"{where}.{key}", depth + 1)

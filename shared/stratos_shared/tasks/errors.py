@@ -28,3 +28,7 @@ class TaskDataError(TaskError):
         self.reason = reason
         where = f"{self.path}, line {line}" if line > 0 else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class GradingTimeout(TaskError):
+    """Grading one output took longer than its bound (a slow plug-in grader); the output counts as ungraded."""

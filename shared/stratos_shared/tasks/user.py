@@ -5,7 +5,9 @@ Built-in graders: ``exact`` (case- and space-insensitive string match),
 order-free, with precision/recall), ``regex`` (the stored answer is a
 pattern the extracted answer must fully match) and ``regex:<pattern>`` (the
 pattern picks the answer out of the output, its first group if it has one,
-then compares it like ``exact``; for outputs without an ``Answer:`` line). Any other name is looked up as
+then compares it like ``exact``; for outputs without an ``Answer:`` line). Both kinds of pattern are the
+user's, so they run in RE2 (`stratos_shared.tasks.patterns`): linear time, refused at load when RE2 cannot run
+them. Any other name is looked up as
 an entry point in the ``stratos.graders`` group; it must be a callable
 ``(output: str, example: Example) -> Grade``, so a team can plug in its own
 grading without touching Stratos.
@@ -24,6 +26,7 @@ from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, Example, Grade, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError, TaskError
 from stratos_shared.tasks.math import canonical_number, extract_number, extract_number_how, numbers_equal, parse_number
+from stratos_shared.tasks.patterns import PatternError, compile_user_pattern, full_match
 
 KIND = "jsonl"
 GRADER_GROUP = "stratos.graders"
@@ -64,9 +67,11 @@ def grade_set(output: str, example: Example) -> Grade:
 
 def grade_regex(output: str, example: Example) -> Grade:
     got, how = final_answer(output)
-    return Grade(
-        correct=got is not None and re.fullmatch(example.answer, got) is not None, extracted=got, extraction=how
-    )
+    try:
+        correct = got is not None and full_match(example.answer, got)
+    except PatternError:  # refused when the data was loaded; an example built elsewhere grades as wrong
+        correct = False
+    return Grade(correct=correct, extracted=got, extraction=how)
 
 
 _BUILTIN: dict[str, GraderFn] = {
@@ -80,16 +85,16 @@ _BUILTIN: dict[str, GraderFn] = {
 def regex_extractor(pattern: str) -> GraderFn:
     """``regex:<pattern>``: the pattern finds the answer in the output; compared like ``exact``."""
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise TaskConfigError(f"grader 'regex:{pattern}' is not a valid regular expression ({exc})") from None
+        compiled = compile_user_pattern(pattern)
+    except PatternError as exc:
+        raise TaskConfigError(f"grader 'regex:{pattern[:100]}' is not a valid regular expression here: {exc}") from None
 
     def grade(output: str, example: Example) -> Grade:
         matches = list(compiled.finditer(output))
         if not matches:
             return Grade(correct=False, extracted=None)
         last = matches[-1]
-        got = (last.group(1) if compiled.groups else last.group(0)).strip()
+        got = ((last.group(1) if compiled.groups else last.group(0)) or "").strip()
         return Grade(correct=_norm(got) == _norm(example.answer), extracted=got, extraction="regex")
 
     return grade
@@ -137,9 +142,9 @@ class UserTask(Task):
             answer = rec["answer"].strip()
             if grader == "regex":
                 try:
-                    re.compile(answer)
-                except re.error as exc:
-                    raise TaskDataError(path, number, f"answer is not a valid regular expression ({exc})") from None
+                    compile_user_pattern(answer)
+                except PatternError as exc:
+                    raise TaskDataError(path, number, f"answer is not a valid regular expression here: {exc}") from None
             if grader == "numeric" and parse_number(answer) is None:
                 raise TaskDataError(path, number, f"answer {answer!r} is not a number")
             stratum = rec.get("stratum", "")

@@ -122,3 +122,17 @@ def test_an_escalated_job_pays_for_every_attempt_and_lists_them() -> None:
     text = render_markdown(report)
     assert "### Attempts (target 50.0%: missed; deployed attempt 1)" in text
     assert "| 2 | next-student | tiny-2m | 0→100 | 0.0%→20.0% | 0.5000 | 10 | stop |" in text
+
+
+def test_a_teacher_that_could_not_be_scored_is_reported_unusable_with_why_not_as_zero() -> None:
+    from stratos_shared.report import render_markdown
+
+    broken = {**score("keyless", 0.0), "graded": 0, "errors": 10, "error": "environment variable 'K' is not set\n|x"}
+    results = {
+        "server": {**SERVER, "revision": 1, "reason": "initial placement"},
+        "teacher_eval": {"teacher": "strong", "mode": "alignment", "tau": 0.5, "cost_usd": 1.0,
+                         "scores": [broken, score("strong", 0.9)]},
+    }  # fmt: skip
+    text = render_markdown(build_report(spec(), state(results), results["server"], {"accuracy": 0.4}))
+    row = next(line for line in text.splitlines() if line.startswith("| keyless"))
+    assert "unusable: environment variable 'K' is not set \\|x" in row and "0.0%" not in row, row
