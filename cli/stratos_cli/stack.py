@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,13 +78,18 @@ def start_nats(home: Path, port: int, cluster: int, config_file: Path | None = N
     return server.url, {"nats": server.process.pid}
 
 
-def launch_service(service: str, home: Path, env: dict[str, str], replica: int = 0, tag: str = "") -> int:
-    """Start one service as its own process (own session), logging to `<home>/logs/<service>[@tag][-n].log`."""
+def launch_service(
+    service: str, home: Path, env: dict[str, str], replica: int = 0, tag: str = "", prefix: Sequence[str] = ()
+) -> int:
+    """Start one service as its own process (own session), logging to `<home>/logs/<service>[@tag][-n].log`.
+
+    `prefix` runs it through another command first (``ip netns exec HOST``: a worker on another network host).
+    """
     suffix = (f"@{tag}" if tag else "") + (f"-{replica}" if replica else "")
     (home / "logs").mkdir(parents=True, exist_ok=True)
     log = (home / "logs" / f"{service}{suffix}.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", module_of(service)],
+        [*prefix, sys.executable, "-m", module_of(service)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -105,20 +111,31 @@ def choose_servers(catalog_ids: list[str], count: int) -> list[str]:
 
 
 def launch_server(
-    server_id: str, index: int, home: Path, env: dict[str, str], trainers: int = 1, extra: dict[str, str] | None = None
+    server_id: str,
+    index: int,
+    home: Path,
+    env: dict[str, str],
+    trainers: int = 1,
+    extra: dict[str, str] | None = None,
+    advertise: str | None = None,
+    prefix: Sequence[str] = (),
 ) -> dict[str, int]:
     """Start one server's workers (trainers and a deployer); returns name -> pid.
 
     They are one server by their environment (``STRATOS_SERVER_ID``), which the model servers they start
-    inherit: `server_pids` finds all of them, though each runs in a session of its own.
+    inherit: `server_pids` finds all of them, though each runs in a session of its own. They advertise
+    `advertise` (default: the index-th loopback address), and run through `prefix` (another network host).
     """
-    worker_env = dict(env) | {"STRATOS_SERVER_ID": server_id, "STRATOS_ADVERTISE_HOST": advertise_host(index)}
+    worker_env = dict(env) | {
+        "STRATOS_SERVER_ID": server_id,
+        "STRATOS_ADVERTISE_HOST": advertise or advertise_host(index),
+    }
     worker_env |= extra or {}
     pids: dict[str, int] = {}
     try:
         for service, count in (("trainer", trainers), ("deployer", 1)):
             for replica in range(count):
-                pid = launch_service(service, home, worker_env, replica, tag=server_id)
+                pid = launch_service(service, home, worker_env, replica, tag=server_id, prefix=prefix)
                 pids[f"{service}@{server_id}" + (f"-{replica}" if replica else "")] = pid
     except BaseException:
         stop_pids(pids)  # half a server must not be left running where nobody knows of it

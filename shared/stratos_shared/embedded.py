@@ -55,6 +55,8 @@ class NatsServerProcess:
 
     store_dir: Path
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    """The address it listens on (``0.0.0.0``: every interface, for servers on other hosts)."""
     name: str = "stratos"
     cluster_name: str | None = None
     cluster_port: int | None = None
@@ -65,10 +67,12 @@ class NatsServerProcess:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        """Where clients on this machine connect."""
+        local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"nats://{local}:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)]
+        cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port)]
         cmd += ["-n", self.name]
         if self.config_file is not None:
             cmd += ["-c", str(self.config_file)]
@@ -83,7 +87,7 @@ class NatsServerProcess:
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(self.port, timeout_s)
+            wait_for_port(self.port, timeout_s, host=self.url.split("//")[1].rsplit(":", 1)[0])
         except EmbeddedNatsError:
             self.stop()
             raise
