@@ -26,7 +26,11 @@ def host() -> Iterator[Host]:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("stage", ["training", "serving"])
+@pytest.mark.parametrize(
+    "stage",
+    # ~90 s each on two cores: the cut during serving runs with STRATOS_FULL_TESTS=1 and in bench/partitions.py
+    ["training", pytest.param("serving", marks=pytest.mark.slow)],
+)
 async def test_a_server_cut_off_loses_its_job_and_has_no_say_after_the_heal(
     tmp_path: Path, host: Host, stage: Stage
 ) -> None:
