@@ -27,7 +27,9 @@ from stratos_cli.stack import (
     CONTROL,
     SERVICES,
     WORKERS,
+    Listen,
     StackState,
+    advertised_url,
     alive,
     choose_servers,
     launch_server,
@@ -35,7 +37,7 @@ from stratos_cli.stack import (
     module_of,
     service_env,
     signal_server,
-    start_nats,
+    start_nats_nodes,
     stop_pids,
 )
 from stratos_cli.views import attempts_table, job_view, jobs_table
@@ -382,6 +384,15 @@ def up(
     ] = 3,
     trainers: Annotated[int, typer.Option(help="Trainer processes per server.")] = 1,
     auth: Annotated[bool, typer.Option(help="Per-service NATS users: each may publish only its own events.")] = True,
+    listen: Annotated[
+        str, typer.Option(help="Address NATS listens on: 0.0.0.0 lets servers on other hosts join.")
+    ] = "127.0.0.1",
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(help="NATS URL other hosts use (default: nats://<listen address or this host's>:<port>)."),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="NATS requires TLS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
 ) -> None:
     """Start embedded NATS (or use NATS_URL), the control services, and N servers' workers as processes."""
     from stratos_shared.catalog import load_catalog
@@ -391,16 +402,24 @@ def up(
     if existing and any(alive(pid) for pid in existing.pids.values()):
         err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
         raise typer.Exit(1)
+    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
+        err.print(
+            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
+            "that signed the certificate (the local services verify the server too)"
+        )
+        raise typer.Exit(2)
     chosen = choose_servers([s.id for s in load_catalog(catalog)], servers)
     pids: dict[str, int] = {}
     credentials: dict[str, Credential] = {}
+    advertised = ""
     if os.environ.get("NATS_URL"):
         url = os.environ["NATS_URL"]
     else:
         config = None
         if auth:
             config, credentials = write_auth(home, chosen)
-        url, pids = start_nats(home, port, cluster, config)
+        nodes, pids = start_nats_nodes(home, port, cluster, config, Listen(listen, tls_cert, tls_key))
+        url, advertised = ",".join(n.url for n in nodes), advertised_url(nodes, advertise_url)
     replicas = 3 if cluster >= 3 else 1
     env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
 
@@ -412,13 +431,15 @@ def up(
         pids[service] = launch_service(service, home, env | login(service))
     for index, server_id in enumerate(chosen):
         pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
-    StackState(nats_url=url, replicas=replicas, pids=pids, servers=chosen).save(home)
+    StackState(nats_url=url, replicas=replicas, pids=pids, servers=chosen, advertise_url=advertised).save(home)
     registered = _run(client.wait_until_ready(url))
     _run(client.wait_for_workers(url, chosen))
     console.print(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
     )
+    if advertised and credentials:
+        console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add SERVER_ID`")
 
 
 @app.command()
