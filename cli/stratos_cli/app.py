@@ -431,7 +431,7 @@ def up(
         pids[service] = launch_service(service, home, env | login(service))
     for index, server_id in enumerate(chosen):
         pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
-    StackState(nats_url=url, replicas=replicas, pids=pids, servers=chosen, advertise_url=advertised).save(home)
+    StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials)).save(home)
     registered = _run(client.wait_until_ready(url))
     _run(client.wait_for_workers(url, chosen))
     console.print(
@@ -469,6 +469,53 @@ def server_kill(server_id: str) -> None:
         raise typer.Exit(2)
     killed = signal_server(home, server_id)
     console.print(f"server {server_id}: {len(killed)} processes SIGKILLed")
+
+
+@server_app.command("add")
+def server_add(
+    server_id: Annotated[str, typer.Argument(help="A catalog server id (see `stratos servers`).")],
+    out: Annotated[Path | None, typer.Option(help="Credential file to write (default: ./<SERVER_ID>.json).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing credential file.")] = False,
+) -> None:
+    """Embedded stack: give a server on another host its own NATS user (a fresh password; NATS reloads, no
+    restart) and write the credential file its host joins with."""
+    from stratos_cli.membership import add_server
+
+    target = out or Path(f"{server_id}.json")
+    granted = add_server(client.home_dir(), server_id, target, force)
+    console.print(f"wrote {target} (user {granted.user}, NATS {granted.nats_url}); keep it secret")
+    state = StackState.load(client.home_dir())
+    if state is not None and not state.advertise_url:
+        console.print("[yellow]NATS listens on this host only:[/] `stratos down && stratos up --listen 0.0.0.0`")
+    console.print(f"copy it to the server's host and run there:  stratos server join --credentials {target.name}")
+
+
+@server_app.command("remove")
+def server_remove(server_id: str) -> None:
+    """Embedded stack: revoke a server's NATS user (NATS reloads: its credential and connections are refused)."""
+    from stratos_cli.membership import remove_server
+
+    remove_server(client.home_dir(), server_id)
+    console.print(f"server {server_id}: credential revoked; its workers can no longer connect")
+
+
+@server_app.command("join")
+def server_join(
+    credentials: Annotated[Path, typer.Option(help="The file `stratos server add` wrote on the control host.")],
+    advertise: Annotated[
+        str | None, typer.Option(help="This host's address that users reach endpoints at (default: its own).")
+    ] = None,
+    trainers: Annotated[int, typer.Option(min=1, help="Trainer processes on this server.")] = 1,
+    home: Annotated[Path | None, typer.Option(help="State folder for logs and models (default: STRATOS_HOME).")] = None,
+) -> None:
+    """On the server's host: run its workers in the foreground until Ctrl-C, once the inventory sees them beat."""
+    from stratos_cli.joining import join_server
+    from stratos_cli.membership import ServerCredentialFile
+    from stratos_cli.stack import outbound_address
+
+    credential = ServerCredentialFile.read(credentials)
+    folder = home or client.home_dir()
+    raise typer.Exit(join_server(credential, folder, advertise or outbound_address(), trainers, console.print))
 
 
 @app.command()

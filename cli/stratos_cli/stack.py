@@ -43,6 +43,8 @@ class StackState:
     advertise_url: str = ""
     """Where servers on other hosts reach NATS (`stratos up --listen/--advertise-url`): what `stratos server add`
     writes into their credential files. Empty: the stack listens on loopback only."""
+    auth: bool = False
+    """Whether its nats-server has per-user auth (`<home>/nats-auth.conf`), which `stratos server add` changes."""
 
     @staticmethod
     def path(home: Path) -> Path:
@@ -61,6 +63,10 @@ class StackState:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` still runs; a child of this process that exited is reaped (a zombie would look alive)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except OSError:
