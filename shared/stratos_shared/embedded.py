@@ -6,6 +6,7 @@ detected by polling the TCP port: a failed `nats.connect` retry costs seconds.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -87,17 +88,29 @@ class NatsServerProcess:
         return f"{scheme}://{host}:{self.port}"
 
     def command(self) -> list[str]:
+        """Store and client address as flags, everything else in a generated config file (`write_config`):
+        nats-server re-applies only some flags when it reloads (SIGHUP), and refuses the reload when the server
+        name or the cluster came from flags, so `stratos server add` could not change the users."""
         cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", self.host or "0.0.0.0"]
-        cmd += ["-p", str(self.port), "-n", self.name]
+        return [*cmd, "-p", str(self.port), "-c", str(self.write_config())]
+
+    def write_config(self) -> Path:
+        """The server's own config (name, TLS, cluster), including `config_file` (the users) when there is one;
+        written beside it, since nats-server resolves an include relative to the including file."""
+        folder = self.config_file.parent if self.config_file is not None else self.store_dir.parent
+        lines = [f"server_name: {json.dumps(self.name)}"]
         if self.tls_cert is not None and self.tls_key is not None:
-            cmd += ["--tls", "--tlscert", str(self.tls_cert), "--tlskey", str(self.tls_key)]
-        if self.config_file is not None:
-            cmd += ["-c", str(self.config_file)]
+            tls = {"cert_file": str(self.tls_cert.resolve()), "key_file": str(self.tls_key.resolve())}
+            lines.append(f"tls: {json.dumps(tls)}")
         if self.cluster_name and self.cluster_port:
-            cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
-            if self.routes:
-                cmd += ["--routes", ",".join(self.routes)]
-        return cmd
+            cluster = {"name": self.cluster_name, "listen": f"127.0.0.1:{self.cluster_port}", "routes": self.routes}
+            lines.append(f"cluster: {json.dumps(cluster)}")
+        if self.config_file is not None:
+            lines.append(f"include {json.dumps(self.config_file.name)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.conf"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
 
     def start(self, timeout_s: float = 10.0) -> NatsServerProcess:
         self.store_dir.mkdir(parents=True, exist_ok=True)
