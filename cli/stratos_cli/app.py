@@ -408,7 +408,8 @@ def up(
             "that signed the certificate (the local services verify the server too)"
         )
         raise typer.Exit(2)
-    chosen = choose_servers([s.id for s in load_catalog(catalog)], servers)
+    catalog_ids = [s.id for s in load_catalog(catalog)]
+    chosen = choose_servers(catalog_ids, servers)
     pids: dict[str, int] = {}
     credentials: dict[str, Credential] = {}
     advertised = ""
@@ -431,15 +432,17 @@ def up(
         pids[service] = launch_service(service, home, env | login(service))
     for index, server_id in enumerate(chosen):
         pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
-    StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials)).save(home)
+    ca = str(Path(os.environ["STRATOS_NATS_CA"]).resolve()) if os.environ.get("STRATOS_NATS_CA") else ""
+    StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials), nats_ca=ca).save(home)
     registered = _run(client.wait_until_ready(url))
     _run(client.wait_for_workers(url, chosen))
     console.print(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
     )
-    if advertised and credentials:
-        console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add SERVER_ID`")
+    spare = next((s for s in catalog_ids if s not in chosen), None)
+    if advertised and credentials and spare:
+        console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add {spare}`")
 
 
 @app.command()

@@ -58,12 +58,20 @@ def cli_credentials() -> tuple[str | None, str | None]:
     return None, None
 
 
+def cli_ca_file() -> str | None:
+    """From STRATOS_NATS_CA, else the CA the running embedded stack was started with (`stratos up --tls-cert`)."""
+    if os.environ.get("STRATOS_NATS_CA"):
+        return os.environ["STRATOS_NATS_CA"]
+    state = None if os.environ.get("NATS_URL") else StackState.load(home_dir())
+    return state.nats_ca if state and state.nats_ca else None
+
+
 @contextlib.asynccontextmanager
 async def connect(url: str | None = None) -> AsyncIterator[tuple[Client, JetStreamContext]]:
     target = resolve_nats_url(url)
     user, password = cli_credentials()
     options: dict[str, Any] = {"user": user, "password": password} if user else {}
-    if tls := nats_tls_context(os.environ.get("STRATOS_NATS_CA")):
+    if tls := nats_tls_context(cli_ca_file()):
         options["tls"] = tls
 
     if not any([await _listening(server) for server in target.split(",")]):

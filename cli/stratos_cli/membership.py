@@ -140,10 +140,11 @@ async def can_log_in(url: str, credential: Credential, ca_file: str | None) -> b
     return True
 
 
-async def await_login(url: str, credential: Credential, accepted: bool, timeout_s: float = 10.0) -> None:
+async def await_login(
+    url: str, credential: Credential, accepted: bool, ca_file: str | None, timeout_s: float = 10.0
+) -> None:
     """Wait until nats-server's reload took effect: `credential` is accepted (or refused, `accepted=False`)."""
     deadline = time.monotonic() + timeout_s
-    ca_file = os.environ.get("STRATOS_NATS_CA")
     while True:
         with contextlib.suppress(OSError, TimeoutError, nats.errors.Error):
             if await can_log_in(url, credential, ca_file) == accepted:
@@ -184,8 +185,8 @@ def add_server(home: Path, server_id: str, out: Path, force: bool = False) -> Se
     credentials[user] = Credential(user, secrets.token_urlsafe(24))
     save_auth(home, credentials)
     reload_nats(state)
-    asyncio.run(await_login(state.nats_url, credentials[user], accepted=True))
-    ca = os.environ.get("STRATOS_NATS_CA")
+    ca = state.nats_ca or os.environ.get("STRATOS_NATS_CA")
+    asyncio.run(await_login(state.nats_url, credentials[user], accepted=True, ca_file=ca))
     granted = ServerCredentialFile(
         server_id=server_id,
         user=user,
@@ -214,4 +215,5 @@ def remove_server(home: Path, server_id: str) -> None:
         )
     save_auth(home, credentials)
     reload_nats(state)
-    asyncio.run(await_login(state.nats_url, removed, accepted=False))
+    ca = state.nats_ca or os.environ.get("STRATOS_NATS_CA")
+    asyncio.run(await_login(state.nats_url, removed, accepted=False, ca_file=ca))

@@ -45,6 +45,8 @@ class StackState:
     writes into their credential files. Empty: the stack listens on loopback only."""
     auth: bool = False
     """Whether its nats-server has per-user auth (`<home>/nats-auth.conf`), which `stratos server add` changes."""
+    nats_ca: str = ""
+    """The CA file clients verify NATS's TLS certificate with (STRATOS_NATS_CA at `stratos up`); empty: no TLS."""
 
     @staticmethod
     def path(home: Path) -> Path:
