@@ -27,7 +27,9 @@ from stratos_cli.stack import (
     CONTROL,
     SERVICES,
     WORKERS,
+    Listen,
     StackState,
+    advertised_url,
     alive,
     choose_servers,
     launch_server,
@@ -35,7 +37,7 @@ from stratos_cli.stack import (
     module_of,
     service_env,
     signal_server,
-    start_nats,
+    start_nats_nodes,
     stop_pids,
 )
 from stratos_cli.views import attempts_table, job_view, jobs_table
@@ -399,6 +401,15 @@ def up(
     ] = 3,
     trainers: Annotated[int, typer.Option(help="Trainer processes per server.")] = 1,
     auth: Annotated[bool, typer.Option(help="Per-service NATS users: each may publish only its own events.")] = True,
+    listen: Annotated[
+        str, typer.Option(help="Address NATS listens on: 0.0.0.0 lets servers on other hosts join.")
+    ] = "127.0.0.1",
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(help="NATS URL other hosts use (default: nats://<listen address or this host's>:<port>)."),
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="NATS requires TLS with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
 ) -> None:
     """Start embedded NATS (or use NATS_URL), the control services, and N servers' workers as processes."""
     from stratos_shared.catalog import load_catalog
@@ -408,16 +419,25 @@ def up(
     if existing and any(alive(pid) for pid in existing.pids.values()):
         err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
         raise typer.Exit(1)
-    chosen = choose_servers([s.id for s in load_catalog(catalog)], servers)
+    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
+        err.print(
+            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
+            "that signed the certificate (the local services verify the server too)"
+        )
+        raise typer.Exit(2)
+    catalog_ids = [s.id for s in load_catalog(catalog)]
+    chosen = choose_servers(catalog_ids, servers)
     pids: dict[str, int] = {}
     credentials: dict[str, Credential] = {}
+    advertised = ""
     if os.environ.get("NATS_URL"):
         url = os.environ["NATS_URL"]
     else:
         config = None
         if auth:
             config, credentials = write_auth(home, chosen)
-        url, pids = start_nats(home, port, cluster, config)
+        nodes, pids = start_nats_nodes(home, port, cluster, config, Listen(listen, tls_cert, tls_key))
+        url, advertised = ",".join(n.url for n in nodes), advertised_url(nodes, advertise_url)
     replicas = 3 if cluster >= 3 else 1
     env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
 
@@ -429,13 +449,17 @@ def up(
         pids[service] = launch_service(service, home, env | login(service))
     for index, server_id in enumerate(chosen):
         pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
-    StackState(nats_url=url, replicas=replicas, pids=pids, servers=chosen).save(home)
+    ca = str(Path(os.environ["STRATOS_NATS_CA"]).resolve()) if os.environ.get("STRATOS_NATS_CA") else ""
+    StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials), nats_ca=ca).save(home)
     registered = _run(client.wait_until_ready(url))
     _run(client.wait_for_workers(url, chosen))
     console.print(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
     )
+    spare = next((s for s in catalog_ids if s not in chosen), None)
+    if advertised and credentials and spare:
+        console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add {spare}`")
 
 
 @app.command()
@@ -465,6 +489,53 @@ def server_kill(server_id: str) -> None:
         raise typer.Exit(2)
     killed = signal_server(home, server_id)
     console.print(f"server {server_id}: {len(killed)} processes SIGKILLed")
+
+
+@server_app.command("add")
+def server_add(
+    server_id: Annotated[str, typer.Argument(help="A catalog server id (see `stratos servers`).")],
+    out: Annotated[Path | None, typer.Option(help="Credential file to write (default: ./<SERVER_ID>.json).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing credential file.")] = False,
+) -> None:
+    """Embedded stack: give a server on another host its own NATS user (a fresh password; NATS reloads, no
+    restart) and write the credential file its host joins with."""
+    from stratos_cli.membership import add_server
+
+    target = out or Path(f"{server_id}.json")
+    granted = add_server(client.home_dir(), server_id, target, force)
+    console.print(f"wrote {target} (user {granted.user}, NATS {granted.nats_url}); keep it secret")
+    state = StackState.load(client.home_dir())
+    if state is not None and not state.advertise_url:
+        console.print("[yellow]NATS listens on this host only:[/] `stratos down && stratos up --listen 0.0.0.0`")
+    console.print(f"copy it to the server's host and run there:  stratos server join --credentials {target.name}")
+
+
+@server_app.command("remove")
+def server_remove(server_id: str) -> None:
+    """Embedded stack: revoke a server's NATS user (NATS reloads: its credential and connections are refused)."""
+    from stratos_cli.membership import remove_server
+
+    remove_server(client.home_dir(), server_id)
+    console.print(f"server {server_id}: credential revoked; its workers can no longer connect")
+
+
+@server_app.command("join")
+def server_join(
+    credentials: Annotated[Path, typer.Option(help="The file `stratos server add` wrote on the control host.")],
+    advertise: Annotated[
+        str | None, typer.Option(help="This host's address that users reach endpoints at (default: its own).")
+    ] = None,
+    trainers: Annotated[int, typer.Option(min=1, help="Trainer processes on this server.")] = 1,
+    home: Annotated[Path | None, typer.Option(help="State folder for logs and models (default: STRATOS_HOME).")] = None,
+) -> None:
+    """On the server's host: run its workers in the foreground until Ctrl-C, once the inventory sees them beat."""
+    from stratos_cli.joining import join_server
+    from stratos_cli.membership import ServerCredentialFile
+    from stratos_cli.stack import outbound_address
+
+    credential = ServerCredentialFile.read(credentials)
+    folder = home or client.home_dir()
+    raise typer.Exit(join_server(credential, folder, advertise or outbound_address(), trainers, console.print))
 
 
 @app.command()

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
@@ -21,7 +22,7 @@ from stratos_cli.stack import StackState
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.contracts.base import Event
 from stratos_shared.errors import StratosError
-from stratos_shared.settings import default_home
+from stratos_shared.settings import default_home, nats_tls_context
 
 
 class StackUnreachable(StratosError):
@@ -57,11 +58,21 @@ def cli_credentials() -> tuple[str | None, str | None]:
     return None, None
 
 
+def cli_ca_file() -> str | None:
+    """From STRATOS_NATS_CA, else the CA the running embedded stack was started with (`stratos up --tls-cert`)."""
+    if os.environ.get("STRATOS_NATS_CA"):
+        return os.environ["STRATOS_NATS_CA"]
+    state = None if os.environ.get("NATS_URL") else StackState.load(home_dir())
+    return state.nats_ca if state and state.nats_ca else None
+
+
 @contextlib.asynccontextmanager
 async def connect(url: str | None = None) -> AsyncIterator[tuple[Client, JetStreamContext]]:
     target = resolve_nats_url(url)
     user, password = cli_credentials()
-    options = {"user": user, "password": password} if user else {}
+    options: dict[str, Any] = {"user": user, "password": password} if user else {}
+    if tls := nats_tls_context(cli_ca_file()):
+        options["tls"] = tls
 
     if not any([await _listening(server) for server in target.split(",")]):
         raise StackUnreachable(target, "nothing listens there")

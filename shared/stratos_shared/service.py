@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from faststream.nats import NatsBroker, NatsUserPassword
+from faststream.nats import NatsBroker, NatsSecurity, NatsUserPassword
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -61,8 +61,11 @@ class ServiceRuntime:
                 NatsTelemetryMiddleware(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
             )
         auth: dict[str, Any] = {}
+        tls = settings.nats_tls()
         if settings.nats_user:
-            auth = {"security": NatsUserPassword(settings.nats_user, settings.nats_password or "")}
+            auth = {"security": NatsUserPassword(settings.nats_user, settings.nats_password or "", ssl_context=tls)}
+        elif tls is not None:
+            auth = {"security": NatsSecurity(ssl_context=tls)}
         self.broker = NatsBroker(
             settings.servers,
             name=f"stratos-{name}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -40,6 +41,11 @@ class StratosSettings(BaseSettings):
     )
     nats_user: str | None = Field(default=None, description="NATS user name (per-service credentials).")
     nats_password: str | None = Field(default=None, description="NATS password for nats_user.")
+    nats_ca: Path | None = Field(
+        default=None,
+        description="CA file that signed the NATS server's TLS certificate: set, the service connects with TLS and "
+        "verifies the server against it (a server on another host reaching `stratos up --tls-cert`).",
+    )
     replicas: int = Field(default=1, ge=1, le=5, description="Replicas for streams, KV and object store.")
     home: Path = Field(default_factory=default_home, description="State directory: caches, traces, logs.")
     max_deliver: int = Field(default=5, ge=1, le=100, description="Deliveries before a message is dead-lettered.")
@@ -123,12 +129,26 @@ class StratosSettings(BaseSettings):
             max_data_bytes=self.max_data_file_mb * 2**20,
         ).protecting(self.nats_password)
 
+    def nats_tls(self) -> ssl.SSLContext | None:
+        return nats_tls_context(self.nats_ca)
+
     @property
     def servers(self) -> list[str]:
         return [u.strip() for u in self.nats_url.split(",")]
 
     def resolved_trace_dir(self) -> Path:
         return self.trace_dir or self.home / "traces"
+
+
+def nats_tls_context(ca_file: Path | str | None) -> ssl.SSLContext | None:
+    """A client TLS context that trusts `ca_file` (and verifies the server's name), or None for plain NATS.
+
+    A private CA rather than the system store: the control host's certificate is usually self-signed
+    (README: "Adding a server on another host").
+    """
+    if not ca_file:
+        return None
+    return ssl.create_default_context(cafile=str(ca_file))
 
 
 class TeacherClientSettings(StratosSettings):

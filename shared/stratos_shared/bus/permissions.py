@@ -8,6 +8,7 @@ each service's handlers declare, so the two cannot drift apart.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,11 +170,40 @@ def server_config(credentials: dict[str, Credential]) -> str:
 def write_auth(home: Path, servers: list[str] | None = None) -> tuple[Path, dict[str, Credential]]:
     """Fresh credentials (one per service, one per server) and the server config under `home` (mode 0600)."""
     credentials = make_credentials(servers or [])
+    return save_auth(home, credentials), credentials
+
+
+AUTH_CONFIG = "nats-auth.conf"
+CREDENTIALS_FILE = "credentials.json"
+
+
+def save_auth(home: Path, credentials: dict[str, Credential]) -> Path:
+    """Write nats-server's `authorization` config and the password store (both mode 0600); returns the config.
+
+    The store is what `stratos server add/remove` start from, so a change rewrites the config with every other
+    user's password as it was: their connections survive nats-server's reload.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "nats-auth.conf"
-    config.write_text(server_config(credentials), encoding="utf-8")
-    config.chmod(0o600)
-    store = home / "credentials.json"
-    store.write_text(json.dumps({u: c.password for u, c in credentials.items()}), encoding="utf-8")
-    store.chmod(0o600)
-    return config, credentials
+    config = home / AUTH_CONFIG
+    _write_private(config, server_config(credentials))
+    _write_private(home / CREDENTIALS_FILE, json.dumps({u: c.password for u, c in credentials.items()}))
+    return config
+
+
+def load_credentials(home: Path) -> dict[str, Credential]:
+    """The credentials `save_auth` stored under `home` (empty when there are none: a stack without auth)."""
+    try:
+        stored = json.loads((home / CREDENTIALS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return {user: Credential(user, password) for user, password in stored.items()}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read, never readable by others even for an instant."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    tmp.replace(path)  # atomic: nats-server reloading at that moment reads the old file or the new, never half

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from stratos_shared.contracts.base import JOB_ID_MAX, JOB_ID_PATTERN, Event
+from stratos_shared.contracts.base import JOB_ID_MAX, JOB_ID_PATTERN, TOKEN_ID_PATTERN, Event
 from stratos_shared.errors import InvalidEventError
 
 E = TypeVar("E", bound=Event)
@@ -93,6 +93,11 @@ def describe_validation_error(error: ValidationError) -> list[str]:
 def valid_job_id(job_id: object) -> bool:
     """Whether `job_id` is a job id the stores accept (the pattern every event's job_id field carries)."""
     return isinstance(job_id, str) and len(job_id) <= JOB_ID_MAX and re.fullmatch(JOB_ID_PATTERN, job_id) is not None
+
+
+def valid_server_id(server_id: object) -> bool:
+    """Whether `server_id` is a server id the catalog accepts (one subject token: the contracts' `ServerId`)."""
+    return isinstance(server_id, str) and re.fullmatch(TOKEN_ID_PATTERN, server_id) is not None
 
 
 def _job_id_of(data: object) -> str | None:
