@@ -130,6 +130,10 @@ class StratosSettings(BaseSettings):
     def resolved_trace_dir(self) -> Path:
         return self.trace_dir or self.home / "traces"
 
+    def task_cache_dir(self) -> Path:
+        """Where a stage keeps local copies of admitted task data, named by their SHA-256 (`jobcontext.task_of`)."""
+        return self.home / "cache" / "tasks"
+
 
 class TeacherClientSettings(StratosSettings):
     """What a service that asks teachers needs (teacher-eval, data-synth): one definition, the same defaults."""
