@@ -158,11 +158,10 @@ async def synthesise_data(spec: JobSpec, teacher: str, mode: DistillationMode, c
     """Data-synth's synthesis in ``mode`` over the training split (`synthesise_mode`; no fallback: the experiments
     choose the mode)."""
     settings = teacher_settings(cache_dir)
-    outcome = await synthesise_mode(spec, teacher, mode, settings, budget_usd=spec.constraints.budget_usd)
+    task = task_for(spec.task)  # the experiments' tasks are generated: no data file to snapshot
+    outcome = await synthesise_mode(spec, task, teacher, mode, settings, budget_usd=spec.constraints.budget_usd)
     builder = outcome.builder
-    return Synthesised(
-        builder.records(split_task(task_for(spec.task), spec.task).train), builder.asked, dict(builder.rejected)
-    )
+    return Synthesised(builder.records(split_task(task, spec.task).train), builder.asked, dict(builder.rejected))
 
 
 def screen_students(spec: JobSpec, records: list[dict[str, Any]], threshold: float = 0.0) -> PrescreenResult:

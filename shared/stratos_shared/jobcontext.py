@@ -3,12 +3,18 @@
 The split is a pure function of example ids and the task seed, so teacher-eval,
 data-synth, trainer and deployer agree on which examples are held out without
 passing lists around, and the held-out split can never leak into training.
+
+A task with a data file is built from the bytes the selector read at admission and stored in the artifact
+store (`Artifact.TASK_DATA`, SHA-256 in `TaskSpec.data_sha256`), never from the submitter's path: stages
+may run on machines that cannot see that file, and a file swapped after it was checked must change nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,9 +27,12 @@ from stratos_shared.bus.names import JOBS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError
 from stratos_shared.jobs import JobState
-from stratos_shared.policy import InputPolicy
+from stratos_shared.layout import Artifact
+from stratos_shared.policy import InputPolicy, read_regular_file
 from stratos_shared.settings import TeacherClientSettings
-from stratos_shared.tasks import Example, Task, build_task
+from stratos_shared.tasks import Example, Task, TaskConfigError, build_task
+from stratos_shared.tasks._jsonl import MAX_FILE_BYTES
+from stratos_shared.tasks.errors import SnapshotError
 from stratos_shared.teacher.cache import DirectoryCache
 from stratos_shared.teacher.client import Pricing, TeacherClient
 from stratos_shared.teacher.errors import TeacherAddressRefused
@@ -33,14 +42,29 @@ if TYPE_CHECKING:
     from stratos_shared.service import ServiceRuntime
 
 
-def task_for(spec: TaskSpec) -> Task:
-    """The job's task (generated tasks are deterministic, so one cached copy per spec is safe)."""
-    return _task_from_json(spec.model_dump_json())
+def task_for(spec: TaskSpec, data: bytes | None = None) -> Task:
+    """The job's task: generated from the spec, or built from `data`, the bytes of its data file.
+
+    A task with a data file is never built by opening `spec.path` here (the path only names the data in
+    complaints): the selector passes what it read once at admission, stages go through `task_of`.
+    Generated tasks are deterministic, so one cached copy per spec is safe.
+    """
+    if spec.path is None:
+        return _generated(spec.model_dump_json())
+    if data is None:
+        raise TaskConfigError(
+            f"task.path {spec.path}: a task with a data file is built from the data admitted with the job "
+            "(task_of), never by reading the path again"
+        )
+    return _build(spec, data)
 
 
 @lru_cache(maxsize=64)
-def _task_from_json(raw: str) -> Task:
-    spec = TaskSpec.model_validate_json(raw)
+def _generated(raw: str) -> Task:
+    return _build(TaskSpec.model_validate_json(raw), None)
+
+
+def _build(spec: TaskSpec, data: bytes | None) -> Task:
     return build_task(
         spec.kind,
         path=spec.path,
@@ -48,7 +72,81 @@ def _task_from_json(raw: str) -> Task:
         grader=spec.grader,
         seed=spec.seed,
         size=spec.size,
+        data=data,
     )
+
+
+def data_digest(data: bytes) -> str:
+    """The SHA-256 that admission records for a data file and every stage checks its snapshot against."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_snapshot(job_id: str, data: bytes, expected: str) -> None:
+    """Refuse snapshot bytes that do not hash to what admission recorded (changed or corrupted in the store)."""
+    got = data_digest(data)
+    if got != expected:
+        raise SnapshotError(
+            f"job {job_id}: its task data snapshot ({Artifact.TASK_DATA}) has SHA-256 {got}, not the {expected} "
+            "recorded when the job was admitted; it was changed or corrupted in the artifact store, so the job "
+            "cannot use it"
+        )
+
+
+async def task_of(job_id: str, spec: TaskSpec, artifacts: ArtifactStore, cache_dir: Path) -> Task:
+    """The job's task as every stage must see it: generated, or built from the data snapshotted at admission.
+
+    The snapshot is fetched from the artifact store once per machine, checked against `spec.data_sha256` and
+    kept under `cache_dir` by its hash; a local copy that no longer hashes right is fetched again. Raises
+    SnapshotError (a TaskError) when the spec records no snapshot or the stored one does not match.
+    """
+    if spec.path is None:
+        return await asyncio.to_thread(task_for, spec)
+    expected = spec.data_sha256
+    if expected is None:
+        raise SnapshotError(
+            f"job {job_id}: its task has a data file but its spec records no admitted snapshot of it "
+            "(task.data_sha256); submit the job again"
+        )
+    raw, local = spec.model_dump_json(), str(cache_dir / f"{expected}.jsonl")
+    try:
+        return await asyncio.to_thread(_from_snapshot, raw, local)
+    except _NoLocalCopy:
+        pass
+    data = await artifacts.get_bytes(artifacts.uri_for(job_id, Artifact.TASK_DATA))
+    check_snapshot(job_id, data, expected)
+    await asyncio.to_thread(_keep, Path(local), data)
+    return await asyncio.to_thread(_from_snapshot, raw, local)
+
+
+class _NoLocalCopy(Exception):
+    """The snapshot's local copy is missing or no longer hashes to its name: fetch it again."""
+
+
+@lru_cache(maxsize=16)
+def _from_snapshot(raw: str, local: str) -> Task:
+    """Cached per (spec, copy): the spec carries the hash and the copy is checked against it before the task is
+    built, so one key always means the same bytes; failures are not cached."""
+    spec = TaskSpec.model_validate_json(raw)
+    try:
+        data = read_regular_file(Path(local), MAX_FILE_BYTES, "task snapshot copy")
+    except FileNotFoundError:
+        raise _NoLocalCopy from None
+    if data_digest(data) != spec.data_sha256:
+        raise _NoLocalCopy
+    return _build(spec, data)
+
+
+def _keep(local: Path, data: bytes) -> None:
+    """Write the copy atomically: a reader sees the whole snapshot or none."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, local)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)

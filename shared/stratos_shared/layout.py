@@ -6,6 +6,7 @@ them for one job, so no stage spells a path the next stage must guess.
 
 | name | written by | read by |
 | --- | --- | --- |
+| `task/data.jsonl` | selector (at admission: the task's data file, SHA-256 in the spec) | every stage (`task_of`) |
 | `data/train.jsonl`, `data/eval.jsonl` | data-synth | trainer (via DataReady's URIs) |
 | `data/traces.jsonl` | data-synth (GRPO jobs: the verified SFT traces) | trainer (warm start, pre-screen shots) |
 | `training/prescreen.json`, `training/before.json`, `training/warm-start.json` | trainer | trainer (a resumed run) |
@@ -32,6 +33,8 @@ from stratos_shared.errors import ArtifactError
 class Artifact(StrEnum):
     """The fixed artifact names of a job (the names with a revision, step or plot in them are functions below)."""
 
+    TASK_DATA = "task/data.jsonl"
+    """The task's data file as admitted (its SHA-256 is the spec's `task.data_sha256`): what stages read."""
     TRAIN = "data/train.jsonl"
     """Training records: chat SFT records, or GRPO prompts."""
     EVAL = "data/eval.jsonl"

@@ -139,6 +139,10 @@ class StratosSettings(BaseSettings):
     def resolved_trace_dir(self) -> Path:
         return self.trace_dir or self.home / "traces"
 
+    def task_cache_dir(self) -> Path:
+        """Where a stage keeps local copies of admitted task data, named by their SHA-256 (`jobcontext.task_of`)."""
+        return self.home / "cache" / "tasks"
+
 
 def nats_tls_context(ca_file: Path | str | None) -> ssl.SSLContext | None:
     """A client TLS context that trusts `ca_file` (and verifies the server's name), or None for plain NATS.

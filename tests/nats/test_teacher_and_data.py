@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +18,11 @@ from stratos_inventory.settings import InventorySettings
 from stratos_selector.main import build as build_selector
 from stratos_selector.settings import SelectorSettings
 from stratos_shared.artifacts import NatsArtifactStore, get_file
+from stratos_shared.bus.names import SPECS_BUCKET
 from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import split_task, task_for
+from stratos_shared.layout import Artifact
 from stratos_shared.tasks import Example
 from stratos_shared.teacher.simulator import ModelSpec, RunningSimulator, SimulatorConfig, running_simulator
 from stratos_teacher_eval.main import build as build_teacher_eval
@@ -107,6 +111,62 @@ async def test_strong_teacher_means_alignment_and_every_kept_trace_is_correct(
         example = Example(id=record["example_id"], question=record["messages"][1]["content"], answer=record["answer"])
         assert record["messages"][-1]["role"] == "assistant"
         assert task.grade(record["messages"][-1]["content"], example).correct
+
+
+def gsm8k_lines(spec: JobSpec) -> bytes:
+    """The generated task's examples as a GSM8K-format data file (what a user would submit)."""
+    rows = [{"id": e.id, "question": e.question, "answer": f"#### {e.answer}"} for e in task_for(spec.task).examples()]
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+async def test_stages_use_the_data_admitted_after_the_file_is_deleted_or_swapped(
+    nats_server, tmp_path, nc, collect, simulator
+) -> None:
+    """The selector snapshots the data file at admission; teacher-eval and data-synth, started only after the
+    file is gone (one job) or holds other questions (another), still work on the admitted questions."""
+    placed = await collect("stratos.evt.server.chosen")
+    teacher = await collect("stratos.evt.teacher.chosen")
+    ready = await collect("stratos.evt.data.ready")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    original = job("math-alignment.yaml", simulator, size=120)
+    admitted = gsm8k_lines(original)
+    other = gsm8k_lines(original.model_copy(update={"task": original.task.model_copy(update={"seed": 99})}))
+    specs = {}
+    for job_id in ("gone", "swapped"):
+        (folder / f"{job_id}.jsonl").write_bytes(admitted)
+        task = original.task.model_copy(update={"path": f"{job_id}.jsonl", "data_sha256": "0" * 64})
+        specs[job_id] = original.model_copy(update={"task": task})
+    base = common(nats_server, tmp_path)
+    async with running(
+        build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
+        build_selector(SelectorSettings(**base, data_root=folder)),
+    ):
+        for job_id, spec in specs.items():
+            await submit(nc, job_id, spec)
+        await placed.wait_for(lambda c: len(c.messages) == 2, timeout_s=60)
+        (folder / "gone.jsonl").unlink()
+        (folder / "swapped.jsonl").write_bytes(other)
+        stages = build_teacher_eval(TeacherEvalSettings(**base)), build_data_synth(DataSynthSettings(**base))
+        async with running(*stages):
+            await ready.wait_for(lambda c: len(c.messages) == 2, timeout_s=90)
+
+    store = NatsArtifactStore(nc.jetstream())
+    stored = await nc.jetstream().key_value(SPECS_BUCKET)
+    examples = {e.id: e for e in task_for(original.task).examples()}
+    held_out = {e.id for e in split_task(task_for(original.task), original.task).eval}
+    for job_id in specs:
+        spec = JobSpec.model_validate_json((await stored.get(job_id)).value or b"")
+        assert spec.task.data_sha256 == hashlib.sha256(admitted).hexdigest()  # the submitter's value replaced
+        assert await store.get_bytes(store.uri_for(job_id, Artifact.TASK_DATA)) == admitted
+    for chosen in teacher.bodies():
+        assert set(chosen["sample_ids"]) <= held_out, chosen["job_id"]
+    for data in ready.bodies():
+        train_path = await get_file(store, data["train_uri"], tmp_path / data["job_id"] / "train.jsonl")
+        train = datasets.load_dataset("json", data_files=str(train_path), split="train")
+        assert len(train) == data["accepted"] >= 20
+        for record in train:
+            assert record["messages"][1]["content"] == examples[record["example_id"]].question
 
 
 async def test_weak_teachers_mean_injection_and_every_record_reasons_to_the_right_answer(

@@ -20,7 +20,7 @@ from stratos_data_synth.synthesis import ProgressCallback, SynthesisOutcome, est
 from stratos_shared.artifacts import ArtifactStore
 from stratos_shared.contracts.events import DistillationMode, TeacherChosen
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.jobcontext import Split, split_task, task_for, teacher_client_for
+from stratos_shared.jobcontext import Split, split_task, teacher_client_for
 from stratos_shared.layout import Artifact, JobArtifacts
 from stratos_shared.tasks import Task
 from stratos_shared.teacher.errors import SecretError, TeacherAddressRefused
@@ -60,6 +60,7 @@ class Refused:
 
 async def synthesise_mode(
     spec: JobSpec,
+    task: Task,
     teacher: str,
     mode: DistillationMode,
     settings: DataSynthSettings,
@@ -67,8 +68,7 @@ async def synthesise_mode(
     budget_usd: float,
     on_progress: ProgressCallback | None = None,
 ) -> SynthesisOutcome:
-    """Ask `teacher` for traces over the job's training split in `mode`, within `budget_usd`."""
-    task = task_for(spec.task)
+    """Ask `teacher` for traces over the job's training split of `task` in `mode`, within `budget_usd`."""
     train = split_task(task, spec.task).train
     async with teacher_client_for(next(t for t in spec.teachers if t.name == teacher), settings) as client:
         return await synthesise(
@@ -99,10 +99,14 @@ def over_budget(spec: JobSpec, chosen: TeacherChosen, questions: int) -> Refused
 
 
 async def synthesise_dataset(
-    spec: JobSpec, chosen: TeacherChosen, settings: DataSynthSettings, on_progress: ProgressCallback | None = None
+    spec: JobSpec,
+    task: Task,
+    chosen: TeacherChosen,
+    settings: DataSynthSettings,
+    on_progress: ProgressCallback | None = None,
 ) -> Dataset | Refused:
-    """The job's training set in the chosen mode, or why there is none (never train on too little data)."""
-    task = task_for(spec.task)
+    """The job's training set in the chosen mode, or why there is none (never train on too little data); `task` is
+    the job's task as `jobcontext.task_of` builds it."""
     split = split_task(task, spec.task)
     refused = over_budget(spec, chosen, len(split.train))
     if refused is not None:
@@ -111,7 +115,7 @@ async def synthesise_dataset(
     mode: DistillationMode = chosen.mode
     try:
         outcome = await synthesise_mode(
-            spec, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress
+            spec, task, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress
         )
     except (SecretError, TeacherAddressRefused) as exc:  # its key or host refused here (teacher-eval's may differ)
         return Refused(f"teacher '{chosen.teacher}' cannot be used by data-synth: {exc}")
@@ -130,7 +134,7 @@ async def synthesise_dataset(
         mode = "injection"
         previous_cost = outcome.cost_usd
         outcome = await synthesise_mode(
-            spec, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress
+            spec, task, chosen.teacher, mode, settings, budget_usd=budget, on_progress=on_progress
         )
         outcome.cost_usd += previous_cost
     if outcome.builder.accepted_count < minimum:

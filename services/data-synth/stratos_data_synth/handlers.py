@@ -15,8 +15,9 @@ from stratos_data_synth.settings import DataSynthSettings
 from stratos_shared.bus.handler import EventRouter, HandlerContext, bind
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import DataProgress, DataReady, JobFailed, TeacherChosen
-from stratos_shared.jobcontext import StageResources
+from stratos_shared.jobcontext import StageResources, task_of
 from stratos_shared.stage import Stage, failed
+from stratos_shared.tasks.errors import TaskError
 
 log = logging.getLogger("stratos.data_synth")
 tracer = trace.get_tracer("stratos.data_synth")
@@ -34,7 +35,11 @@ async def on_teacher_chosen(stage: Stage[DataSynthSettings], event: TeacherChose
     with tracer.start_as_current_span(
         "data-synth.synthesise", attributes={"job.id": event.job_id, "distillation.mode": event.mode}
     ) as span:
-        data = await synthesise_dataset(spec, event, stage.settings, progress)
+        try:
+            task = await task_of(event.job_id, spec.task, stage.resources.artifacts, stage.settings.task_cache_dir())
+        except TaskError as exc:  # its admitted data is missing from the spec or corrupted in the store
+            return [failed(event.job_id, STAGE, f"the task cannot be loaded: {exc}")]
+        data = await synthesise_dataset(spec, task, event, stage.settings, progress)
         if isinstance(data, Refused):
             return [failed(event.job_id, STAGE, data.reason)]
         builder = data.outcome.builder

@@ -28,7 +28,7 @@ from stratos_shared.bus.names import server_token
 from stratos_shared.contracts.base import stable_id
 from stratos_shared.contracts.events import DeploymentAssigned, JobCompleted, ModelDeployed, ModelTrained
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.jobcontext import StageResources, split_task, task_for
+from stratos_shared.jobcontext import StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact, JobArtifacts, report_plot
 from stratos_shared.models import resolve_model
@@ -238,7 +238,7 @@ class Deployer:
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
         """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint."""
-        task = await asyncio.to_thread(task_for, spec.task)
+        task = await task_of(job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         held_out = (await asyncio.to_thread(split_task, task, spec.task)).eval[: self.settings.accuracy_samples]
         by_id: dict[str, Example] = {e.id: e for e in held_out}
         with tracer.start_as_current_span("deployer.probe", attributes={"job.id": job_id}) as span:

@@ -6,6 +6,7 @@ from stratos_selector.handlers import build_events
 from stratos_selector.placements import JobPlacement, Placements, ServerLoad
 from stratos_selector.planner import Planner
 from stratos_selector.settings import SelectorSettings
+from stratos_shared.artifacts import NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, PLACEMENTS_BUCKET, SERVERS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec
@@ -31,6 +32,7 @@ def build(settings: SelectorSettings | None = None) -> ServiceRuntime:
             specs=TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec),
             placements=placements,
             jobs=TypedKV(await runtime.js.key_value(JOBS_BUCKET), JobState),
+            artifacts=NatsArtifactStore(runtime.js),
         )
         # Local copies kept current by KV watchers: the inventory (ServerTable cached per version)
         # and the server loads. Both are loaded before the handlers start consuming.

@@ -16,16 +16,17 @@ import numpy as np
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
-from stratos_selector.admission import admission_problem, fingerprint, resolve_paths
+from stratos_selector.admission import admit_spec, fingerprint
 from stratos_selector.domain import Infeasible, ServerTable, select
 from stratos_selector.placements import JobPlacement, Placements
+from stratos_shared.artifacts import ArtifactStore
 from stratos_shared.bus.kv import Follow, TypedKV, follow
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import JobFailed, JobRejected, JobSubmitted, ServerChosen, ServerDown
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
-from stratos_shared.errors import PolicyError
 from stratos_shared.jobs import JobState
+from stratos_shared.layout import Artifact
 from stratos_shared.metrics import replan_seconds, replans
 from stratos_shared.policy import InputPolicy
 
@@ -51,6 +52,7 @@ class Planner:
         self._specs: TypedKV[JobSpec] | None = None
         self._placements: Placements | None = None
         self._jobs: TypedKV[JobState] | None = None
+        self._artifacts: ArtifactStore | None = None
         self._records: dict[str, ServerRecord] | None = None
         self._full: ServerTable | None = None
         self._up: ServerTable | None = None
@@ -63,8 +65,16 @@ class Planner:
         specs: TypedKV[JobSpec],
         placements: Placements,
         jobs: TypedKV[JobState],
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self._servers, self._specs, self._placements, self._jobs = servers, specs, placements, jobs
+        self._artifacts = artifacts
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where admission snapshots a job's task data."""
+        assert self._artifacts is not None, "planner attached without an artifact store"
+        return self._artifacts
 
     @property
     def jobs(self) -> TypedKV[JobState]:
@@ -163,10 +173,19 @@ class Planner:
             spec = self._spec_cache[job_id] = found[0]
         return spec
 
-    async def accept(self, job_id: str, spec: JobSpec) -> None:
-        """Store the job's spec (first writer wins)."""
+    async def accept(self, job_id: str, spec: JobSpec, data: bytes | None) -> JobSpec:
+        """Store the job's task data snapshot, then its spec (first writer wins); the spec that is stored.
+
+        Called only while the job has no stored spec (`admit` looks first), so the snapshot is written before the
+        spec and never after it: a stored spec's `data_sha256` always names the stored snapshot, even when a
+        redelivered submission finds its file changed.
+        """
+        if data is not None:
+            await self.artifacts.put_bytes(job_id, Artifact.TASK_DATA, data)
         if await self.specs.create(job_id, spec):
             self._spec_cache[job_id] = spec
+            return spec
+        return await self.spec_of(job_id) or spec
 
     # --- decisions -------------------------------------------------------------------------------
 
@@ -288,17 +307,14 @@ async def admit(planner: Planner, event: JobSubmitted, policy: InputPolicy) -> l
             log.info("job %s already placed on %s; announcing it again", event.job_id, existing.server_id)
             again = existing.active and existing.announcement
             return [ServerChosen.model_validate(existing.announcement)] if again else []
-        try:
-            spec = resolve_paths(event.spec, policy)
-        except PolicyError as exc:
-            problem: str | None = str(exc)
-        else:
+        spec = await planner.spec_of(event.job_id)
+        if spec is None:  # not accepted yet (a redelivery after acceptance keeps what was admitted)
             # Reading a user's data file (or resolving a teacher's host) can take a while: off the event loop.
-            problem = await asyncio.to_thread(admission_problem, spec, policy)
-        if problem is not None:
-            span.set_attribute("selector.rejected", problem)
-            return [reject(event.job_id, problem)]
-        await planner.accept(event.job_id, spec)
+            admitted = await asyncio.to_thread(admit_spec, event.spec, policy)
+            if isinstance(admitted, str):
+                span.set_attribute("selector.rejected", admitted)
+                return [reject(event.job_id, admitted)]
+            spec = await planner.accept(event.job_id, admitted.spec, admitted.data)
         outcome = await planner.place(
             event.job_id, spec, revision=1, failed=[], reason="initial placement", previous=None
         )

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from stratos_shared.bus.handler import EventRouter, HandlerContext, bind
 from stratos_shared.contracts.base import Event, stable_id
 from stratos_shared.contracts.events import JobFailed, ServerChosen, TeacherChosen
-from stratos_shared.jobcontext import StageResources, task_for
+from stratos_shared.jobcontext import StageResources, task_of
 from stratos_shared.stage import Stage, failed
 from stratos_shared.tasks.errors import TaskError
 from stratos_teacher_eval.evaluation import decide_teacher
@@ -31,8 +31,8 @@ async def on_server_chosen(stage: Stage[TeacherEvalSettings], event: ServerChose
     spec = await stage.resources.specs.get(event.job_id)
     with tracer.start_as_current_span("teacher-eval.choose", attributes={"job.id": event.job_id}) as span:
         try:
-            task = task_for(spec.task)
-        except TaskError as exc:  # the selector checked it; the file may have changed (or differ here) since
+            task = await task_of(event.job_id, spec.task, stage.resources.artifacts, stage.settings.task_cache_dir())
+        except TaskError as exc:  # the selector checked it; its snapshot may be missing from the spec or corrupted
             return [failed(event.job_id, STAGE, f"the task cannot be loaded: {exc}")]
         decision = await decide_teacher(spec, task, stage.settings)
         best = decision.chosen

@@ -38,7 +38,7 @@ from stratos_shared.contracts.events import (
 )
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import ArtifactError
-from stratos_shared.jobcontext import StageResources, split_task, task_for
+from stratos_shared.jobcontext import StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact, AttemptArtifacts
 from stratos_shared.metrics import training_tokens_per_s
@@ -360,7 +360,7 @@ class TrainingRun:
         report = report or publish
         files = AttemptArtifacts(plan.attempt, plan.lineage)
         spec = await self.resources.specs.get(event.job_id)
-        task = task_for(spec.task)
+        task = await task_of(event.job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         split = split_task(task, spec.task)
         held_out = split.eval[: self.settings.eval_samples]
         generation = self.signals.generation()

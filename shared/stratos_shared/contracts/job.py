@@ -56,6 +56,16 @@ class TaskSpec(_Frozen):
         default=0.2, gt=0, lt=0.9, description="Share held out for evaluation, never trained on."
     )
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    data_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description=(
+            "Set by the selector, never by a submitter (admission overwrites it): the SHA-256 of the data file's "
+            "bytes as read at admission. Those bytes are stored in the artifact store (`task/data.jsonl` in the "
+            "job's folder) and every stage reads and checks that snapshot instead of `path`, so stages need no "
+            "shared file system and a file swapped after admission changes nothing."
+        ),
+    )
 
     @field_validator("path")
     @classmethod

@@ -15,14 +15,19 @@ MAX_FILE_BYTES = 2**30
 """A hard ceiling for any stage; the selector admits only files under the operator's (smaller) limit."""
 
 
-def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_records(
+    path: str | Path, required: tuple[str, ...], data: bytes | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-blank line; raise on the first bad one.
 
-    Every field named in ``required`` must be present and a non-empty string.
+    Every field named in ``required`` must be present and a non-empty string. With ``data`` (the file's bytes as
+    the selector snapshotted them at admission) nothing is opened: ``path`` only names the data in complaints,
+    so a stage never reads a file the submitter could have changed since it was checked.
     """
     p = Path(path)
     try:
-        text = read_regular_file(p, MAX_FILE_BYTES, "task file").decode("utf-8")
+        raw = read_regular_file(p, MAX_FILE_BYTES, "task file") if data is None else data
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise TaskDataError(p, 0, "file not found") from None
     except PolicyError as exc:

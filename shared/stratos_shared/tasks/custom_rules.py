@@ -243,11 +243,13 @@ class CustomRulesTask(Task):
         return task
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, *, seed: int = 0, n_rules: int = 3) -> CustomRulesTask:
+    def from_jsonl(
+        cls, path: str | Path, *, seed: int = 0, n_rules: int = 3, data: bytes | None = None
+    ) -> CustomRulesTask:
         """Load ``question`` lines (``Compute (3 ⊕ 5) ⊗ 2``) under the rules of ``seed``; answers are computed."""
         task = cls(make_rules(seed, n_rules), [])
         seen: set[str] = set()
-        for number, rec in read_records(path, ("question",)):
+        for number, rec in read_records(path, ("question",), data):
             ident = record_id(path, number, rec, seen)
             expr = _expr_of(rec["question"], task.symbols)
             if expr is None:

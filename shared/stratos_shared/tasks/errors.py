@@ -30,5 +30,13 @@ class TaskDataError(TaskError):
         super().__init__(f"{where}: {reason}")
 
 
+class SnapshotError(TaskError):
+    """A job's admitted task data is missing from its spec or does not hash to what admission recorded.
+
+    Never retried into success: the snapshot is written once, before the spec, so a mismatch means it was
+    changed or corrupted in the store, and training on it would silently change the job.
+    """
+
+
 class GradingTimeout(TaskError):
     """Grading one output took longer than its bound (a slow plug-in grader); the output counts as ungraded."""

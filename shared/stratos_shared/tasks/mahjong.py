@@ -240,11 +240,11 @@ class MahjongTask(Task):
         )
 
     @classmethod
-    def from_jsonl(cls, path: str | Path) -> MahjongTask:
+    def from_jsonl(cls, path: str | Path, data: bytes | None = None) -> MahjongTask:
         """Load ``{"hand": "1123m 456p 789s EEEP"}`` lines; an ``answer`` field, if given, must be right."""
         examples: list[Example] = []
         seen: set[str] = set()
-        for number, rec in read_records(path, ("hand",)):
+        for number, rec in read_records(path, ("hand",), data):
             ident = record_id(path, number, rec, seen)
             tiles = parse_tiles(rec["hand"])
             if tiles is None:

@@ -231,12 +231,12 @@ class MathTask(Task):
         self._solutions = dict(solutions or {})
 
     @classmethod
-    def from_jsonl(cls, path: str | Path) -> MathTask:
+    def from_jsonl(cls, path: str | Path, data: bytes | None = None) -> MathTask:
         """Load GSM8K-format JSONL: ``question`` plus ``answer`` ending in ``#### <number>``."""
         examples: list[Example] = []
         solutions: dict[str, str] = {}
         seen: set[str] = set()
-        for number, rec in read_records(path, ("question", "answer")):
+        for number, rec in read_records(path, ("question", "answer"), data):
             ident = record_id(path, number, rec, seen)
             raw: str = rec["answer"]
             if "####" not in raw:

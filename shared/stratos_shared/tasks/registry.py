@@ -29,11 +29,13 @@ def build_task(
     grader: str | None = None,
     seed: int = 0,
     size: int | None = None,
+    data: bytes | None = None,
 ) -> Task:
     """A ready task: loaded from ``path`` when given, otherwise generated from ``seed``.
 
     ``size`` caps the loaded examples (first ``size``) or sets how many to generate.
-    ``grader`` is only meaningful for ``jsonl`` (built-in name or plug-in).
+    ``grader`` is only meaningful for ``jsonl`` (built-in name or plug-in). ``data``, when given, is the file's
+    content (the admitted snapshot): it is parsed instead of opening ``path``, which then only names it.
     """
     if kind not in TASK_KINDS:
         raise TaskConfigError(f"unknown task kind '{kind}'; known kinds: {', '.join(TASK_KINDS)}")
@@ -56,15 +58,15 @@ def build_task(
     if kind == "jsonl":
         if path is None:
             raise TaskConfigError("task kind 'jsonl' needs a data file path")
-        task = UserTask.from_jsonl(path, grader or "exact")
+        task = UserTask.from_jsonl(path, grader or "exact", data)
     elif path is not None:
         if kind == "math":
-            task = MathTask.from_jsonl(path)
+            task = MathTask.from_jsonl(path, data)
         elif kind == "mahjong-winning-tiles":
-            task = MahjongTask.from_jsonl(path)
+            task = MahjongTask.from_jsonl(path, data)
         else:
             n_rules = options.get("n_rules", 3)
-            task = CustomRulesTask.from_jsonl(path, seed=seed, n_rules=n_rules)
+            task = CustomRulesTask.from_jsonl(path, seed=seed, n_rules=n_rules, data=data)
     else:
         n = size if size is not None else DEFAULT_SIZE
         try:

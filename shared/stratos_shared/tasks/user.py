@@ -133,11 +133,12 @@ class UserTask(Task):
         self._reasoning: dict[str, str] = {}
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, grader: str = "exact") -> UserTask:
-        """Load ``{"id"?, "question", "answer", "reasoning"?}`` lines; regex answers must compile."""
+    def from_jsonl(cls, path: str | Path, grader: str = "exact", data: bytes | None = None) -> UserTask:
+        """Load ``{"id"?, "question", "answer", "reasoning"?}`` lines (from ``data`` when given, `path` naming
+        it); regex answers must compile."""
         task = cls([], grader)
         seen: set[str] = set()
-        for number, rec in read_records(path, ("question", "answer")):
+        for number, rec in read_records(path, ("question", "answer"), data):
             ident = record_id(path, number, rec, seen)
             answer = rec["answer"].strip()
             if grader == "regex":

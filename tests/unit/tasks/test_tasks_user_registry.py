@@ -122,3 +122,20 @@ def test_build_task_kinds_and_errors(tmp_path: Path) -> None:
 
 
 ANSWER_LINE = "Answer: <"
+
+
+@pytest.mark.parametrize(
+    ("kind", "row"),
+    [
+        ("jsonl", {"question": "Capital of France?", "answer": "Paris"}),
+        ("math", {"question": "2+2?", "answer": "Add.\n#### 4"}),
+        ("mahjong-winning-tiles", {"hand": "1112345678999m"}),
+    ],
+)
+def test_given_bytes_are_the_data_and_the_path_only_names_it(kind: str, row: dict[str, object], tmp_path: Path) -> None:
+    data = (json.dumps(row) + "\n").encode()
+    missing = tmp_path / "gone.jsonl"
+    task = build_task(kind, path=str(missing), data=data, grader="exact" if kind == "jsonl" else None)
+    assert len(task.examples()) == 1
+    with pytest.raises(TaskDataError, match=r"gone\.jsonl, line 1: not valid JSON"):
+        build_task(kind, path=str(missing), data=b"{nope\n", grader="exact" if kind == "jsonl" else None)

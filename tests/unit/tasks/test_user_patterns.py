@@ -75,7 +75,7 @@ def test_admission_names_a_pattern_re2_cannot_run(tmp_path: Path) -> None:
     base = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
     path = write(tmp_path, [{"question": f"q{i}", "answer": "a"} for i in range(60)])
     task = base.task.model_copy(update={"kind": "jsonl", "path": path, "grader": r"regex:(\w)\1"})
-    problem = task_problem(base.model_copy(update={"task": task}))
+    problem = task_problem(base.model_copy(update={"task": task}), Path(path).read_bytes())
     assert problem is not None and "the task cannot be loaded" in problem and "RE2" in problem, problem
 
 
