@@ -41,7 +41,7 @@ from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState
 from stratos_shared.teacher.simulator import running_simulator
 from tests.e2e.stack import CATALOG, stop_and_reap
-from tests.faults.matrix import simulator_config, tiny_job
+from tests.faults.matrix import ENV, simulator_config, tiny_job
 from tests.faults.stack import serving_pids, stream_events
 from tests.netns import Host
 
@@ -49,17 +49,8 @@ Stage = Literal["training", "serving"]
 CUT_SERVER, OTHER_SERVER = "t4-us-east", "l4-us-west"
 HEAL_SETTLE_S = 12.0
 """After the heal: the cut-off workers reconnect and flush what they held; a few heartbeats' time."""
-ENV = {
-    "STRATOS_ACK_WAIT_S": "5",
-    "STRATOS_EVAL_SAMPLES": "4",
-    "STRATOS_PRESCREEN_ITEMS": "2",
-    "STRATOS_MAX_NEW_TOKENS": "24",
-    "STRATOS_PROBE_REQUESTS": "2",
-    "STRATOS_ACCURACY_SAMPLES": "4",
-    "STRATOS_MAX_TOKENS": "24",
-    "STRATOS_LOG_FORMAT": "text",
-    "OMP_NUM_THREADS": "1",
-}
+# The services run with the fault tests' small stages (`tests.faults.matrix.ENV`): a few held-out items, short
+# generations, a 5 s lease.
 
 
 @dataclass
