@@ -340,8 +340,7 @@ class FaultRun:
         """Break what the fault names; True when the job had not left the stage yet."""
         job = fault.job_id
         hit = not self._published(STAGE_OUTPUT[fault.stage], job)
-        if fault.service in TEACHER_CALLERS:
-            self.may_resend.update(self.teacher.gate.unanswered(fault.service))
+        in_flight = self.teacher.gate.unanswered(fault.service) if fault.service in TEACHER_CALLERS else set()
         if fault.service == "trainer" and not self._published("ModelTrained", job):
             # Killed mid-training: the resumed run must start at or after the last checkpoint. (Killed after
             # ModelTrained, there is nothing to resume; `training runs` catches a second training.)
@@ -374,7 +373,12 @@ class FaultRun:
             if name in WORKERS:  # the worker of the server the job is placed on: the one doing its work
                 name = f"{name}@{(await self.placement(job)).server_id}"
             self.stack.kill(name)
+            if fault.service in TEACHER_CALLERS:
+                # Also what was answered between the first look and the kill, or was still on its way to the
+                # client's cache when it died (seen on a loaded machine: three answers within that gap).
+                in_flight |= self.teacher.gate.unanswered(fault.service, window_s=5.0)
             self.stack.restart(name)
+        self.may_resend.update(in_flight)
         return hit
 
     async def bring_back(self, server: str, job_id: str) -> None:

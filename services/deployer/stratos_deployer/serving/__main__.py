@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +34,25 @@ def parse_args(argv: Sequence[str] | None = None) -> CpuServerConfig:
         help="how long an idle server waits for a batch to fill (default: %(default)s)",
     )
     parser.add_argument("--default-max-tokens", type=int, default=256, help="completion length if a request sets none")
+    parser.add_argument(
+        "--max-tokens-limit", type=int, default=2048, help="longest completion a request may ask (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        default=None,
+        help="environment variable holding the key clients must send as 'Authorization: Bearer <key>' "
+        "(not the key itself: a command line is visible to every user of the machine)",
+    )
     args = parser.parse_args(argv)
+    api_key = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            parser.error(f"--api-key-env {args.api_key_env}: that environment variable is not set")
     return CpuServerConfig(
         model_path=args.model,
         adapter_path=args.adapter,
@@ -43,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> CpuServerConfig:
         max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         default_max_tokens=args.default_max_tokens,
+        max_tokens_limit=args.max_tokens_limit,
+        max_body_bytes=args.max_body_bytes,
+        api_key=api_key,
     )
 
 

@@ -23,13 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from stratos_deployer.serving.batcher import Batcher, RequestHandle, SamplingParams
+from stratos_deployer.serving.batcher import Batcher, RequestHandle
+from stratos_deployer.serving.requests import (
+    RequestRefused,
+    check_key,
+    check_length,
+    parse_chat_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,9 @@ class CpuServerConfig(BaseModel):
     max_batch_size: int = Field(default=16, ge=1, description="Most requests decoded together in one step.")
     max_wait_ms: float = Field(default=10.0, ge=0, description="How long an idle batcher waits for a batch to fill.")
     default_max_tokens: int = Field(default=256, ge=1, description="Completion length when a request gives none.")
+    max_tokens_limit: int = Field(default=2048, ge=1, description="Longest completion a request may ask for.")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body read (413 past it).")
+    api_key: SecretStr | None = Field(default=None, description="When set, /v1/* and /stats need it as a bearer.")
 
 
 class _State:
@@ -107,6 +116,10 @@ def create_app(config: CpuServerConfig) -> Starlette:
         return JSONResponse({"object": "list", "data": [card]})
 
     async def stats(request: Request) -> Response:
+        try:
+            check_key(request.headers.get("authorization"), _key(config))
+        except RequestRefused as refused:
+            return _error(refused.status, str(refused))
         if state.batcher is None:
             return _error(503, "model is still loading")
         return JSONResponse(state.batcher.stats())
@@ -115,15 +128,21 @@ def create_app(config: CpuServerConfig) -> Starlette:
         if state.batcher is None:
             return _error(503, state.load_error or "model is still loading")
         try:
-            body = await request.json()
-            prompt_ids, params, stream, include_usage = _parse_chat(body, state.tokenizer, config.default_max_tokens)
-            n = _parse_n(body, stream)
+            check_key(request.headers.get("authorization"), _key(config))
+            check_length(request.headers.get("content-length"), config.max_body_bytes)
+            chat = parse_chat_request(json.loads(await _read_body(request, config.max_body_bytes)))
+            params = chat.sampling(config.default_max_tokens, config.max_tokens_limit)
+            prompt_ids = encode_chat(state.tokenizer, chat.messages)
+            n = chat.samples
             # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
             handles = [state.batcher.submit(prompt_ids, params) for _ in range(n)]
+        except RequestRefused as refused:
+            return _error(refused.status, str(refused))
         except (ValueError, TypeError, KeyError) as exc:
-            return _error(400, str(exc))
+            return _error(400, str(exc)[:500])
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if stream:
+        if chat.stream:
+            include_usage = chat.stream_options is not None and chat.stream_options.include_usage
             events = _sse(handles[0], completion_id, config.served_name, include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
         replies = await asyncio.gather(*(_collect(h, completion_id, config.served_name) for h in handles))
@@ -140,43 +159,18 @@ def create_app(config: CpuServerConfig) -> Starlette:
     return app
 
 
-def _parse_chat(body: Any, tokenizer: Any, default_max_tokens: int) -> tuple[list[int], SamplingParams, bool, bool]:
-    if not isinstance(body, dict):
-        raise ValueError("request body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("'messages' must be a non-empty list")
-    stop = body.get("stop") or ()
-    stops = (stop,) if isinstance(stop, str) else tuple(str(s) for s in stop)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
-    temperature = body.get("temperature")
-    top_p = body.get("top_p")
-    params = SamplingParams(
-        max_tokens=int(max_tokens),
-        temperature=1.0 if temperature is None else float(temperature),
-        top_p=1.0 if top_p is None else float(top_p),
-        stop=stops,
-    )
-    if params.max_tokens < 1 or params.temperature < 0 or not 0 < params.top_p <= 1:
-        raise ValueError("need max_tokens >= 1, temperature >= 0 and 0 < top_p <= 1")
-    prompt_ids = encode_chat(tokenizer, messages)
-    options = body.get("stream_options") or {}
-    return prompt_ids, params, bool(body.get("stream", False)), bool(options.get("include_usage", False))
+def _key(config: CpuServerConfig) -> str | None:
+    return config.api_key.get_secret_value() if config.api_key is not None else None
 
 
-MAX_N = 16
-"""Most samples one request may ask for (each is a row of the decoding batch)."""
-
-
-def _parse_n(body: dict[str, Any], stream: bool) -> int:
-    n = body.get("n", 1)
-    if n is None:
-        return 1
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
-        raise ValueError(f"'n' must be an integer from 1 to {MAX_N}")
-    if n > 1 and stream:
-        raise ValueError("streaming supports only n=1")
-    return n
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (a chunked upload says no length up front)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestRefused(413, f"request body larger than {limit} bytes")
+    return bytes(body)
 
 
 def _merge_choices(replies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -262,7 +256,7 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    kind = "invalid_request_error" if status == 400 else "server_error"
+    kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
