@@ -334,7 +334,8 @@ class FaultRun:
         try:
             await poll(ready_or_ended, timeout_s, what=f"job {job} reaching {fault.stage}")
         except TimeoutError as exc:  # say where the job stood, so a failure in CI can be read without a rerun
-            raise TimeoutError(f"{exc}; events seen: {self.published.timeline(job)}") from None
+            seen = self.published.timeline(job)
+            raise TimeoutError(f"{exc}; events seen: {seen}; ledger: {await self.ledger_line(job)}") from None
 
     async def inject(self, fault: Fault) -> bool:
         """Break what the fault names; True when the job had not left the stage yet."""
@@ -479,7 +480,8 @@ class FaultRun:
             await poll(finished, timeout_s, what="every job finishing")
         except TimeoutError as exc:
             seen = "; ".join(f"{job}: {self.published.timeline(job)}" for job in job_ids)
-            raise TimeoutError(f"{exc}; events seen: {seen}") from None
+            ledgers = "; ".join([f"{job}: {await self.ledger_line(job)}" for job in job_ids])
+            raise TimeoutError(f"{exc}; events seen: {seen}; ledger: {ledgers}") from None
 
     async def check(self, job_id: str, stream: list[dict[str, Any]]) -> JobOutcome:
         mine = [e for e in stream if e.get("job_id") == job_id]
@@ -547,6 +549,19 @@ class FaultRun:
         if expected in chosen and deployed.get(expected) != chosen[expected]:
             gaps.append(f"ModelDeployed revision {expected} on {chosen[expected]}")
         return gaps
+
+    async def ledger_line(self, job_id: str) -> str:
+        """Where the ledger has the job (what the workers act on): a stuck job's timeout says it at once."""
+        try:
+            jobs = TypedKV(await self.nc.jetstream(timeout=10).key_value(JOBS_BUCKET), JobState)
+            found = await jobs.get(job_id)
+        except Exception as exc:  # a diagnostic: never hide the timeout behind another error
+            return f"unreadable ({type(exc).__name__})"
+        if found is None:
+            return "no entry"
+        state = found[0]
+        folded = ", ".join(h.event_type for h in state.history[-8:])
+        return f"{state.status}/{state.stage} on {state.server_id}@{state.server_revision}, last folded: {folded}"
 
     async def ledger(self, job_id: str) -> str | None:
         """The job's status in the ledger, given a moment to catch up with the last event."""
