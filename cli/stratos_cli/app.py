@@ -304,6 +304,18 @@ def report(
     typer.echo(f"report files in {folder}")
 
 
+@app.command()
+def key(job_id: str, nats_url: NatsOption = None) -> None:
+    """Print the bearer key the job's endpoint requires (send it as 'Authorization: Bearer <key>')."""
+    from stratos_cli.endpointkey import fetch_key
+
+    state = _run(_get_state(job_id, nats_url))
+    if state is None:
+        err.print(f"[red]error:[/] no job {job_id!r}")
+        raise typer.Exit(1)
+    typer.echo(_run(fetch_key(state, nats_url)))
+
+
 @app.command("export")
 def export_job(
     job_id: str,

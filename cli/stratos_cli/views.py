@@ -50,7 +50,7 @@ def details(state: JobState) -> Table:
         ("server", f"{state.server_id} (revision {state.server_revision})" if state.server_id else "-"),
         ("teacher", f"{state.teacher} ({state.mode})" if state.teacher else "-"),
         ("student", state.student or "-"),
-        ("endpoint", state.endpoint or "-"),
+        ("endpoint", _endpoint(state)),
         ("report", state.report_uri or "-"),
     ]
     for name, why in state.results.unusable_teachers.items():
@@ -60,6 +60,13 @@ def details(state: JobState) -> Table:
     for key, value in rows:
         table.add_row(key, value if isinstance(value, Text) else str(value))
     return table
+
+
+def _endpoint(state: JobState) -> str:
+    if state.endpoint is None:
+        return "-"
+    keyed = state.results.deployment is not None and state.results.deployment.api_key_uri is not None
+    return f"{state.endpoint} (key: stratos key {state.job_id})" if keyed else state.endpoint
 
 
 def history(state: JobState, last: int = 12) -> Table:

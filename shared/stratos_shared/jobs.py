@@ -346,6 +346,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 backend=event.backend,
                 server_id=event.server_id,
                 revision=event.revision,
+                api_key_uri=event.api_key_uri,
             )
         case JobCompleted():
             changes |= {"status": "completed", "stage": "completed", "report_uri": event.report_uri}

@@ -66,6 +66,11 @@ def checkpoint(revision: int, step: int) -> str:
     return f"checkpoints/r{revision}-step-{step}.tar.gz"
 
 
+def endpoint_key(revision: int) -> str:
+    """A deployment's bearer key: per revision, so a stale deployer never overwrites the live endpoint's key."""
+    return f"deployment/r{revision}-api-key"
+
+
 def trained_model(is_adapter: bool) -> Artifact:
     return Artifact.ADAPTER if is_adapter else Artifact.FULL_MODEL
 

@@ -147,6 +147,11 @@ def render_markdown(report: JobReport) -> str:
         "",
         "## Serving",
         f"- {sv.get('backend')} backend at `{sv.get('endpoint')}` on {sv.get('server_id')}",
+        *(
+            [f"- clients send `Authorization: Bearer <key>`; `stratos key {report.job_id}` prints the key"]
+            if sv.get("auth") == "bearer"
+            else []
+        ),
         f"- time to first token p50 {sv.get('ttft_p50_ms', 0):.0f} ms; "
         f"end-to-end p50 {sv.get('latency_p50_ms', 0):.0f} ms, "
         f"p95 {sv.get('latency_p95_ms', 0):.0f} ms; with network {sv.get('total_latency_ms', 0):.0f} ms against the "

@@ -75,6 +75,7 @@ class DeploymentResult(_Result):
     backend: str
     server_id: str
     revision: int
+    api_key_uri: str | None = Field(default=None, description="Where the endpoint's bearer key is (None: no key).")
 
 
 class EscalationResult(_Result):

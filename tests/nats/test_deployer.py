@@ -58,6 +58,7 @@ from stratos_shared.contracts.events import (
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState
+from stratos_shared.layout import endpoint_key
 from stratos_shared.models import resolve_model
 from tests.conftest import Collector
 from tests.nats.services import common, running
@@ -196,14 +197,26 @@ async def deploy(
     return placement, trained
 
 
-async def answers(endpoint: str, model: str) -> bool:
+async def key_of(nc: Client, job_id: str, revision: int = 1) -> str:
+    """The bearer key the deployer minted for the job's deployment at `revision`."""
+    store = NatsArtifactStore(nc.jetstream())
+    return (await store.get_bytes(store.uri_for(job_id, endpoint_key(revision)))).decode()
+
+
+async def ask(endpoint: str, model: str, key: str | None) -> httpx.Response:
+    """One short chat completion, with `key` as the bearer token (None: no Authorization header)."""
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+        return await client.post(
+            f"{endpoint}/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "1+1?"}], "max_tokens": 4},
+        )
+
+
+async def answers(endpoint: str, model: str, key: str) -> bool:
     """True when the endpoint serves a chat completion for `model`; False when nothing serves there."""
     try:
-        async with httpx.AsyncClient(timeout=30) as client:
-            reply = await client.post(
-                f"{endpoint}/chat/completions",
-                json={"model": model, "messages": [{"role": "user", "content": "1+1?"}], "max_tokens": 4},
-            )
+        reply = await ask(endpoint, model, key)
     except httpx.TransportError:  # refused, reset or silent: nothing serves there
         return False
     reply.raise_for_status()
@@ -252,7 +265,11 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
         report = json.loads(await store.get_bytes(done["report_uri"]))
         markdown = (await store.get_bytes(done["report_uri"].replace("report.json", "report.md"))).decode()
         first_state = await job_state(nc, "dep-1", lambda s: s.status == "completed")
-        served_first = await answers(first["endpoint"], "dep-1")
+        first_key = await key_of(nc, "dep-1", 1)
+        served_first = await answers(first["endpoint"], "dep-1", first_key)
+        unkeyed = [(await ask(first["endpoint"], "dep-1", key)).status_code for key in (None, "wrong", first_key[:-1])]
+        printed = await asyncio.to_thread(CliRunner().invoke, app, ["key", "dep-1", "--nats", nats_server.url])
+        status_view = await asyncio.to_thread(CliRunner().invoke, app, ["status", "dep-1", "--nats", nats_server.url])
 
         # The job's server goes down after deployment: the selector re-plans, the deployer follows.
         old_server = placement["server"]["id"]
@@ -261,8 +278,13 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
         second = next(b for b in deployed.bodies() if b["revision"] == 2)
         replan = next(b for b in chosen.bodies() if b["job_id"] == "dep-1" and b["revision"] == 2)
         moved_state = await job_state(nc, "dep-1", lambda s: s.endpoint == second["endpoint"])
-        old_endpoint_gone = await eventually(lambda: _not(answers(first["endpoint"], "dep-1")))
-        served_second = await answers(second["endpoint"], "dep-1")
+        old_endpoint_gone = await eventually(lambda: _not(answers(first["endpoint"], "dep-1", first_key)))
+        second_key = await key_of(nc, "dep-1", 2)
+        served_second = await answers(second["endpoint"], "dep-1", second_key)
+        old_key_on_new = (await ask(second["endpoint"], "dep-1", first_key)).status_code
+        printed_after_move = await asyncio.to_thread(
+            CliRunner().invoke, app, ["key", "dep-1", "--nats", nats_server.url]
+        )
         moved_report = json.loads(await store.get_bytes(done["report_uri"]))
 
     # --- the first deployment: on the placed server, measured through its endpoint ---
@@ -271,6 +293,11 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     announced = {b["endpoint"] for b in deployed.bodies() if b["revision"] == 1}
     assert announced == {first["endpoint"]}, "revision 1 was served more than once (a redelivery restarted it?)"
     assert served_first, "the endpoint in ModelDeployed did not serve the job's model"
+    assert unkeyed == [401, 401, 401], "the endpoint served a client without the deployment's key"
+    assert len(first_key) >= 40 and first["api_key_uri"].endswith("/dep-1/deployment/r1-api-key")
+    assert printed.exit_code == 0 and printed.output.strip() == first_key, printed.output
+    assert "stratos key dep-1" in status_view.output and first_key not in status_view.output
+    assert "stratos key dep-1" in markdown and first_key not in markdown
     assert 0 < first["ttft_p50_ms"] <= first["latency_p50_ms"] <= first["latency_p95_ms"]
     assert 0.0 <= first["accuracy"] <= 1.0
     assert done["summary"]["endpoint"] == first["endpoint"] and done["summary"]["server_id"] == old_server
@@ -315,6 +342,8 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     assert second["endpoint"] != first["endpoint"]
     assert old_endpoint_gone, f"the old endpoint {first['endpoint']} still answers after the redeploy"
     assert served_second, "the new endpoint does not serve the job's model"
+    assert second_key != first_key and old_key_on_new == 401, "the moved endpoint kept the old deployment's key"
+    assert printed_after_move.output.strip() == second_key
     assert moved_state.server_id == replan["server"]["id"] and moved_state.server_revision == 2
     assert moved_state.results.dumped("deployment")["revision"] == 2 and moved_state.status == "completed"
     assert moved_report["server"]["id"] == replan["server"]["id"] and moved_report["server"]["revision"] == 2
@@ -333,12 +362,13 @@ async def test_cancel_tears_down_only_that_jobs_deployment(
         await deploy(nc, chosen, completed, "keep-1", adapter_dir)
         await deploy(nc, chosen, completed, "stop-1", adapter_dir)
         endpoints = {b["job_id"]: b["endpoint"] for b in deployed.bodies()}
-        both_served = [await answers(endpoints[job], job) for job in ("keep-1", "stop-1")]
+        keys = {job: await key_of(nc, job) for job in endpoints}
+        both_served = [await answers(endpoints[job], job, keys[job]) for job in ("keep-1", "stop-1")]
 
         result = await asyncio.to_thread(CliRunner().invoke, app, ["cancel", "stop-1", "--nats", nats_server.url])
-        stopped = await eventually(lambda: _not(answers(endpoints["stop-1"], "stop-1")))
+        stopped = await eventually(lambda: _not(answers(endpoints["stop-1"], "stop-1", keys["stop-1"])))
         cancelled = await job_state(nc, "stop-1", lambda s: s.status == "cancelled")
-        kept_serving = await answers(endpoints["keep-1"], "keep-1")
+        kept_serving = await answers(endpoints["keep-1"], "keep-1", keys["keep-1"])
         kept = await job_state(nc, "keep-1", lambda s: s.status == "completed")
 
     assert both_served == [True, True]
@@ -363,10 +393,11 @@ async def test_a_deployed_job_whose_only_server_goes_down_fails_and_its_endpoint
         await ready(nats_server)
         placement, _ = await deploy(nc, chosen, completed, "lost-1", adapter_dir, strict)
         endpoint = deployed.bodies()[0]["endpoint"]
-        served = await answers(endpoint, "lost-1")
+        key = await key_of(nc, "lost-1")
+        served = await answers(endpoint, "lost-1", key)
         await publish(nc, ServerDownRequested(server_id=placement["server"]["id"], reason="test: lost for good"))
         await failed.wait_for(lambda c: any(b["job_id"] == "lost-1" for b in c.bodies()), timeout_s=30)
-        stopped = await eventually(lambda: _not(answers(endpoint, "lost-1")))
+        stopped = await eventually(lambda: _not(answers(endpoint, "lost-1", key)))
         state = await job_state(nc, "lost-1", lambda s: s.status == "failed")
 
     assert placement["server"]["id"] == "h100-us-east" and served
@@ -404,13 +435,14 @@ async def test_a_deployer_restarted_after_sigkill_still_stops_the_endpoint_it_le
             await ready(nats_server, ["h100-us-east"])
             await deploy(nc, chosen, completed, "orphan-1", adapter_dir)
             endpoint = deployed.bodies()[0]["endpoint"]
-            served_before = await answers(endpoint, "orphan-1")
+            key = await key_of(nc, "orphan-1")
+            served_before = await answers(endpoint, "orphan-1", key)
             os.kill(pid, signal.SIGKILL)
             await asyncio.to_thread(os.waitpid, pid, 0)
-            survived = await answers(endpoint, "orphan-1")
+            survived = await answers(endpoint, "orphan-1", key)
             pid = launch_service("deployer", home, env)
             await publish(nc, JobCancelRequested(job_id="orphan-1"))
-            stopped = await eventually(lambda: _not(answers(endpoint, "orphan-1")), timeout_s=60)
+            stopped = await eventually(lambda: _not(answers(endpoint, "orphan-1", key)), timeout_s=60)
     finally:
         stop_pids({"deployer": pid})
         stop_leftovers(home / "deployments")  # a failed run must not leave a server behind
@@ -463,7 +495,7 @@ async def test_another_servers_forged_results_are_ignored_and_the_victim_job_com
         await trained_upstream(nc, job, victim_server, adapter_dir, placement["revision"])
         await completed.wait_for(lambda c: any(b.get("server_id") == victim_server for b in c.bodies()), timeout_s=120)
         done = await job_state(nc, job, lambda s: s.status == "completed")
-        served = await answers(done.endpoint or "", job)
+        served = await answers(done.endpoint or "", job, await key_of(nc, job, placement["revision"]))
 
     assert (meanwhile.status, meanwhile.endpoint, meanwhile.attempts) == ("running", None, [])
     ignored = [h.summary for h in meanwhile.history if h.summary.startswith("ignored (")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from stratos_shared.contracts.events import DeploymentAssigned, JobCompleted, Mo
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
-from stratos_shared.layout import Artifact, JobArtifacts, report_plot
+from stratos_shared.layout import Artifact, JobArtifacts, endpoint_key, report_plot
 from stratos_shared.models import resolve_model
 from stratos_shared.report import render_markdown, render_plots
 from stratos_shared.tasks import Example
@@ -195,13 +196,19 @@ class Deployer:
             host=self.settings.advertise_host,
             gpu_count=state.results.server.gpu_count if state.results.server else 1,
         )
+        # A key per deployment, kept with the job's artifacts (where `stratos key JOB` reads it) before the
+        # endpoint exists, so no moment serves without one; per revision, so a stale deployer cannot replace it.
+        api_key = secrets.token_urlsafe(32)
+        key_uri = await JobArtifacts(self.resources.artifacts, trained.job_id).put(
+            endpoint_key(revision), api_key.encode()
+        )
         try:
             with tracer.start_as_current_span(
                 "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
             ):
                 port = free_port(self.settings.advertise_host)
-                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, port)
-            measured = await self.measure(trained.job_id, spec, endpoint)
+                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, port, api_key)
+            measured = await self.measure(trained.job_id, spec, endpoint, api_key)
         except BaseException:
             # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.
             await asyncio.to_thread(backend.stop)
@@ -220,12 +227,14 @@ class Deployer:
             latency_p50_ms=float(measured["latency_p50_ms"]),
             latency_p95_ms=float(measured["latency_p95_ms"]),
             accuracy=float(measured["accuracy"]),
+            api_key_uri=key_uri,
         )
         serving: dict[str, float | str] = {
             **measured,
             "endpoint": endpoint,
             "backend": deployed.backend,
             "server_id": deployed.server_id,
+            "auth": "bearer",
         }
         # The previous endpoint serves until this one is measured (its server may be gone already).
         await self.deployments.stop(trained.job_id)
@@ -236,8 +245,8 @@ class Deployer:
         )
         return deployed, serving
 
-    async def measure(self, job_id: str, spec: JobSpec, endpoint: str) -> dict[str, float | str]:
-        """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint."""
+    async def measure(self, job_id: str, spec: JobSpec, endpoint: str, api_key: str) -> dict[str, float | str]:
+        """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint, as a client would."""
         task = await task_of(job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         held_out = (await asyncio.to_thread(split_task, task, spec.task)).eval[: self.settings.accuracy_samples]
         by_id: dict[str, Example] = {e.id: e for e in held_out}
@@ -248,6 +257,7 @@ class Deployer:
                 [task.student_prompt(e) for e in held_out],
                 n_requests=self.settings.probe_requests,
                 max_tokens=self.settings.max_tokens,
+                api_key=api_key,
             )
             accuracy = await check_accuracy_async(
                 endpoint,
@@ -255,6 +265,7 @@ class Deployer:
                 [(task.student_prompt(e), e.id) for e in held_out],
                 lambda output, example_id: task.grade(output, by_id[example_id]).correct,
                 max_tokens=self.settings.max_tokens,
+                api_key=api_key,
             )
             span.set_attributes(
                 {"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000}
@@ -292,5 +303,6 @@ def completed(job_id: str, report_uri: str, deployed: ModelDeployed) -> JobCompl
             "latency_p50_ms": deployed.latency_p50_ms,
             "endpoint": deployed.endpoint,
             "server_id": deployed.server_id,
+            "auth": "bearer",
         },
     )

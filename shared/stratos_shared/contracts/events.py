@@ -373,6 +373,12 @@ class ModelDeployed(FromServer):
     latency_p50_ms: float
     latency_p95_ms: float
     accuracy: float = Field(ge=0, le=1)
+    api_key_uri: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Artifact holding the bearer key the endpoint requires (`stratos key JOB` prints it); "
+        "None: an endpoint deployed before keys existed, which needs none.",
+    )
 
 
 AttemptAction = Literal["continue", "next-student", "stop"]

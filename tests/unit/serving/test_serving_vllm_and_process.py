@@ -66,6 +66,14 @@ def test_vllm_backend_fills_paths_and_port_into_its_template() -> None:
     ]  # fmt: skip
 
 
+def test_a_keyed_vllm_launch_passes_its_key_in_the_environment_only(tmp_path: Path) -> None:
+    backend = VllmBackend("stu", log_dir=tmp_path)
+    process = backend._make_process(Path("/m"), None, 9001, "secret-key")
+    assert process.env == {"VLLM_API_KEY": "secret-key"}
+    assert not any("secret-key" in arg for arg in process.argv)
+    assert backend._make_process(Path("/m"), None, 9001, None).env is None
+
+
 def test_choose_backend() -> None:
     assert isinstance(choose_backend(has_gpu=True), VllmBackend)
     assert isinstance(choose_backend(has_gpu=False), CpuBackend)
@@ -79,12 +87,16 @@ def test_cpu_backend_lifecycle(tiny_model_path: Path, adapter_path: Path, tmp_pa
     backend = CpuBackend("lifecycle-student", max_batch_size=4, log_dir=tmp_path, ready_timeout_s=180)
     port = free_port()
     assert not backend.healthy()
-    url = backend.start(tiny_model_path, adapter_path, port)
+    key = "k-" + "x" * 40
+    url = backend.start(tiny_model_path, adapter_path, port, api_key=key)
     try:
         assert url == f"http://127.0.0.1:{port}/v1"
-        assert backend.healthy()
-        models = httpx.get(url + "/models").json()
+        assert backend.healthy(), "/health must stay open: the deployer and the inventory probe it without a key"
+        assert httpx.get(url + "/models").status_code == 401
+        models = httpx.get(url + "/models", headers={"Authorization": f"Bearer {key}"}).json()
         assert [m["id"] for m in models["data"]] == ["lifecycle-student"]
+        pid = backend._process.pid if backend._process else None
+        assert pid is not None and key.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
     finally:
         backend.stop()
     assert not backend.healthy()

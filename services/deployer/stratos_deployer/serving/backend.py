@@ -19,6 +19,10 @@ from stratos_deployer.serving.vllm import VllmConfig, vllm_process
 
 CPU_READY_TIMEOUT_S = 300.0
 VLLM_READY_TIMEOUT_S = 900.0
+ENDPOINT_KEY_ENV = "STRATOS_ENDPOINT_KEY"
+"""The CPU server's key variable: the key travels in the environment, never in argv (``ps`` shows argv to all)."""
+VLLM_KEY_ENV = "VLLM_API_KEY"
+"""vLLM's own: with it set, vLLM requires the bearer key on its ``/v1`` routes (``/health`` stays open)."""
 
 
 class ServingBackend(Protocol):
@@ -26,8 +30,11 @@ class ServingBackend(Protocol):
 
     name: str
 
-    def start(self, model_path: Path, adapter_path: Path | None, port: int) -> str:
-        """Start serving, block until ready, return the OpenAI base URL (``http://host:port/v1``)."""
+    def start(self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None = None) -> str:
+        """Start serving, block until ready, return the OpenAI base URL (``http://host:port/v1``).
+
+        With ``api_key``, every ``/v1`` request must carry ``Authorization: Bearer <api_key>``.
+        """
         ...
 
     def stop(self) -> None:
@@ -51,13 +58,15 @@ class _ProcessBackend(ABC):
         self._process: ManagedProcess | None = None
 
     @abstractmethod
-    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
+    def _make_process(
+        self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None
+    ) -> ManagedProcess:
         """The not-yet-started server process for one launch."""
 
-    def start(self, model_path: Path, adapter_path: Path | None, port: int) -> str:
+    def start(self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None = None) -> str:
         if self._process is not None:
             raise ServingError(f"{self.name} backend is already serving; stop() it first")
-        process = self._make_process(model_path, adapter_path, port)
+        process = self._make_process(model_path, adapter_path, port, api_key)
         process.start()
         self._process = process
         try:
@@ -101,11 +110,13 @@ class CpuBackend(_ProcessBackend):
         self.max_batch_size = max_batch_size
         self.max_wait_ms = max_wait_ms
 
-    def command(self, model_path: Path, adapter_path: Path | None, port: int) -> list[str]:
-        """The argv that runs the CPU server."""
+    def command(self, model_path: Path, adapter_path: Path | None, port: int, keyed: bool = False) -> list[str]:
+        """The argv that runs the CPU server (``keyed``: it reads its key from ``ENDPOINT_KEY_ENV``)."""
         argv = [sys.executable, "-m", "stratos_deployer.serving", "--model", str(model_path)]
         if adapter_path is not None:
             argv += ["--adapter", str(adapter_path)]
+        if keyed:
+            argv += ["--api-key-env", ENDPOINT_KEY_ENV]
         return [
             *argv,
             "--served-name", self.served_name,
@@ -115,9 +126,12 @@ class CpuBackend(_ProcessBackend):
             "--max-wait-ms", str(self.max_wait_ms),
         ]  # fmt: skip
 
-    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
-        argv = self.command(model_path, adapter_path, port)
-        return ManagedProcess(argv, f"http://{self.host}:{port}/health", self.log_path)
+    def _make_process(
+        self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None
+    ) -> ManagedProcess:
+        argv = self.command(model_path, adapter_path, port, keyed=api_key is not None)
+        env = {ENDPOINT_KEY_ENV: api_key} if api_key is not None else None
+        return ManagedProcess(argv, f"http://{self.host}:{port}/health", self.log_path, env=env)
 
 
 class VllmBackend(_ProcessBackend):
@@ -148,8 +162,11 @@ class VllmBackend(_ProcessBackend):
             }
         )
 
-    def _make_process(self, model_path: Path, adapter_path: Path | None, port: int) -> ManagedProcess:
-        return vllm_process(self.config_for(model_path, adapter_path, port), self.log_path)
+    def _make_process(
+        self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None
+    ) -> ManagedProcess:
+        env = {VLLM_KEY_ENV: api_key} if api_key is not None else None
+        return vllm_process(self.config_for(model_path, adapter_path, port), self.log_path, env=env)
 
 
 def has_gpu() -> bool:

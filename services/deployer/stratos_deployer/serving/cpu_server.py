@@ -112,14 +112,14 @@ def create_app(config: CpuServerConfig) -> Starlette:
         return JSONResponse({"status": "ok", "model": config.served_name})
 
     async def models(request: Request) -> Response:
+        if (refusal := _unauthorised(request, config)) is not None:
+            return refusal
         card = {"id": config.served_name, "object": "model", "created": state.created, "owned_by": "stratos"}
         return JSONResponse({"object": "list", "data": [card]})
 
     async def stats(request: Request) -> Response:
-        try:
-            check_key(request.headers.get("authorization"), _key(config))
-        except RequestRefused as refused:
-            return _error(refused.status, str(refused))
+        if (refusal := _unauthorised(request, config)) is not None:
+            return refusal
         if state.batcher is None:
             return _error(503, "model is still loading")
         return JSONResponse(state.batcher.stats())
@@ -157,6 +157,15 @@ def create_app(config: CpuServerConfig) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.stratos = state
     return app
+
+
+def _unauthorised(request: Request, config: CpuServerConfig) -> Response | None:
+    """The 401 for a request without the server's key; None when it may pass."""
+    try:
+        check_key(request.headers.get("authorization"), _key(config))
+    except RequestRefused as refused:
+        return _error(refused.status, str(refused))
+    return None
 
 
 def _key(config: CpuServerConfig) -> str | None:

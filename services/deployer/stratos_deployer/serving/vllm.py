@@ -8,6 +8,7 @@ speaks the same OpenAI API as the CPU server.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -51,6 +52,6 @@ def build_vllm_command(config: VllmConfig) -> list[str]:
     return argv + list(config.extra_args)
 
 
-def vllm_process(config: VllmConfig, log_path: Path) -> ManagedProcess:
-    """A not-yet-started process for this config; vLLM answers ``/health`` once it can serve."""
-    return ManagedProcess(build_vllm_command(config), f"http://{config.host}:{config.port}/health", log_path)
+def vllm_process(config: VllmConfig, log_path: Path, env: Mapping[str, str] | None = None) -> ManagedProcess:
+    """A not-yet-started process for this config; vLLM answers ``/health`` once it can serve (keyed or not)."""
+    return ManagedProcess(build_vllm_command(config), f"http://{config.host}:{config.port}/health", log_path, env=env)
