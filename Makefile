@@ -49,6 +49,9 @@ up: setup ## start embedded NATS, the control services and three servers' worker
 down: setup ## stop what `make up` started
 	$(STRATOS) down
 
+llama-cpp: setup ## build llama.cpp (llama-server, quantizer, GGUF converter) for CPU serving, once (~14 min on 2 cores)
+	$(PY) -m stratos_deployer.serving.llamacpp_build
+
 robustness: models ## the learning and escalation tests under 3 seeds, 1 and 2 threads, AVX2 and plain kernels (~40 min)
 	$(PY) bench/robustness.py
 
@@ -58,4 +61,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test lint demo demo-real up down robustness bench
+.PHONY: help setup models test lint demo demo-real up down llama-cpp robustness bench

@@ -51,11 +51,13 @@ def baseline(model_path: Path, requests: Sequence[Messages], max_tokens: int) ->
 
 
 async def drive(
-    url: str, model: str, requests: Sequence[Messages], max_tokens: int, concurrency: int
+    url: str, model: str, requests: Sequence[Messages], max_tokens: int, concurrency: int, api_key: str | None = None
 ) -> tuple[float, int]:
     """Seconds and generated tokens to complete all requests with ``concurrency`` in flight."""
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=limits, headers=headers) as client:
 
         async def one(messages: Messages) -> int:
             body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}

@@ -93,12 +93,14 @@ def serving(command: list[str], port: int, log: Path, ready_path: str, timeout_s
             process.kill()
 
 
-def measure(url: str, requests: Sequence[Messages], max_tokens: int, levels: Sequence[int]) -> dict[int, float]:
+def measure(
+    url: str, requests: Sequence[Messages], max_tokens: int, levels: Sequence[int], api_key: str | None = None
+) -> dict[int, float]:
     """Generated tokens per second at each concurrency (after one warm-up request)."""
-    asyncio.run(drive(url, NAME, requests[:1], max_tokens, 1))
+    asyncio.run(drive(url, NAME, requests[:1], max_tokens, 1, api_key))
     out: dict[int, float] = {}
     for level in levels:
-        seconds, tokens = asyncio.run(drive(url, NAME, requests, max_tokens, level))
+        seconds, tokens = asyncio.run(drive(url, NAME, requests, max_tokens, level, api_key))
         out[level] = tokens / seconds
         print(f"  concurrency {level:>2}: {tokens} tokens in {seconds:.1f} s = {out[level]:.1f} tok/s", flush=True)
     return out

@@ -321,10 +321,15 @@ def export_job(
     job_id: str,
     out: Annotated[Path, typer.Option(help="Folder for model/ (merged HF model) and adapter/ (LoRA alone).")],
     force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="hf: the HF folder; gguf: also a GGUF file for llama.cpp and Ollama.")
+    ] = "hf",
+    quant: Annotated[str, typer.Option(help="With --format gguf: f16, q8_0 or q4_k_m.")] = "q8_0",
     nats_url: NatsOption = None,
 ) -> None:
-    """Write a trained job's student as an HF folder (merged weights, tokenizer, chat template) plus its adapter."""
-    from stratos_cli.exporting import download_trained, target_problem
+    """Write a trained job's student as an HF folder (merged weights, tokenizer, chat template) plus its adapter,
+    a model card (README.md) and, with --format gguf, a GGUF file (needs `make llama-cpp`)."""
+    from stratos_cli.exporting import download_trained, export_gguf, target_problem
     from stratos_shared.export import describe, export_model
     from stratos_shared.models import resolve_model
 
@@ -335,7 +340,7 @@ def export_job(
             f"[red]error:[/] job {job_id!r} has no trained model (status: {state.status if state else 'unknown'})"
         )
         raise typer.Exit(1)
-    problem = target_problem(out, force=force)
+    problem = target_problem(out, force=force) or _gguf_problem(fmt, quant)
     if problem is not None:
         err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
@@ -347,7 +352,20 @@ def export_job(
         result = export_model(trained, out, is_adapter=training.is_adapter, base_model=base, info=info)
     finally:
         shutil.rmtree(out / ".download", ignore_errors=True)
-    typer.echo(json.dumps(describe(result)))
+    described = describe(result)
+    if fmt == "gguf":
+        described["gguf"] = str(export_gguf(out, job_id, quant, result.manifest))
+    typer.echo(json.dumps(described))
+
+
+def _gguf_problem(fmt: str, quant: str) -> str | None:
+    from stratos_deployer.serving.llamacpp import QUANTIZATIONS, engine_problem
+
+    if fmt not in ("hf", "gguf"):
+        return f"--format {fmt!r}: expected hf or gguf"
+    if fmt == "gguf" and quant not in QUANTIZATIONS:
+        return f"--quant {quant!r}: expected one of {', '.join(QUANTIZATIONS)}"
+    return engine_problem() if fmt == "gguf" else None
 
 
 @app.command()

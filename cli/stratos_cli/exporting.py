@@ -5,9 +5,23 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from stratos_cli import client
+from stratos_deployer.serving.llamacpp import (
+    QUANTIZATIONS,
+    GgufConversionError,
+    convert_to_gguf,
+    engine_problem,
+    find_engine,
+)
 from stratos_shared.artifacts import NatsArtifactStore, get_dir
+from stratos_shared.errors import StratosError
+from stratos_shared.export import write_provenance
+
+
+class ExportError(StratosError):
+    """The export cannot be written as asked."""
 
 
 async def download_trained(model_uri: str, dest: Path, nats_url: str | None) -> Path:
@@ -41,3 +55,22 @@ def target_problem(out: Path, *, force: bool) -> str | None:
             f"export target {out} is not empty; choose an empty folder or pass --force to replace model/ and adapter/"
         )
     return None
+
+
+def export_gguf(out: Path, job_id: str, quant: str, manifest: dict[str, Any]) -> Path:
+    """``out/<job>-<quant>.gguf`` converted from the exported ``out/model`` by llama.cpp's own converter.
+
+    Needs the engine `make llama-cpp` builds (the converter and the quantizer come with it).
+    """
+    if quant not in QUANTIZATIONS:
+        raise ExportError(f"--quant {quant!r}: expected one of {', '.join(QUANTIZATIONS)}")
+    engine = find_engine()
+    if engine is None:
+        raise ExportError(engine_problem() or "llama.cpp is not built: run `make llama-cpp`")
+    target = out / f"{job_id}-{quant}.gguf"
+    try:
+        convert_to_gguf(engine, out / "model", target, quant)
+    except GgufConversionError as exc:
+        raise ExportError(str(exc)) from exc
+    write_provenance(out, {**manifest, "gguf": [*manifest.get("gguf", []), target.name]})
+    return target

@@ -8,7 +8,11 @@
   with no Stratos and no PEFT installed;
 - ``DIR/adapter/``: the LoRA adapter alone (a few MB), for serving many students on one base
   (``vllm serve BASE --enable-lora``) or loading with ``PeftModel.from_pretrained``; absent for full SFT;
-- ``DIR/stratos_export.json``: where it came from (job, base model, method, accuracy).
+- ``DIR/stratos_export.json``: where it came from (job, base model, method, accuracy);
+- ``DIR/README.md``: a model card saying the same in words.
+
+The adapter's ``base_model_name_or_path`` names the base as the job spec did (a hub id or a bundled model's
+name), not the trainer's cache folder, which exists on no other machine.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def export_model(
         base = AutoModelForCausalLM.from_pretrained(str(base_model))
         model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
         shutil.copytree(trained, adapter_out)
+        name_base(adapter_out, (info or {}).get("base_model_ref"))
     else:
         model = AutoModelForCausalLM.from_pretrained(str(trained))
     model.save_pretrained(str(model_out))
@@ -76,10 +81,59 @@ def export_model(
         "has_adapter": is_adapter,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    write_provenance(out, manifest)
     result = ExportResult(model_out, adapter_out if is_adapter else None, manifest)
     return result
+
+
+def write_provenance(out: Path, manifest: dict[str, Any]) -> None:
+    """``stratos_export.json`` and the model card (README.md), rewritten whenever the export gains a file."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
+
+
+def name_base(adapter_dir: Path, base_ref: str | None) -> None:
+    """Point the adapter's config at the base as the user named it (PEFT loads that name, not our cache path)."""
+    config_path = adapter_dir / "adapter_config.json"
+    if base_ref is None or not config_path.exists():
+        return
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base_ref
+    config_path.write_text(json.dumps(config, indent=2))
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "unknown"
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """A short README for the exported folder: what the model is, how it was made, how well it does."""
+    lines = [
+        f"# {manifest.get('student') or 'Student'} distilled by Stratos (job `{manifest.get('job_id', '?')}`)",
+        "",
+        f"- base model: `{manifest.get('base_model_ref') or manifest.get('base_model') or '?'}`",
+        f"- task: {manifest.get('task') or 'see the job spec'}",
+        f"- training: {manifest.get('method') or '?'}, {manifest.get('steps', '?')} steps"
+        + (
+            " (LoRA adapter, merged into `model/`; the adapter alone in `adapter/`)"
+            if manifest.get("has_adapter")
+            else ""
+        ),
+        f"- held-out accuracy: {_pct(manifest.get('before'))} before training, {_pct(manifest.get('after'))} after",
+        f"- parameters: {manifest.get('num_parameters', '?'):,}"
+        if isinstance(manifest.get("num_parameters"), int)
+        else "- parameters: ?",
+    ]
+    for gguf in manifest.get("gguf", []):
+        lines.append(f"- GGUF: `{gguf}` (llama.cpp: `llama-server -m {gguf}`; Ollama: `FROM ./{gguf}` in a Modelfile)")
+    lines += [
+        "",
+        "Load `model/` with `transformers` (`AutoModelForCausalLM.from_pretrained('model')`); its chat template is in",
+        "the tokenizer files. `stratos_export.json` holds the same facts for programs.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def describe(result: ExportResult) -> dict[str, Any]:

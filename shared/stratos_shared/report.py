@@ -152,6 +152,7 @@ def render_markdown(report: JobReport) -> str:
             if sv.get("auth") == "bearer"
             else []
         ),
+        *([f"- engine: {sv['engine_note']}"] if sv.get("engine_note") else []),
         f"- time to first token p50 {sv.get('ttft_p50_ms', 0):.0f} ms; "
         f"end-to-end p50 {sv.get('latency_p50_ms', 0):.0f} ms, "
         f"p95 {sv.get('latency_p95_ms', 0):.0f} ms; with network {sv.get('total_latency_ms', 0):.0f} ms against the "

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from typer.testing import CliRunner
 
 from stratos_cli.app import app
+from stratos_deployer.serving.llamacpp import find_engine
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
 from stratos_shared.artifacts import NatsArtifactStore, put_dir
@@ -91,6 +92,30 @@ def test_export_writes_a_loadable_merged_model_and_the_adapter(nats_server: Nats
 
     missing = CliRunner().invoke(app, ["export", "nope", "--out", str(out), "--nats", nats_server.url])
     assert missing.exit_code == 1 and "no trained model" in missing.output
+    # the adapter names its base as the spec did, not the trainer's cache; the model card says what it is
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "tiny:tiny-1m"
+    card = (out / "README.md").read_text()
+    assert "`j-export`" in card and "lora-sft, 10 steps" in card and "10.0% before training, 60.0% after" in card
+
+
+def test_a_gguf_export_needs_llama_cpp_or_a_model_its_converter_knows(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    """Without the engine: one line naming `make llama-cpp`. With it: the tiny student's locally trained tokenizer
+    is one llama.cpp's converter does not know, refused in one line (SmolLM2 converts: tests/unit/serving)."""
+    asyncio.run(_publish_trained_job(nats_server.url, _adapter(tmp_path)))
+    out = tmp_path / "gguf"
+    argv = ["export", "j-export", "--out", str(out), "--format", "gguf", "--nats", nats_server.url]
+    result = CliRunner().invoke(app, argv)
+    # no engine: refused before anything is written (exit 2); with it, the conversion error (a StratosError:
+    # `stratos` prints it as one line)
+    said = " ".join(result.output.split()) + str(result.exception or "")
+    expected = "make llama-cpp" if find_engine() is None else "to GGUF failed"
+    assert result.exit_code != 0 and expected in said, said
+    argv[3] = str(tmp_path / "gguf-2")
+    bad = CliRunner().invoke(app, [*argv[:-2], "--quant", "q3", "--nats", nats_server.url])
+    assert bad.exit_code == 2 and "expected one of f16, q8_0, q4_k_m" in " ".join(bad.output.split())
 
 
 def test_export_never_writes_into_a_folder_that_holds_something_or_through_a_link(

@@ -18,8 +18,9 @@ from typing import Protocol
 from opentelemetry import trace
 
 from stratos_deployer.domain import build_report
-from stratos_deployer.serving.backend import choose_backend, has_gpu
+from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
+from stratos_deployer.serving.llamacpp import GgufConversionError, engine_problem, find_engine
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
 from stratos_deployer.serving.process import stop_leftovers
 from stratos_deployer.settings import DeployerSettings
@@ -185,32 +186,21 @@ class Deployer:
         # the event loop must keep extending the message lease.
         base = await asyncio.to_thread(resolve_model, student.model)
         model_path, adapter = (Path(base), model_dir) if trained.is_adapter else (model_dir, None)
-        auto = self.settings.serving_backend == "auto"
-        gpu = auto and await asyncio.to_thread(has_gpu)
-        backend = choose_backend(
-            gpu,
-            None if auto else self.settings.serving_backend,
-            served_name=trained.job_id,
-            ready_timeout_s=self.settings.ready_timeout_s,
-            log_dir=workdir / "logs",
-            host=self.settings.advertise_host,
-            gpu_count=state.results.server.gpu_count if state.results.server else 1,
-        )
         # A key per deployment, kept with the job's artifacts (where `stratos key JOB` reads it) before the
         # endpoint exists, so no moment serves without one; per revision, so a stale deployer cannot replace it.
         api_key = secrets.token_urlsafe(32)
         key_uri = await JobArtifacts(self.resources.artifacts, trained.job_id).put(
             endpoint_key(revision), api_key.encode()
         )
+        with tracer.start_as_current_span("deployer.start_backend", attributes={"job.id": trained.job_id}) as span:
+            backend, endpoint, engine_note = await self.start_serving(
+                trained.job_id, state, workdir, (model_path, adapter), api_key
+            )
+            span.set_attribute("serving.backend", backend.name)
         try:
-            with tracer.start_as_current_span(
-                "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
-            ):
-                port = free_port(self.settings.advertise_host)
-                endpoint = await asyncio.to_thread(backend.start, model_path, adapter, port, api_key)
             measured = await self.measure(trained.job_id, spec, endpoint, api_key)
         except BaseException:
-            # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.
+            # Failed, or cancelled by a shutdown: a server nobody tracks must not outlive us.
             await asyncio.to_thread(backend.stop)
             raise
         deployed = ModelDeployed(
@@ -221,7 +211,7 @@ class Deployer:
             server_id=self.settings.server_id,
             revision=revision,
             endpoint=endpoint,
-            backend="vllm" if backend.name == "vllm" else "cpu",
+            backend=backend.name,
             ttft_p50_ms=float(measured["ttft_p50_ms"]),
             ttft_p95_ms=float(measured["ttft_p95_ms"]),
             latency_p50_ms=float(measured["latency_p50_ms"]),
@@ -235,6 +225,7 @@ class Deployer:
             "backend": deployed.backend,
             "server_id": deployed.server_id,
             "auth": "bearer",
+            **({"engine_note": engine_note} if engine_note else {}),
         }
         # The previous endpoint serves until this one is measured (its server may be gone already).
         await self.deployments.stop(trained.job_id)
@@ -244,6 +235,52 @@ class Deployer:
             Artifact.DEPLOYMENT_RECORD, deployment.record()
         )
         return deployed, serving
+
+    def backend(self, choice: str, job_id: str, state: JobState, workdir: Path, gpu: bool) -> ServingBackend:
+        return choose_backend(
+            gpu,
+            choice,
+            served_name=job_id,
+            ready_timeout_s=self.settings.ready_timeout_s,
+            log_dir=workdir / "logs",
+            host=self.settings.advertise_host,
+            gpu_count=state.results.server.gpu_count if state.results.server else 1,
+            engine=find_engine(),
+            quant=self.settings.quantization,
+        )
+
+    async def start_serving(
+        self, job_id: str, state: JobState, workdir: Path, model: tuple[Path, Path | None], api_key: str
+    ) -> tuple[ServingBackend, str, str]:
+        """The started backend, its endpoint, and why it is not the engine `auto` prefers ("" when it is).
+
+        With `auto` on CPU, llama.cpp serves where it is built and the model converts to GGUF; a model its
+        converter refuses (a tokenizer it does not know, such as the tiny test students') is served by the
+        transformers server instead, and the report says why.
+        """
+        choice = self.settings.serving_backend
+        gpu = choice == "auto" and await asyncio.to_thread(has_gpu)
+        note = "" if gpu or choice != "auto" else (engine_problem() or "")
+        backend = self.backend(choice, job_id, state, workdir, gpu)
+        try:
+            return backend, await self.started(backend, model, api_key), note
+        except GgufConversionError as refused:
+            if choice != "auto":
+                raise
+            log.warning("job %s: %s; serving with the transformers server", job_id, refused)
+            note = f"llama.cpp could not serve it: {refused}"
+        fallback = self.backend("cpu", job_id, state, workdir, gpu=False)
+        return fallback, await self.started(fallback, model, api_key), note
+
+    async def started(self, backend: ServingBackend, model: tuple[Path, Path | None], api_key: str) -> str:
+        """The backend started on a free port of this server's address; its endpoint."""
+        try:
+            port = free_port(self.settings.advertise_host)
+            return await asyncio.to_thread(backend.start, model[0], model[1], port, api_key)
+        except BaseException:
+            # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.
+            await asyncio.to_thread(backend.stop)
+            raise
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str, api_key: str) -> dict[str, float | str]:
         """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint, as a client would."""
@@ -303,6 +340,5 @@ def completed(job_id: str, report_uri: str, deployed: ModelDeployed) -> JobCompl
             "latency_p50_ms": deployed.latency_p50_ms,
             "endpoint": deployed.endpoint,
             "server_id": deployed.server_id,
-            "auth": "bearer",
         },
     )

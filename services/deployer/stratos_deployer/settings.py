@@ -10,8 +10,13 @@ from stratos_shared.settings import WorkerSettings
 
 
 class DeployerSettings(WorkerSettings):
-    serving_backend: Literal["auto", "cpu", "vllm"] = Field(
-        default="auto", description="auto: vLLM when this host has a GPU, the CPU server otherwise."
+    serving_backend: Literal["auto", "cpu", "llamacpp", "vllm"] = Field(
+        default="auto",
+        description="auto: vLLM when this host has a GPU; else llama.cpp where it is built (`make llama-cpp`) and "
+        "the model converts to GGUF; else `cpu`, the transformers batching server.",
+    )
+    quantization: Literal["f16", "q8_0", "q4_k_m"] = Field(
+        default="q8_0", description="The GGUF weights llama.cpp serves (q8_0: near-lossless; q4_k_m: smaller, faster)."
     )
     probe_requests: int = Field(default=16, ge=1, le=10_000, description="Requests in the latency probe.")
     accuracy_samples: int = Field(default=100, ge=1, description="Held-out items checked through the endpoint.")

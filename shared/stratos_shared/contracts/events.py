@@ -367,7 +367,9 @@ class ModelDeployed(FromServer):
     server_id: ServerId
     revision: int = Field(ge=1, description="Matches the ServerChosen revision it was deployed for.")
     endpoint: str
-    backend: Literal["vllm", "cpu"]
+    backend: Literal["vllm", "cpu", "llamacpp"] = Field(
+        description="vllm (GPU), llamacpp (llama-server on GGUF), cpu (the transformers batching server)."
+    )
     ttft_p50_ms: float
     ttft_p95_ms: float
     latency_p50_ms: float

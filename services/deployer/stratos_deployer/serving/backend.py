@@ -1,6 +1,6 @@
-"""Which server runs the student: vLLM on a GPU host, the CPU server otherwise.
+"""Which server runs the student: vLLM on a GPU host; llama.cpp on CPU where it is built; else the transformers server.
 
-Both are child processes behind the same three calls, so the deployer does
+All are child processes behind the same three calls, so the deployer does
 not care which one it got. GPU detection never imports vLLM.
 """
 
@@ -12,8 +12,18 @@ import sys
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
+from stratos_deployer.serving.llamacpp import (
+    LlamaCppEngine,
+    LlamaServerConfig,
+    Quantization,
+    convert_to_gguf,
+    engine_problem,
+    gguf_name,
+    llama_server_process,
+    merged_folder,
+)
 from stratos_deployer.serving.process import ManagedProcess, ServingError
 from stratos_deployer.serving.vllm import VllmConfig, vllm_process
 
@@ -134,6 +144,56 @@ class CpuBackend(_ProcessBackend):
         return ManagedProcess(argv, f"http://{self.host}:{port}/health", self.log_path, env=env)
 
 
+class LlamaCppBackend(_ProcessBackend):
+    """llama.cpp's ``llama-server`` on the student converted to GGUF (quantized) as a child process."""
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        served_name: str,
+        engine: LlamaCppEngine,
+        *,
+        quant: Quantization = "q8_0",
+        host: str = "127.0.0.1",
+        parallel: int = 16,
+        threads: int | None = None,
+        ready_timeout_s: float = CPU_READY_TIMEOUT_S,
+        log_dir: Path | None = None,
+    ) -> None:
+        super().__init__(host, ready_timeout_s, log_dir)
+        self.served_name = served_name
+        self.engine = engine
+        self.quant: Quantization = quant
+        self.parallel = parallel
+        self.threads = threads
+        self.gguf: Path | None = None
+        """The file served, once converted: what `stratos export --format gguf` would hand a user."""
+
+    def prepare(self, model_path: Path, adapter_path: Path | None) -> Path:
+        """The GGUF to serve, converted (and merged, for an adapter) once per model and quantization."""
+        work = self.log_dir.parent / "gguf"
+        target = work / gguf_name(model_path, adapter_path, self.quant)
+        if not target.exists():
+            folder = merged_folder(model_path, adapter_path, work / "merged")
+            convert_to_gguf(self.engine, folder, target, self.quant)
+        return target
+
+    def _make_process(
+        self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None
+    ) -> ManagedProcess:
+        self.gguf = self.prepare(model_path, adapter_path)
+        config = LlamaServerConfig(
+            gguf=self.gguf,
+            served_name=self.served_name,
+            host=self.host,
+            port=port,
+            parallel=self.parallel,
+            threads=self.threads,
+        )
+        return llama_server_process(self.engine, config, self.log_path, api_key)
+
+
 class VllmBackend(_ProcessBackend):
     """``vllm serve`` as a child process; settings other than paths and port come from ``template``."""
 
@@ -183,6 +243,9 @@ def has_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
+BackendChoice = Literal["auto", "cpu", "llamacpp", "vllm"]
+
+
 def choose_backend(
     has_gpu: bool,
     override: str | None = None,
@@ -192,19 +255,29 @@ def choose_backend(
     log_dir: Path | None = None,
     host: str = "127.0.0.1",
     gpu_count: int = 1,
+    engine: LlamaCppEngine | None = None,
+    quant: Quantization = "q8_0",
 ) -> ServingBackend:
-    """vLLM on GPU, CPU server otherwise; ``override`` ("cpu" or "vllm") wins.
+    """vLLM on GPU; on CPU llama.cpp where ``engine`` is built, else the transformers server; ``override`` wins.
 
-    ``ready_timeout_s`` None keeps each backend's own default (vLLM loads far slower than the CPU server);
+    ``override``: "vllm", "llamacpp" (needs ``engine``), "cpu" (the transformers server) or "auto"/None.
+    ``ready_timeout_s`` None keeps each backend's own default (vLLM loads far slower than the CPU servers);
     ``host`` is the interface the model server binds to and its endpoint names (the server's advertised address);
     ``gpu_count`` (the server's) splits a vLLM model across that many GPUs.
     """
-    choice = (override or ("vllm" if has_gpu else "cpu")).lower()
+    choice = (override or "auto").lower()
+    if choice == "auto":
+        choice = "vllm" if has_gpu else ("llamacpp" if engine is not None else "cpu")
     if choice == "cpu":
         timeout = ready_timeout_s or CPU_READY_TIMEOUT_S
         return CpuBackend(served_name, host=host, log_dir=log_dir, ready_timeout_s=timeout)
+    if choice == "llamacpp":
+        if engine is None:
+            raise ServingError(engine_problem() or "llama.cpp is not built: run `make llama-cpp`")
+        timeout = ready_timeout_s or CPU_READY_TIMEOUT_S
+        return LlamaCppBackend(served_name, engine, quant=quant, host=host, log_dir=log_dir, ready_timeout_s=timeout)
     if choice == "vllm":
         template = VllmConfig(model="", served_name=served_name, host=host, tensor_parallel_size=max(1, gpu_count))
         timeout = ready_timeout_s or VLLM_READY_TIMEOUT_S
         return VllmBackend(served_name, template=template, log_dir=log_dir, ready_timeout_s=timeout)
-    raise ValueError(f"unknown serving backend {override!r}; expected 'cpu' or 'vllm'")
+    raise ValueError(f"unknown serving backend {override!r}; expected 'auto', 'cpu', 'llamacpp' or 'vllm'")
