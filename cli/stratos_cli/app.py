@@ -160,10 +160,21 @@ def submit(
     spec_file: Annotated[Path, typer.Argument(help="Job spec YAML (see examples/ and `stratos schema`).")],
     watch_job: Annotated[bool, typer.Option("--watch", help="Follow the job live until it ends.")] = False,
     job_id: Annotated[str | None, typer.Option(help="Job id (default: <name>-<random>).")] = None,
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(help="Point every teacher at this base URL (e.g. http://teacher-sim:8100/v1 under compose)."),
+    ] = None,
     nats_url: NatsOption = None,
 ) -> None:
     """Validate a job spec and submit it."""
     spec = load_spec(spec_file)
+    if teacher_url is not None:
+        try:
+            spec = spec.with_teachers(base_url=teacher_url)
+        except ValidationError as exc:
+            problem = escape(f"--teacher-url {teacher_url!r}: {describe_validation_error(exc)[0]}")
+            err.print(f"[red]error:[/] {problem}", soft_wrap=True)
+            raise typer.Exit(2) from None
     job = job_id or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     if not valid_job_id(job):
         err.print(f"[red]error:[/] --job-id {job!r}: {PATTERN_HINTS['job_id']}")

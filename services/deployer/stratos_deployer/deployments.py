@@ -20,7 +20,7 @@ from stratos_deployer.domain import build_report
 from stratos_deployer.serving.backend import choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
-from stratos_deployer.serving.process import stop_leftovers
+from stratos_deployer.serving.process import free_port_in, stop_leftovers
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.agent import ServerAgent
 from stratos_shared.artifacts import get_dir
@@ -199,7 +199,9 @@ class Deployer:
             with tracer.start_as_current_span(
                 "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
             ):
-                port = free_port(self.settings.advertise_host)
+                ports = self.settings.serving_port_range()
+                host = self.settings.advertise_host
+                port = free_port(host) if ports is None else free_port_in(host, ports)
                 endpoint = await asyncio.to_thread(backend.start, model_path, adapter, port)
             measured = await self.measure(trained.job_id, spec, endpoint)
         except BaseException:

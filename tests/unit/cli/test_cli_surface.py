@@ -15,6 +15,9 @@ from typer.testing import CliRunner
 from stratos_cli.app import app
 from stratos_cli.following import event_line, publisher, subject_matches
 from stratos_shared.contracts.events import JobFailed, TrainingProgress
+from stratos_shared.contracts.job import JobSpec
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_version_prints_the_package_version() -> None:
@@ -79,3 +82,14 @@ def test_an_event_line_names_the_service_allowed_to_send_it() -> None:
     control = JobFailed(job_id="j", stage="data-synth", reason="no teacher answered")
     assert publisher(control.routed_subject()) == "control"
     assert publisher("stratos.evt.data.progress") == "data-synth"
+
+
+def test_teacher_url_points_every_teacher_there_validated_like_the_file() -> None:
+    spec = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
+    moved = spec.with_teachers(base_url="http://teacher-sim:8100/v1")
+    assert {str(t.base_url) for t in moved.teachers} == {"http://teacher-sim:8100/v1"}
+    assert [t.api_key_ref for t in moved.teachers] == [t.api_key_ref for t in spec.teachers]
+    example = str(ROOT / "examples" / "math-alignment.yaml")
+    refused = CliRunner().invoke(app, ["submit", example, "--teacher-url", "ftp://teacher-sim/v1"])
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: --teacher-url 'ftp://teacher-sim/v1': ")
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
