@@ -1,5 +1,6 @@
-"""The CLI on a real nats-server: every listing command's `--json` reads back into the shared models, `logs -f`
-prints a job's events as they are published and ends with the job, and a `stratos up` that times out is one line."""
+"""The CLI on a real nats-server: every listing command's `--json` reads back into the shared models (the report's
+too, whose page embeds the stored plots), `logs -f` prints a job's events as they are published and ends with the
+job, and a `stratos up` that times out is one line."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from stratos_cli.app import app
 from stratos_cli.logview import LogLine
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_shared.artifacts import NatsArtifactStore, put_file
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, LIVENESS_BUCKET, SERVERS_BUCKET, server_token
@@ -39,6 +41,7 @@ from stratos_shared.contracts.selection import SelectionExplanation
 from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, WorkerBeat
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import Attempt, JobState, apply
+from stratos_shared.report import CostBreakdown, JobReport, ScoreBreakdown, render_plots
 
 pytestmark = pytest.mark.nats
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,3 +222,37 @@ def test_up_that_times_out_is_one_line_and_leaves_nothing_running(
     assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr
     assert lines[0].startswith("error: no servers registered within 0.2 s") and "stopped what it started" in lines[0]
     assert not (tmp_path / "stack.json").exists() and _processes_of(tmp_path) == []
+
+
+async def _store_report(url: str, plots_dir: Path) -> JobReport:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_infrastructure(js)
+    store = NatsArtifactStore(js)
+    report = JobReport(
+        job_id="j-report", name="report-me", task="math", server={}, teacher={}, data={}, student={}, serving={},
+        cost=CostBreakdown(training_usd=0.25, budget_usd=1.0), score=ScoreBreakdown(accuracy=0.5, latency=1, cost=1),
+    )  # fmt: skip
+    plots = render_plots(report, plots_dir)
+    uris = {name: await put_file(store, "j-report", f"report/{name}.png", path) for name, path in plots.items()}
+    report = report.model_copy(update={"plots": uris})
+    uri = await store.put_bytes("j-report", "report/report.json", report.model_dump_json().encode())
+    state = JobState(job_id="j-report", status="completed", report_uri=uri)
+    await TypedKV(await js.key_value(JOBS_BUCKET), JobState).put("j-report", state)
+    await nc.drain()
+    return report
+
+
+def test_report_json_reads_back_and_the_page_embeds_the_stored_plots(
+    nats_server: NatsServerProcess, tmp_path: Path
+) -> None:
+    stored = asyncio.run(_store_report(nats_server.url, tmp_path / "plots"))
+    result = CliRunner().invoke(
+        app, ["report", "j-report", "--out", str(tmp_path), "--json", "--nats", nats_server.url]
+    )
+    assert result.exit_code == 0, result.output
+    assert JobReport.model_validate_json(result.stdout) == stored
+    page = (tmp_path / "j-report" / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(stored.plots) == 2  # accuracy and cost
+    assert "<table>" in page and "<pre>" not in page
+    assert (tmp_path / "j-report" / "accuracy.png").read_bytes() == (tmp_path / "plots" / "accuracy.png").read_bytes()
