@@ -71,7 +71,7 @@ models_app = typer.Typer(help="Bundled real models, available offline (converted
 app.add_typer(models_app, name="models")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
 
 NatsOption = Annotated[str | None, typer.Option("--nats", help="NATS URL (default: NATS_URL, then the running stack).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (the shared models' fields) instead of tables.")]
@@ -746,11 +746,23 @@ def teacher_sim(
 
 
 def main() -> None:
-    """The console entry point: an error Stratos expects (NATS unreachable, ...) is one line, not a traceback."""
+    """The console entry point: every error is one line on stderr, not a traceback (STRATOS_DEBUG=1 shows one).
+
+    Errors Stratos expects (NATS unreachable, a stack that did not come up) say what to do; a file the command
+    could not open says which; anything else is named as unexpected, so a bug still reads as one.
+    """
     from stratos_shared.errors import StratosError
 
     try:
         app(prog_name="stratos")
-    except StratosError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    except Exception as exc:
+        if os.environ.get("STRATOS_DEBUG") and not isinstance(exc, StratosError):
+            raise
+        if isinstance(exc, StratosError):
+            message = str(exc)
+        elif isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror or exc}"
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc} (STRATOS_DEBUG=1 shows where)"
+        err.print(f"[red]error:[/] {escape(' '.join(message.split())[:1000])}")
         raise SystemExit(1) from None
