@@ -23,25 +23,23 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import find_nats_server
 from stratos_shared.settings import StratosSettings, TeacherClientSettings
 from stratos_shared.teacher.simulator import build_parser, load_config
+from tests.compose import (
+    AUTH_VOLUME,
+    COMPOSE,
+    COMPOSE_TEXT,
+    ROOT,
+    SERVICES,
+    STRATOS,
+    defaults,
+    environment,
+    host_path,
+    mounts,
+    run_nats_auth,
+)
 
-ROOT = Path(__file__).resolve().parents[3]
-COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
-SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-STRATOS = {name: s for name, s in SERVICES.items() if "build" in s and "command" not in s}
-"""The six Stratos services: built from docker/service.Dockerfile, running the image's own command."""
 DOCKERFILE = (ROOT / "docker" / "service.Dockerfile").read_text(encoding="utf-8")
 NOT_SETTINGS = {"OTEL_EXPORTER_OTLP_ENDPOINT": ROOT / "shared" / "stratos_shared" / "telemetry.py"}
 """Variables a library reads rather than a settings class, and the file that hands them on."""
-
-
-def defaults(value: object) -> str:
-    """A value as compose runs it with nothing set on the host: ``${NAME:-default}`` becomes the default."""
-    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", str(value))
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    return {key: defaults(value) for key, value in (service.get("environment") or {}).items()}
 
 
 def settings_class(name: str) -> type[StratosSettings]:
@@ -50,23 +48,6 @@ def settings_class(name: str) -> type[StratosSettings]:
     settings = [c for c in found if issubclass(c, StratosSettings)]
     assert len(settings) == 1, f"{module.__name__} should define one settings class, found {settings}"
     return settings[0]
-
-
-def mounts(service: dict[str, Any]) -> dict[PurePosixPath, str]:
-    """Container path -> source (a ./ path in the repository, or a named volume)."""
-    found = {}
-    for volume in service.get("volumes", []):
-        source, target = volume.split(":")[:2]
-        found[PurePosixPath(target)] = source
-    return found
-
-
-def host_path(service: dict[str, Any], path: PurePosixPath) -> Path | None:
-    """Where a container path of a bind mount lies in the repository (None when not under a bind mount)."""
-    for target, source in mounts(service).items():
-        if source.startswith("./") and (path == target or target in path.parents):
-            return ROOT / source / path.relative_to(target)
-    return None
 
 
 def image_env(name: str) -> str:
@@ -79,8 +60,10 @@ ServiceEnv = Callable[[dict[str, Any]], dict[str, str]]
 
 
 @pytest.fixture
-def service_env(monkeypatch: pytest.MonkeyPatch) -> ServiceEnv:
-    """Set exactly a service's environment (the image's STRATOS_HOME, then the compose file's)."""
+def service_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ServiceEnv:
+    """Set exactly a service's environment (the image's STRATOS_HOME, then the compose file's), with its NATS
+    password file read from what the `nats-auth` service's command wrote."""
+    run_nats_auth(tmp_path)
 
     def apply(service: dict[str, Any]) -> dict[str, str]:
         for key in list(os.environ):
@@ -89,6 +72,10 @@ def service_env(monkeypatch: pytest.MonkeyPatch) -> ServiceEnv:
         env = {"STRATOS_HOME": image_env("STRATOS_HOME"), **environment(service)}
         for key, value in env.items():
             monkeypatch.setenv(key, value)
+        if "STRATOS_NATS_PASSWORD_FILE" in env:
+            found = host_path(service, PurePosixPath(env["STRATOS_NATS_PASSWORD_FILE"]), {AUTH_VOLUME: tmp_path})
+            assert found is not None, f"{env['STRATOS_NATS_PASSWORD_FILE']} is not on the {AUTH_VOLUME} volume"
+            monkeypatch.setenv("STRATOS_NATS_PASSWORD_FILE", str(found))
         return env
 
     return apply
@@ -225,3 +212,44 @@ def test_the_workers_server_is_in_the_catalog_the_inventory_loads() -> None:
     ids = {server.id for server in load_catalog(catalog)}
     for name in ("trainer", "deployer"):
         assert environment(STRATOS[name])["STRATOS_SERVER_ID"] in ids, name
+
+
+def test_each_service_logs_in_as_a_user_that_nats_auth_writes_and_nats_reads(tmp_path: Path) -> None:
+    args = run_nats_auth(tmp_path)
+    users = {path.name for path in (tmp_path / "users").iterdir()}
+    servers = args[args.index("--servers") + 1 :]
+    assert servers == sorted({environment(STRATOS[n])["STRATOS_SERVER_ID"] for n in ("trainer", "deployer")})
+    for name, service in STRATOS.items():
+        env = environment(service)
+        expected = f"server-{env['STRATOS_SERVER_ID']}" if "STRATOS_SERVER_ID" in env else name
+        assert env["STRATOS_NATS_USER"] == expected and expected in users, name  # a worker speaks for its server
+        assert mounts(service)[PurePosixPath("/run/nats")] == AUTH_VOLUME
+        assert env["STRATOS_NATS_PASSWORD_FILE"] == f"/run/nats/users/{expected}"
+    assert "cli" in users  # what the CLI on the host logs in as (the header says how to read it)
+    assert re.search(r"--uid (\d+)", DOCKERFILE).group(1) == args[args.index("--owner") + 1]  # type: ignore[union-attr]
+    config = (ROOT / "observability" / "nats" / "stratos.conf").read_text()
+    included = PurePosixPath(re.search(r'include "([^"]+)"', config).group(1))  # type: ignore[union-attr]
+    for name in ("nats", "nats-1", "nats-2", "nats-3"):
+        node = SERVICES[name]
+        conf = PurePosixPath(node["command"][node["command"].index("-c") + 1])
+        found = host_path(node, conf.parent / included, {AUTH_VOLUME: tmp_path})
+        assert found is not None and found.is_file(), f"{name}: {conf.parent / included} is not the auth volume's"
+        assert node["depends_on"]["nats-auth"] == {"condition": "service_completed_successfully"}
+
+
+def test_nats_auth_keeps_the_passwords_it_wrote(tmp_path: Path) -> None:
+    run_nats_auth(tmp_path)
+    first = {path.name: path.read_text() for path in (tmp_path / "users").iterdir()}
+    run_nats_auth(tmp_path)
+    assert {path.name: path.read_text() for path in (tmp_path / "users").iterdir()} == first
+    assert all(oct(path.stat().st_mode & 0o777) == "0o600" for path in (tmp_path / "users").iterdir())
+
+
+def test_a_password_file_that_cannot_be_read_stops_the_service_saying_which(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=f"nats_password_file {tmp_path / 'nope'}: No such file or directory"):
+        StratosSettings(nats_user="selector", nats_password_file=tmp_path / "nope")
+    (tmp_path / "pw").write_text("s3cret\n")
+    assert StratosSettings(nats_password_file=tmp_path / "pw").nats_password == "s3cret"
+    assert StratosSettings(nats_password="given", nats_password_file=tmp_path / "pw").nats_password == "given"
