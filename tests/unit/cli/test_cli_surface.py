@@ -33,8 +33,8 @@ def test_version_prints_the_package_version() -> None:
 )
 def test_bash_completion_completes_commands_and_options(words: str, expected: set[str]) -> None:
     """What bash asks the installed completion script (`stratos --install-completion`) to complete."""
-    env = {**os.environ, "_STRATOS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "-1"}
-    env["COMP_CWORD"] = str(len(words.split()) - 1)
+    cword = str(len(words.split()) - 1)  # the word being completed: the last one
+    env = {**os.environ, "_STRATOS_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
     done = subprocess.run([sys.executable, "-m", "stratos_cli"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert set(done.stdout.split()) == expected
