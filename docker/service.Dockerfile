@@ -10,7 +10,7 @@ COPY shared /app/shared
 COPY services/${SERVICE} /app/service
 RUN if [ -n "$TORCH" ]; then pip install --no-cache-dir "torch==${TORCH}" --index-url https://download.pytorch.org/whl/cpu; fi \
  && pip install --no-cache-dir /app/shared /app/service
-RUN useradd --create-home stratos && mkdir -p /var/lib/stratos && chown stratos /var/lib/stratos
+RUN useradd --uid 1000 --create-home stratos && mkdir -p /var/lib/stratos && chown stratos /var/lib/stratos
 USER stratos
 ENV SERVICE=${SERVICE}
 CMD ["sh", "-c", "exec stratos-$SERVICE"]

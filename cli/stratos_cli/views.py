@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -108,11 +109,18 @@ def job_view(state: JobState) -> Group:
     return Group(*parts, history(state))
 
 
+def newest_first(states: list[JobState]) -> list[JobState]:
+    """Jobs by their last change, newest first (`stratos jobs` and its JSON list the same order)."""
+    return sorted(
+        states, key=lambda s: s.updated_at or s.submitted_at or datetime.min.replace(tzinfo=UTC), reverse=True
+    )
+
+
 def jobs_table(states: list[JobState]) -> Table:
     table = Table(title="jobs")
     for column in ("job", "name", "status", "stage", "server", "updated"):
         table.add_column(column)
-    for state in sorted(states, key=lambda s: s.updated_at or s.submitted_at or 0, reverse=True):
+    for state in newest_first(states):
         table.add_row(
             state.job_id,
             state.name,

@@ -165,7 +165,8 @@ def fenced_out(state: JobState, event: Event) -> str | None:
     return None
 
 
-def _summary(event: Event) -> str:
+def summarize(event: Event) -> str:
+    """One line saying what `event` did to its job: a history entry, and a line of `stratos logs -f`."""
     match event:
         case JobSubmitted():
             return f"submitted '{event.spec.name}' ({event.spec.task.kind}, {len(event.spec.teachers)} teachers)"
@@ -176,6 +177,11 @@ def _summary(event: Event) -> str:
         case TeacherChosen():
             unusable = "".join(f"; teacher '{s.name}' unusable: {s.error}" for s in event.scores if s.error)
             return f"teacher {event.teacher}, mode {event.mode}{unusable}"
+        case DataProgress():
+            return f"data: {event.done}/{event.total} asked, {event.accepted} accepted"
+        case TrainingProgress():
+            loss = f", loss {event.loss:.3f}" if event.loss is not None else ""
+            return f"attempt {event.attempt} training: step {event.step}/{event.total_steps}{loss}"
         case DataReady():
             return f"dataset: {event.accepted}/{event.asked} accepted ({event.acceptance_rate:.0%})"
         case StudentChosen():
@@ -368,7 +374,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         changes.pop("status")  # the first outcome stands; later events are still recorded
     history = current.history
     if not isinstance(event, (DataProgress, TrainingProgress)):
-        summary = _summary(event)
+        summary = summarize(event)
         if ignored is not None:
             summary = f"ignored ({ignored}): {summary}"
         history = [*history, HistoryEntry(at=event.occurred_at, event_type=event.event_type, summary=summary)]

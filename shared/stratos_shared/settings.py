@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stratos_shared.contracts.base import TOKEN_ID_PATTERN
@@ -41,6 +41,11 @@ class StratosSettings(BaseSettings):
     )
     nats_user: str | None = Field(default=None, description="NATS user name (per-service credentials).")
     nats_password: str | None = Field(default=None, description="NATS password for nats_user.")
+    nats_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the NATS password (a mounted secret, as docker compose gives each service); "
+        "read once at start-up when nats_password is not set.",
+    )
     nats_ca: Path | None = Field(
         default=None,
         description="CA file that signed the NATS server's TLS certificate: set, the service connects with TLS and "
@@ -89,6 +94,15 @@ class StratosSettings(BaseSettings):
         '\'*.domain\', e.g. {"env:TEACHER_KEY_OPENAI": ["api.openai.com"]}. Empty: keys are not bound to hosts; '
         "once set, a reference no entry matches is refused.",
     )
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> StratosSettings:
+        if self.nats_password is None and self.nats_password_file is not None:
+            try:
+                self.nats_password = self.nats_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"nats_password_file {self.nats_password_file}: {exc.strerror or exc}") from None
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

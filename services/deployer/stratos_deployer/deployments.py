@@ -22,7 +22,7 @@ from stratos_deployer.serving.backend import ServingBackend, choose_backend, has
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.llamacpp import GgufConversionError, engine_problem, find_engine
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
-from stratos_deployer.serving.process import stop_leftovers
+from stratos_deployer.serving.process import free_port_in, stop_leftovers
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.agent import ServerAgent
 from stratos_shared.artifacts import get_dir
@@ -275,7 +275,9 @@ class Deployer:
     async def started(self, backend: ServingBackend, model: tuple[Path, Path | None], api_key: str) -> str:
         """The backend started on a free port of this server's address; its endpoint."""
         try:
-            port = free_port(self.settings.advertise_host)
+            ports = self.settings.serving_port_range()
+            host = self.settings.advertise_host
+            port = free_port(host) if ports is None else free_port_in(host, ports)
             return await asyncio.to_thread(backend.start, model[0], model[1], port, api_key)
         except BaseException:
             # Failed, or cancelled by a shutdown while starting: a server nobody tracks must not outlive us.

@@ -207,3 +207,43 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
     tmp.replace(path)  # atomic: nats-server reloading at that moment reads the old file or the new, never half
+
+
+USERS_FOLDER = "users"
+"""Under the folder `main` writes: one file per user holding its password (a service's STRATOS_NATS_PASSWORD_FILE)."""
+
+
+def write_user_files(folder: Path, credentials: dict[str, Credential], owner: int | None = None) -> None:
+    """Each user's password in ``<folder>/users/<user>`` (mode 0600, owned by `owner` when given: the uid the
+    services run as, when this runs as root beside a nats-server that needs the config)."""
+    users = folder / USERS_FOLDER
+    users.mkdir(parents=True, exist_ok=True)
+    for user, credential in credentials.items():
+        path = users / user
+        _write_private(path, credential.password)
+        if owner is not None:
+            os.chown(path, owner, owner)
+    if owner is not None:
+        os.chown(users, owner, owner)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stratos_shared.bus.permissions --out DIR --servers ID...``: the users of a nats-server started
+    elsewhere (docker compose's ``nats-auth`` service): DIR/nats-auth.conf for nats-server to include, and
+    DIR/users/<user> with each password. Passwords already in DIR are kept, so running it again (every
+    ``docker compose up``) changes nobody's: a service that restarts later still logs in."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stratos_shared.bus.permissions", description=main.__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="folder for nats-auth.conf and users/")
+    parser.add_argument("--servers", nargs="*", default=[], help="catalog servers with workers (server-<id> users)")
+    parser.add_argument("--owner", type=int, help="uid to own the password files (the services' user)")
+    args = parser.parse_args(argv)
+    kept = load_credentials(args.out)
+    credentials = {user: kept.get(user, fresh) for user, fresh in make_credentials(args.servers).items()}
+    save_auth(args.out, credentials)
+    write_user_files(args.out, credentials, args.owner)
+
+
+if __name__ == "__main__":
+    main()

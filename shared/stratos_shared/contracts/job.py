@@ -288,6 +288,13 @@ class JobSpec(_Frozen):
                 raise ValueError(f"{label} names must be unique")
         return self
 
+    def with_teachers(self, **changes: Any) -> JobSpec:
+        """The spec with `changes` made to every teacher, validated again: `stratos submit --teacher-url` and the
+        demo point an example's teachers at the simulator they run, checked as if the file had said so."""
+        data = self.model_dump(mode="json")
+        data["teachers"] = [{**teacher, **changes} for teacher in data["teachers"]]
+        return JobSpec.model_validate(data)
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> JobSpec:
         """Load and validate a job spec file; raises pydantic.ValidationError, yaml.YAMLError, FileNotFoundError,

@@ -383,12 +383,17 @@ def running_simulator(config: SimulatorConfig | None = None) -> Iterator[Running
         sock.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The simulator's command line (also what the compose file's `teacher-sim` command is checked against)."""
     parser = argparse.ArgumentParser(description="Stratos TEACHER SIMULATOR (fake OpenAI-compatible teacher).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--config", help="YAML config (models, accuracies, latency, faults)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     config = load_config(args.config) if args.config else SimulatorConfig()
     serve(config, args.host, args.port)
 

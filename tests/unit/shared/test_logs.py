@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from typer.testing import CliRunner
 
 from stratos_cli.app import app
-from stratos_cli.logview import parse_line, read_logs, select
+from stratos_cli.logview import LogLine, parse_line, read_logs, select
 from stratos_shared.logs import ContextFilter, JsonFormatter, TextFormatter, current_job_id, job_context
 from stratos_shared.settings import StratosSettings
 
@@ -134,3 +134,16 @@ def test_stratos_logs_command(tmp_path: Path) -> None:
     assert "placed" in result.output and "oom" in result.output and "tick" not in result.output
     missing = CliRunner().invoke(app, ["logs", "nope", "--log-dir", str(tmp_path / "logs")])
     assert missing.exit_code == 1 and "no log lines for job 'nope'" in missing.output
+
+
+def test_stratos_logs_json_is_one_log_line_object_per_line(tmp_path: Path) -> None:
+    write_logs(tmp_path / "logs")
+    result = CliRunner().invoke(app, ["logs", "j1", "--json", "--level", "DEBUG", "--log-dir", str(tmp_path / "logs")])
+    assert result.exit_code == 0, result.output
+    lines = [LogLine(**json.loads(raw)) for raw in result.stdout.splitlines()]
+    assert [(line.service, line.level, line.message) for line in lines] == [
+        ("trainer", "DEBUG", "tick"),
+        ("selector", "INFO", "placed"),
+        ("trainer", "ERROR", "oom"),
+    ]
+    assert {line.job_id for line in lines} == {"j1"}

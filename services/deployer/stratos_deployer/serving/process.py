@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,21 @@ class ServerExitedError(ServingError):
 
 class ServerNotReadyError(ServingError):
     """The server was still not ready when the deadline passed."""
+
+
+def free_port_in(host: str, ports: range) -> int:
+    """The first port of `ports` free on `host` a moment ago: model servers stay inside a published range."""
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise ServingError(
+        f"no free port in {ports.start}-{ports.stop - 1} on {host}: each holds a model server already; "
+        "widen STRATOS_SERVING_PORTS (and what publishes it)"
+    )
 
 
 class ManagedProcess:
