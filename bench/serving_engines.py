@@ -10,7 +10,7 @@ Same 32 prompts (short arithmetic, "think step by step"), greedy, at most ``--ma
 at a time on the same cores. The two llama.cpp servers are measured twice in the order stratos, by hand, by
 hand, stratos (drift in the machine's load cancels) and averaged. Needs `make llama-cpp`.
 
-    python bench/serving_engines.py [--requests 32] [--max-tokens 64] [--concurrency 1 8 32] [--quant q8_0]
+    python -m bench.serving_engines [--requests 32] [--max-tokens 64] [--concurrency 1 8 32] [--quant q8_0]
 """
 
 from __future__ import annotations

@@ -131,9 +131,17 @@ async def publish(nc: Client, event: Event) -> None:
     await nc.jetstream().publish(subject_of(event), event.to_bytes(), headers={"Nats-Msg-Id": event.event_id})
 
 
-async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Path, revision: int = 1) -> ModelTrained:
+async def trained_upstream(
+    nc: Client,
+    job_id: str,
+    server_id: str,
+    adapter: Path,
+    revision: int = 1,
+    student: tuple[str, str] = ("tiny-1m", STUDENT),
+) -> ModelTrained:
     """What teacher-eval, data-synth and the trainer (of `server_id`, at placement `revision`) would have published
-    for this job, in pipeline order."""
+    for this job, in pipeline order; `student` is (name, model) of the spec's student the adapter was trained on."""
+    name, model = student
     store = NatsArtifactStore(nc.jetstream())
     teacher = TeacherChosen(
         job_id=job_id,
@@ -160,15 +168,15 @@ async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Pat
         teacher_tokens=20_000,
         cost_usd=DATA_COST,
     )
-    screen = StudentScreen(name="tiny-1m", model=STUDENT, params=1_000_000, screened_accuracy=0.0, passed=True)
+    screen = StudentScreen(name=name, model=model, params=1_000_000, screened_accuracy=0.0, passed=True)
     placed = {"server_id": server_id, "revision": revision}
-    chosen = StudentChosen(job_id=job_id, student="tiny-1m", model=STUDENT, threshold=0.0, screens=[screen], **placed)
+    chosen = StudentChosen(job_id=job_id, student=name, model=model, threshold=0.0, screens=[screen], **placed)
     progress = [TrainingProgress(job_id=job_id, step=step, total_steps=3, loss=loss, **placed) for step, loss in LOSSES]
     trained = ModelTrained(
         job_id=job_id,
         server_id=server_id,
-        student="tiny-1m",
-        base_model=STUDENT,
+        student=name,
+        base_model=model,
         method="lora-sft",
         model_uri=await put_dir(store, job_id, "model/adapter", adapter),
         is_adapter=True,
@@ -188,11 +196,14 @@ async def trained_upstream(nc: Client, job_id: str, server_id: str, adapter: Pat
 async def deploy(
     nc: Client, chosen: Collector, completed: Collector, job_id: str, adapter: Path, job: JobSpec | None = None
 ) -> tuple[dict[str, Any], ModelTrained]:
-    """Submit a job (`spec(job_id)` unless given), stand in for the stages up to training, wait until it completes."""
-    await publish(nc, JobSubmitted(job_id=job_id, spec=job or spec(job_id)))
+    """Submit a job (`spec(job_id)` unless given), stand in for the stages up to training (the adapter trained on
+    the spec's first student), wait until it completes."""
+    job = job or spec(job_id)
+    await publish(nc, JobSubmitted(job_id=job_id, spec=job))
     await chosen.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=30)
     placement = next(b for b in chosen.bodies() if b["job_id"] == job_id)
-    trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter, placement["revision"])
+    student = (job.students[0].name, job.students[0].model)
+    trained = await trained_upstream(nc, job_id, placement["server"]["id"], adapter, placement["revision"], student)
     await completed.wait_for(lambda c: any(b["job_id"] == job_id for b in c.bodies()), timeout_s=120)
     return placement, trained
 

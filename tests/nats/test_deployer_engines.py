@@ -1,0 +1,97 @@
+"""The deployer's engine choice over a real nats-server: llama.cpp where it can serve, the transformers server
+where it cannot, and the report saying which and why.
+
+One deployer with `serving_backend=auto` on a host without a GPU. A SmolLM2 student (a LoRA adapter on the
+bundled SmolLM2-135M-Instruct) is merged, converted to GGUF and served by llama-server where `make llama-cpp`
+built the engine; the tiny test student, whose locally trained tokenizer llama.cpp's converter does not know,
+is served by the transformers server, and its report says so. Without the engine both are served by the
+transformers server and the report names `make llama-cpp`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from stratos_deployer.main import build as build_deployer
+from stratos_deployer.serving.llamacpp import find_engine
+from stratos_deployer.settings import DeployerSettings
+from stratos_inventory.main import build as build_inventory
+from stratos_inventory.settings import InventorySettings
+from stratos_selector.main import build as build_selector
+from stratos_selector.settings import SelectorSettings
+from stratos_shared.artifacts import NatsArtifactStore
+from stratos_shared.contracts.job import StudentSpec
+from stratos_shared.embedded import NatsServerProcess
+from stratos_shared.localmodels.bundled import ensure_bundled_model
+from tests.nats.services import common, running
+from tests.nats.test_deployer import ROOT, SERVERS, answers, deploy, key_of, ready, spec
+from tests.nats.test_deployer import adapter_dir as adapter_dir  # the tiny student's adapter (a module fixture)
+
+pytestmark = pytest.mark.nats
+SERVER = "h100-us-east"
+
+
+@pytest.fixture(scope="module")
+def smollm2_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter for SmolLM2 as the trainer saves one (B = 0: the base's answers, which is all serving needs)."""
+    model = AutoModelForCausalLM.from_pretrained(ensure_bundled_model("smollm2-135m"))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    out = tmp_path_factory.mktemp("smollm2-adapter")
+    get_peft_model(model, config).save_pretrained(str(out))
+    return out
+
+
+def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
+    base = common(nats_server, tmp_path)
+    return (
+        build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
+        build_selector(SelectorSettings(**base | {"require_workers": True})),
+        build_deployer(
+            DeployerSettings(
+                **base,
+                server_id=SERVER,
+                advertise_host=SERVERS[SERVER],
+                serving_backend="auto",
+                probe_requests=3,
+                accuracy_samples=3,
+                max_tokens=8,
+            )
+        ),
+    )
+
+
+async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
+    nats_server, tmp_path, nc: Client, collect, smollm2_adapter: Path, adapter_dir: Path
+) -> None:
+    chosen = await collect("stratos.evt.server.chosen")
+    deployed = await collect("stratos.evt.model.deployed")
+    completed = await collect("stratos.evt.job.completed")
+    store = NatsArtifactStore(nc.jetstream())
+    smol = spec("smol-1").model_copy(
+        update={"students": [StudentSpec(name="smollm2-135m", model="smollm2-135m", params_b=0.135)]}
+    )
+    async with running(*stack(nats_server, tmp_path)):
+        await ready(nats_server, [SERVER])
+        await deploy(nc, chosen, completed, "smol-1", smollm2_adapter, smol)
+        await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
+        by_job = {b["job_id"]: b for b in deployed.bodies()}
+        served = {job: await answers(by_job[job]["endpoint"], job, await key_of(nc, job)) for job in by_job}
+        reports = {b["job_id"]: json.loads(await store.get_bytes(b["report_uri"])) for b in completed.bodies()}
+
+    assert served == {"smol-1": True, "tiny-1": True}
+    tiny_note = reports["tiny-1"]["serving"].get("engine_note", "")
+    assert by_job["tiny-1"]["backend"] == "cpu"
+    if find_engine() is None:
+        assert by_job["smol-1"]["backend"] == "cpu"
+        assert "make llama-cpp" in tiny_note and "make llama-cpp" in reports["smol-1"]["serving"]["engine_note"]
+    else:
+        assert by_job["smol-1"]["backend"] == "llamacpp", reports["smol-1"]["serving"]
+        assert "engine_note" not in reports["smol-1"]["serving"]
+        assert tiny_note.startswith("llama.cpp could not serve it: convert"), tiny_note
