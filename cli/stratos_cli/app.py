@@ -389,6 +389,20 @@ def server_up(server_id: str, nats_url: NatsOption = None) -> None:
     console.print(f"server {server_id} marked up")
 
 
+def _check_can_start(home: Path, tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Exit before starting anything when a stack already runs here, or when the TLS options do not go together."""
+    existing = StackState.load(home)
+    if existing and any(alive(pid) for pid in existing.pids.values()):
+        err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
+        raise typer.Exit(1)
+    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
+        err.print(
+            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
+            "that signed the certificate (the local services verify the server too)"
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def up(
     catalog: Annotated[Path, typer.Option(help="Server catalog YAML for the inventory.")] = Path(
@@ -415,16 +429,7 @@ def up(
     from stratos_shared.catalog import load_catalog
 
     home = client.home_dir()
-    existing = StackState.load(home)
-    if existing and any(alive(pid) for pid in existing.pids.values()):
-        err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
-        raise typer.Exit(1)
-    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
-        err.print(
-            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
-            "that signed the certificate (the local services verify the server too)"
-        )
-        raise typer.Exit(2)
+    _check_can_start(home, tls_cert, tls_key)
     catalog_ids = [s.id for s in load_catalog(catalog)]
     chosen = choose_servers(catalog_ids, servers)
     pids: dict[str, int] = {}
@@ -457,8 +462,7 @@ def up(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
     )
-    spare = next((s for s in catalog_ids if s not in chosen), None)
-    if advertised and credentials and spare:
+    if advertised and credentials and (spare := next((s for s in catalog_ids if s not in chosen), None)):
         console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add {spare}`")
 
 

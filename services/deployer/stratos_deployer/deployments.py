@@ -17,7 +17,7 @@ from typing import Protocol
 from opentelemetry import trace
 
 from stratos_deployer.domain import build_report
-from stratos_deployer.serving.backend import choose_backend, has_gpu
+from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
 from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
 from stratos_deployer.serving.process import stop_leftovers
@@ -170,9 +170,10 @@ class Deployer:
         state = await self.resources.job_state(job_id)
         return state is not None and state.server_revision == revision and state.server_id == self.settings.server_id
 
-    async def deploy(
+    async def _backend_for(
         self, trained: ModelTrained, spec: JobSpec, state: JobState, revision: int
-    ) -> tuple[ModelDeployed, dict[str, float | str]]:
+    ) -> tuple[ServingBackend, Path, Path | None]:
+        """The backend to serve the trained model with, the model's folder and its adapter (None: merged)."""
         if trained.job_id not in self.deployments.by_job:
             # Any server of this job still running was started by a past life of this deployer, maybe at an
             # earlier revision (then nothing else would stop it): it must not serve beside the new one.
@@ -195,6 +196,13 @@ class Deployer:
             host=self.settings.advertise_host,
             gpu_count=state.results.server.gpu_count if state.results.server else 1,
         )
+        return backend, model_path, adapter
+
+    async def deploy(
+        self, trained: ModelTrained, spec: JobSpec, state: JobState, revision: int
+    ) -> tuple[ModelDeployed, dict[str, float | str]]:
+        """Serve the trained model, measure it through its endpoint, then retire the job's previous endpoint."""
+        backend, model_path, adapter = await self._backend_for(trained, spec, state, revision)
         try:
             with tracer.start_as_current_span(
                 "deployer.start_backend", attributes={"job.id": trained.job_id, "serving.backend": backend.name}
