@@ -529,6 +529,20 @@ def server_up(server_id: str, nats_url: NatsOption = None) -> None:
     console.print(f"server {server_id} marked up")
 
 
+def _check_can_start(home: Path, tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Exit before starting anything when a stack already runs here, or when the TLS options do not go together."""
+    existing = StackState.load(home)
+    if existing and any(alive(pid) for pid in existing.pids.values()):
+        err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
+        raise typer.Exit(1)
+    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
+        err.print(
+            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
+            "that signed the certificate (the local services verify the server too)"
+        )
+        raise typer.Exit(2)
+
+
 @app.command()
 def up(
     catalog: Annotated[Path, typer.Option(help="Server catalog YAML for the inventory.")] = Path(
@@ -558,16 +572,7 @@ def up(
     from stratos_shared.catalog import load_catalog
 
     home = client.home_dir()
-    existing = StackState.load(home)
-    if existing and any(alive(pid) for pid in existing.pids.values()):
-        err.print(f"[yellow]a stack is already running[/] ({existing.nats_url}); `stratos down` first")
-        raise typer.Exit(1)
-    if (tls_cert is None) != (tls_key is None) or (tls_cert and not os.environ.get("STRATOS_NATS_CA")):
-        err.print(
-            "[red]error:[/] TLS needs --tls-cert and --tls-key together, and STRATOS_NATS_CA set to the CA file "
-            "that signed the certificate (the local services verify the server too)"
-        )
-        raise typer.Exit(2)
+    _check_can_start(home, tls_cert, tls_key)
     catalog_ids = [s.id for s in load_catalog(catalog)]
     chosen = choose_servers(catalog_ids, servers)
     pids: dict[str, int] = {}
@@ -583,34 +588,40 @@ def up(
         url, advertised = ",".join(n.url for n in nodes), advertised_url(nodes, advertise_url)
     replicas = 3 if cluster >= 3 else 1
     env = service_env(home, url, replicas, {"STRATOS_CATALOG": str(catalog.resolve())})
-
-    def login(user: str) -> dict[str, str]:
-        found = credentials.get(user)
-        return {"STRATOS_NATS_USER": user, "STRATOS_NATS_PASSWORD": found.password} if found else {}
-
     for service in CONTROL:
-        pids[service] = launch_service(service, home, env | login(service))
+        pids[service] = launch_service(service, home, env | _login(credentials, service))
     for index, server_id in enumerate(chosen):
-        pids |= launch_server(server_id, index, home, env, trainers, login(f"server-{server_id}"))
+        pids |= launch_server(server_id, index, home, env, trainers, _login(credentials, f"server-{server_id}"))
     ca = str(Path(os.environ["STRATOS_NATS_CA"]).resolve()) if os.environ.get("STRATOS_NATS_CA") else ""
     StackState(url, replicas, pids, chosen, advertise_url=advertised, auth=bool(credentials), nats_ca=ca).save(home)
-    try:
-        with err.status("waiting for the inventory to register the catalog"):
-            registered = _run(client.wait_until_ready(url, ready_timeout_s))
-        with err.status(f"waiting for the first heartbeat of {len(chosen)} servers' workers"):
-            _run(client.wait_for_workers(url, chosen, ready_timeout_s))
-    except client.StackNotReady as exc:
-        # a half-started stack would hold the port and make the next `stratos up` refuse: stop it
-        stop_pids(pids)
-        StackState.path(home).unlink(missing_ok=True)
-        raise client.StackNotReady(f"{exc}; stopped what it started (logs in {home / 'logs'})") from None
+    registered = _wait_for_stack(url, chosen, pids, home, ready_timeout_s)
     console.print(
         f"stratos is up: NATS {url}, {len(pids)} processes, {registered} servers in the catalog, "
         f"{len(chosen)} with workers ({', '.join(chosen)}); logs in {home / 'logs'}"
     )
-    spare = next((s for s in catalog_ids if s not in chosen), None)
-    if advertised and credentials and spare:
+    if advertised and credentials and (spare := next((s for s in catalog_ids if s not in chosen), None)):
         console.print(f"other hosts reach NATS at {advertised}: add a server with `stratos server add {spare}`")
+
+
+def _login(credentials: dict[str, Credential], user: str) -> dict[str, str]:
+    """The environment a process of `user` logs in with (none without auth)."""
+    found = credentials.get(user)
+    return {"STRATOS_NATS_USER": user, "STRATOS_NATS_PASSWORD": found.password} if found else {}
+
+
+def _wait_for_stack(url: str, chosen: list[str], pids: dict[str, int], home: Path, timeout_s: float) -> int:
+    """Wait for the catalog and the chosen servers' workers; servers registered. A stack that never gets ready
+    is stopped: half-started, it would hold the port and make the next `stratos up` refuse."""
+    try:
+        with err.status("waiting for the inventory to register the catalog"):
+            registered = _run(client.wait_until_ready(url, timeout_s))
+        with err.status(f"waiting for the first heartbeat of {len(chosen)} servers' workers"):
+            _run(client.wait_for_workers(url, chosen, timeout_s))
+    except client.StackNotReady as exc:
+        stop_pids(pids)
+        StackState.path(home).unlink(missing_ok=True)
+        raise client.StackNotReady(f"{exc}; stopped what it started (logs in {home / 'logs'})") from None
+    return registered
 
 
 @app.command()

@@ -135,11 +135,8 @@ def cli_command() -> str:
         return str(started)
 
 
-def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False, real: bool = False) -> int:
-    home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / ("demo-real" if real else "demo"))
-    os.environ["STRATOS_HOME"] = str(home)
-    (home / "logs").mkdir(parents=True, exist_ok=True)
-    console.rule("[bold]Stratos demo" + (" with a real model (SmolLM2-135M-Instruct)" if real else ""))
+def _build_models(console: Console, real: bool) -> None:
+    """The students the demo's jobs name, built or converted once (then cached)."""
     console.print("building the tiny local student models (cached after the first run) ...")
     from stratos_shared.localmodels import ensure_tiny_model
 
@@ -154,91 +151,95 @@ def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False, real
         path = ensure_bundled_model("smollm2-135m")
         console.print(f"  smollm2-135m: {path} ({time.monotonic() - started:.0f} s)")
 
-    sim_port = free_port()
+
+def _start_simulator(home: Path, port: int) -> subprocess.Popen[bytes]:
+    """The teacher simulator the demo's teachers point at, logging into the demo's logs."""
     sim_log = (home / "logs" / "teacher-sim.log").open("ab")
-    simulator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stratos_shared.teacher.simulator",
-            "--port",
-            str(sim_port),
-            "--config",
-            str(EXAMPLES / "teacher-sim.yaml"),
-        ],
+    config = str(EXAMPLES / "teacher-sim.yaml")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stratos_shared.teacher.simulator", "--port", str(port), "--config", config],
         stdout=sim_log,
         stderr=subprocess.STDOUT,
     )
+
+
+def _start_stack(home: Path, real: bool, pids: dict[str, int]) -> tuple[str, list[str]]:
+    """NATS, the control services and the servers' workers (their pids added to `pids` as they start): the NATS
+    URL and the servers with workers."""
+    url, nats_pids = start_nats(home, free_port(), 1)
+    pids.update(nats_pids)
+    # Smaller probes than the production defaults keep the demo within minutes on two cores.
+    small = {"STRATOS_PROBE_REQUESTS": "6", "STRATOS_ACCURACY_SAMPLES": "60", "STRATOS_EVAL_SAMPLES": "60"}
+    # SmolLM2 writes ~20 tokens a second per request on two cores: fewer, shorter evaluations
+    smaller = {
+        "STRATOS_EVAL_SAMPLES": "24",
+        "STRATOS_ACCURACY_SAMPLES": "24",
+        "STRATOS_PRESCREEN_ITEMS": "16",
+        "STRATOS_MAX_NEW_TOKENS": "96",
+    }
+    env = service_env(
+        home, url, 1, {"STRATOS_CATALOG": str(EXAMPLES / "servers.yaml"), **small, **(smaller if real else {})}
+    )
+    for service in CONTROL:
+        pids[service] = launch_service(service, home, env)
+    from stratos_shared.catalog import load_catalog
+
+    servers = choose_servers([s.id for s in load_catalog(EXAMPLES / "servers.yaml")], SERVERS)
+    for index, server_id in enumerate(servers):
+        pids |= launch_server(server_id, index, home, env)
+    return url, servers
+
+
+async def _submit_all(url: str, teacher_url: str, real: bool, console: Console) -> list[str]:
+    """Submit the demo's jobs, each under its own span (one trace per job from the submission on)."""
+    from opentelemetry import trace
+
+    job_ids = []
+    async with client.connect(url) as (_, js):
+        for name in REAL_JOBS if real else JOBS:
+            spec = demo_spec(EXAMPLES / name, teacher_url)
+            job_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
+            with trace.get_tracer("stratos.cli").start_as_current_span("stratos.submit", attributes={"job.id": job_id}):
+                await client.publish(js, JobSubmitted(job_id=job_id, spec=spec, submitted_by="demo"))
+            job_ids.append(job_id)
+            console.print(f"submitted {job_id} ({name})")
+    return job_ids
+
+
+def _say_where_to_look(console: Console, states: list[JobState], reports: dict[str, Path], home: Path) -> None:
+    """Each job's report, trace and logs; the stack stops when the demo ends, so none of it may need the stack."""
+    stratos = cli_command()
+    for state in states:
+        console.print(f"{state.name} ({state.status}):")
+        if state.job_id in reports:
+            console.print(f"  report: {reports[state.job_id] / 'report.md'} (and report.html, plots)")
+        console.print(f"  trace:  STRATOS_HOME={home} {stratos} trace {state.job_id}")
+        console.print(f"  logs:   STRATOS_HOME={home} {stratos} logs {state.job_id}")
+
+
+def run_demo(console: Console, timeout_s: float = 1200, keep: bool = False, real: bool = False) -> int:
+    """Run the demo's jobs on a stack of its own, follow them to the end and say where their results are."""
+    home = Path(os.environ.get("STRATOS_HOME") or Path.home() / ".stratos" / ("demo-real" if real else "demo"))
+    os.environ["STRATOS_HOME"] = str(home)
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]Stratos demo" + (" with a real model (SmolLM2-135M-Instruct)" if real else ""))
+    _build_models(console, real)
+    sim_port = free_port()
+    simulator = _start_simulator(home, sim_port)
     pids: dict[str, int] = {"teacher-sim": simulator.pid}
     try:
         wait_for_port(sim_port, 30)
-        url, nats_pids = start_nats(home, free_port(), 1)
-        pids.update(nats_pids)
-        # Smaller probes than the production defaults keep the demo within minutes on two cores.
-        env = service_env(
-            home,
-            url,
-            1,
-            {
-                "STRATOS_CATALOG": str(EXAMPLES / "servers.yaml"),
-                "STRATOS_PROBE_REQUESTS": "6",
-                "STRATOS_ACCURACY_SAMPLES": "60",
-                "STRATOS_EVAL_SAMPLES": "60",
-                # SmolLM2 writes ~20 tokens a second per request on two cores: fewer, shorter evaluations
-                **(
-                    {
-                        "STRATOS_EVAL_SAMPLES": "24",
-                        "STRATOS_ACCURACY_SAMPLES": "24",
-                        "STRATOS_PRESCREEN_ITEMS": "16",
-                        "STRATOS_MAX_NEW_TOKENS": "96",
-                    }
-                    if real
-                    else {}
-                ),
-            },
-        )
-        for service in CONTROL:
-            pids[service] = launch_service(service, home, env)
-        from stratos_shared.catalog import load_catalog
-
-        servers = choose_servers([s.id for s in load_catalog(EXAMPLES / "servers.yaml")], SERVERS)
-        for index, server_id in enumerate(servers):
-            pids |= launch_server(server_id, index, home, env)
+        url, servers = _start_stack(home, real, pids)
         console.print(f"NATS {url}; services {', '.join(CONTROL)}; teacher simulator on port {sim_port}")
         registered = asyncio.run(client.wait_until_ready(url))
         asyncio.run(client.wait_for_workers(url, servers))
         console.print(f"inventory ready: {registered} servers in the catalog; workers on {', '.join(servers)}")
-        teacher_url = f"http://127.0.0.1:{sim_port}/v1"
-        job_ids = []
         provider = setup_tracing("cli", home / "traces")
-
-        async def submit_all() -> None:
-            from opentelemetry import trace
-
-            async with client.connect(url) as (_, js):
-                for name in REAL_JOBS if real else JOBS:
-                    spec = demo_spec(EXAMPLES / name, teacher_url)
-                    job_id = f"{spec.name}-{uuid.uuid4().hex[:6]}"
-                    with trace.get_tracer("stratos.cli").start_as_current_span(
-                        "stratos.submit", attributes={"job.id": job_id}
-                    ):
-                        await client.publish(js, JobSubmitted(job_id=job_id, spec=spec, submitted_by="demo"))
-                    job_ids.append(job_id)
-                    console.print(f"submitted {job_id} ({name})")
-
-        asyncio.run(submit_all())
+        job_ids = asyncio.run(_submit_all(url, f"http://127.0.0.1:{sim_port}/v1", real, console))
         provider.force_flush()
         states = asyncio.run(follow(job_ids, url, console, job_ids[0], timeout_s, home))
         console.print(summary(states))
-        # The stack stops when the demo ends, so what the closing advice points at must not need it.
-        reports = asyncio.run(save_reports(states, url, home / "reports"))
-        stratos = cli_command()
-        for state in states:
-            console.print(f"{state.name} ({state.status}):")
-            if state.job_id in reports:
-                console.print(f"  report: {reports[state.job_id] / 'report.md'} (and report.html, plots)")
-            console.print(f"  trace:  STRATOS_HOME={home} {stratos} trace {state.job_id}")
-            console.print(f"  logs:   STRATOS_HOME={home} {stratos} logs {state.job_id}")
+        _say_where_to_look(console, states, asyncio.run(save_reports(states, url, home / "reports")), home)
         ok = len(states) == len(job_ids) and all(s.status == "completed" for s in states)
         if keep:
             console.print("stack left running (--keep); stop it with `stratos down`")

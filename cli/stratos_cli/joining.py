@@ -23,11 +23,12 @@ from stratos_cli.membership import MembershipError, ServerCredentialFile
 from stratos_cli.stack import alive, launch_server, service_env, signal_server, stop_pids
 from stratos_shared.bus.names import LIVENESS_BUCKET, server_token
 from stratos_shared.contracts.servers import ServerLiveness
+from stratos_shared.errors import StratosError
 from stratos_shared.settings import nats_tls_context
 
 
-class Stopped(Exception):
-    """SIGTERM or SIGINT reached `stratos server join`: stop the workers and leave."""
+class Stopped(StratosError):
+    """SIGTERM or SIGINT reached `stratos server join`: stop the workers and leave (an ending, not a failure)."""
 
 
 @contextlib.contextmanager

@@ -1,4 +1,20 @@
-"""Stratos' exception hierarchy: one base, each message in plain words."""
+"""Stratos' exception hierarchy: one base, each message in plain words.
+
+Every exception class Stratos defines is a `StratosError` (`tests/unit/shared/test_error_tree.py` checks it), so
+``except StratosError`` catches everything raised on purpose and the CLI prints it as one line. Below the base, one
+root per layer a caller handles differently; a class that callers also catch as ``ValueError`` or ``RuntimeError``
+keeps that base too:
+
+- here: bad events (`InvalidEventError`), artifacts, job state, the input policy, wiring bugs, `Redeliver`;
+- `stratos_shared.tasks.errors.TaskError`: a task refused (options, data file, snapshot, grading, user patterns);
+- `stratos_shared.teacher.errors.TeacherError`: the teacher (secrets, address, answers, the HTTP engine);
+- `stratos_shared.localmodels.bundled.BundledModelError`, `stratos_shared.catalog.CatalogError`,
+  `stratos_shared.embedded.EmbeddedNatsError`: a bundled model, the server catalog, the embedded nats-server;
+- `stratos_trainer.domain.errors.TrainingError`: training data or a chat template the trainer cannot use;
+- `stratos_deployer.serving.process.ServingError`: a model server that does not come up, a request it refuses;
+- the CLI's: `StackUnreachable`, `MembershipError`, `ReportError`, `Stopped` (a signal ends `server join`);
+- the inventory's `ProductsApiError` (a products API that does not answer usably).
+"""
 
 from __future__ import annotations
 

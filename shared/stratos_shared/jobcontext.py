@@ -25,7 +25,7 @@ from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET, SPECS_BUCKET
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
-from stratos_shared.errors import JobStateError
+from stratos_shared.errors import JobStateError, StratosError
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact
 from stratos_shared.policy import InputPolicy, read_regular_file
@@ -118,7 +118,7 @@ async def task_of(job_id: str, spec: TaskSpec, artifacts: ArtifactStore, cache_d
     return await asyncio.to_thread(_from_snapshot, raw, local)
 
 
-class _NoLocalCopy(Exception):
+class _NoLocalCopy(StratosError):
     """The snapshot's local copy is missing or no longer hashes to its name: fetch it again."""
 
 

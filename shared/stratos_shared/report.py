@@ -98,7 +98,8 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(report: JobReport) -> str:
-    s, t, d, st, sv, c = report.server, report.teacher, report.data, report.student, report.serving, report.cost
+    """The report as Markdown: one section per stage, then the cost and the plots."""
+    st, t = report.student, report.teacher
     lines = [
         f"# Stratos job report: {report.name} (`{report.job_id}`)",
         "",
@@ -106,12 +107,45 @@ def render_markdown(report: JobReport) -> str:
         f"Multi-objective score **{report.score.total:.2f}** (accuracy {report.score.accuracy:.2f}, "
         f"latency {report.score.latency:.2f}, cost {report.score.cost:.2f}).",
         "",
+        *_server_section(report.server),
+        "",
+        *_teacher_section(t),
+        "",
+        "## Data",
+        f"- {report.data.get('accepted')} training records from {report.data.get('asked')} teacher traces "
+        f"(acceptance {_pct(report.data.get('rate'))}); rejected: {report.data.get('rejected') or {}}",
+        "",
+        "## Student",
+        f"- **{st.get('student')}** trained with {st.get('method')} in {st.get('seconds', 0):.0f} s "
+        f"({st.get('steps')} steps, {st.get('tokens')} tokens"
+        + (f", resumed from step {st['resumed_from_step']}" if st.get("resumed_from_step") else "")
+        + ")",
+        f"- held-out accuracy: before **{_pct(st.get('before'))}**, after **{_pct(st.get('after'))}**; "
+        f"teacher on the held-out sample: {_pct(t.get('accuracy'))}",
+        *_attempts_section(report),
+        "",
+        *_serving_section(report.serving, report.job_id),
+        "",
+        *_cost_section(report.cost),
+    ]
+    if report.plots:
+        lines += ["", "## Plots", *[f"- {name}: `{uri}`" for name, uri in report.plots.items()]]
+    return "\n".join(lines) + "\n"
+
+
+def _server_section(s: dict[str, Any]) -> list[str]:
+    return [
         "## Server",
         f"- **{s.get('id')}** ({s.get('gpu_model')} × {s.get('gpu_count')}, ${s.get('cost_per_hour', 0):.2f}/h, "
         f"{s.get('latency_ms', 0):.0f} ms), placement revision {s.get('revision')}: {s.get('reason')}",
         f"- {s.get('feasible_count')} of {s.get('total_count')} servers feasible, {s.get('pareto_size')} on the "
         f"Pareto front (strategy {s.get('strategy')})",
-        "",
+    ]
+
+
+def _teacher_section(t: dict[str, Any]) -> list[str]:
+    """The choice, and every candidate's score; a teacher that could not be scored says why."""
+    lines = [
         "## Teacher",
         f"- chosen **{t.get('teacher')}** → mode **{t.get('mode')}** (τ = {t.get('tau')})",
         "",
@@ -130,25 +164,15 @@ def render_markdown(report: JobReport) -> str:
             else f"| {score['name']} | {_pct(score['accuracy'])} | - | {score['errors']} | - | "
             f"${score['cost_usd']:.4f} |"
         )
-    lines += [
-        "",
-        "## Data",
-        f"- {d.get('accepted')} training records from {d.get('asked')} teacher traces "
-        f"(acceptance {_pct(d.get('rate'))}); rejected: {d.get('rejected') or {}}",
-        "",
-        "## Student",
-        f"- **{st.get('student')}** trained with {st.get('method')} in {st.get('seconds', 0):.0f} s "
-        f"({st.get('steps')} steps, {st.get('tokens')} tokens"
-        + (f", resumed from step {st['resumed_from_step']}" if st.get("resumed_from_step") else "")
-        + ")",
-        f"- held-out accuracy: before **{_pct(st.get('before'))}**, after **{_pct(st.get('after'))}**; "
-        f"teacher on the held-out sample: {_pct(t.get('accuracy'))}",
-        *_attempts_section(report),
-        "",
+    return lines
+
+
+def _serving_section(sv: dict[str, Any], job_id: str) -> list[str]:
+    return [
         "## Serving",
         f"- {sv.get('backend')} backend at `{sv.get('endpoint')}` on {sv.get('server_id')}",
         *(
-            [f"- clients send `Authorization: Bearer <key>`; `stratos key {report.job_id}` prints the key"]
+            [f"- clients send `Authorization: Bearer <key>`; `stratos key {job_id}` prints the key"]
             if sv.get("auth") == "bearer"
             else []
         ),
@@ -164,7 +188,11 @@ def render_markdown(report: JobReport) -> str:
             if sv.get("accuracy_target")
             else ""
         ),
-        "",
+    ]
+
+
+def _cost_section(c: CostBreakdown) -> list[str]:
+    return [
         "## Cost",
         "| stage | USD |",
         "| --- | --- |",
@@ -174,9 +202,6 @@ def render_markdown(report: JobReport) -> str:
         f"| serving (planned hours) | {c.serving_usd:.4f} |",
         f"| **total** | **{c.total_usd:.4f}** of {c.budget_usd:.2f} budget |",
     ]
-    if report.plots:
-        lines += ["", "## Plots", *[f"- {name}: `{uri}`" for name, uri in report.plots.items()]]
-    return "\n".join(lines) + "\n"
 
 
 def _attempts_section(report: JobReport) -> list[str]:

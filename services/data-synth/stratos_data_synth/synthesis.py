@@ -35,6 +35,63 @@ class SynthesisOutcome:
     last_teacher_error: str | None = None
 
 
+@dataclass
+class _Synthesis:
+    """One synthesis run: asks the teacher question by question, judges every trace, counts what failed."""
+
+    task: Task
+    mode: DistillationMode
+    client: TeacherClient
+    settings: DistillationSpec
+    temperature: float
+    budget_usd: float
+    total: int
+    on_progress: ProgressCallback | None
+    progress_every: int
+    builder: DatasetBuilder
+    errors: int = 0
+    last_error: str | None = None
+    done: int = 0
+    stopped: bool = False
+
+    async def offer(self, example: Example, trace: str) -> None:
+        """Judge off the event loop (it keeps the message's lease alive meanwhile), bounded; record on it."""
+        try:
+            verdict = await off_loop(judge, self.task, self.mode, trace, example)
+        except GradingTimeout:
+            verdict = Verdict(False, REJECT_GRADING_TIMEOUT)
+        self.builder.record(example, verdict)
+
+    async def alignment(self, example: Example) -> None:
+        completion = await self.client.complete(
+            self.task.prompt(example), n=self.settings.samples_per_question, temperature=self.temperature
+        )
+        for trace in completion.texts:
+            await self.offer(example, trace)
+
+    async def injection(self, example: Example) -> None:
+        for attempt in range(self.settings.max_retries_per_question + 1):
+            prompt = self.task.reverse_prompt(example)
+            completion = await self.client.complete(prompt, temperature=self.temperature, seed=attempt)
+            await self.offer(example, completion.text)
+            if self.builder.has_enough(example):
+                return
+
+    async def one(self, example: Example) -> None:
+        """Ask about one question unless the budget is spent; a teacher failure drops the question, counted."""
+        if self.client.usage.cost_usd >= self.budget_usd:
+            self.stopped = True
+            return
+        try:
+            await (self.alignment if self.mode == "alignment" else self.injection)(example)
+        except TeacherError as exc:
+            self.errors += 1
+            self.last_error = str(exc)
+        self.done += 1
+        if self.on_progress is not None and (self.done % self.progress_every == 0 or self.done == self.total):
+            await self.on_progress(self.done, self.total, self.builder.accepted_count)
+
+
 async def synthesise(
     task: Task,
     examples: Sequence[Example],
@@ -49,58 +106,18 @@ async def synthesise(
 ) -> SynthesisOutcome:
     """Collect traces for `examples` in `mode`; stops asking new questions once `budget_usd` is spent."""
     builder = DatasetBuilder(task, mode, settings.keep_per_question)
-    errors = 0
-    last_error: str | None = None
-    done = 0
-    stopped = False
-
-    async def offer(example: Example, trace: str) -> None:
-        """Judge off the event loop (it keeps the message's lease alive meanwhile), bounded; record on it."""
-        try:
-            verdict = await off_loop(judge, task, mode, trace, example)
-        except GradingTimeout:
-            verdict = Verdict(False, REJECT_GRADING_TIMEOUT)
-        builder.record(example, verdict)
-
-    async def alignment(example: Example) -> None:
-        completion = await client.complete(
-            task.prompt(example), n=settings.samples_per_question, temperature=temperature
-        )
-        for trace in completion.texts:
-            await offer(example, trace)
-
-    async def injection(example: Example) -> None:
-        for attempt in range(settings.max_retries_per_question + 1):
-            completion = await client.complete(task.reverse_prompt(example), temperature=temperature, seed=attempt)
-            await offer(example, completion.text)
-            if builder.has_enough(example):
-                return
-
-    ask = alignment if mode == "alignment" else injection
-
-    async def one(example: Example) -> None:
-        nonlocal errors, last_error, done, stopped
-        if client.usage.cost_usd >= budget_usd:
-            stopped = True
-            return
-        try:
-            await ask(example)
-        except TeacherError as exc:
-            errors += 1
-            last_error = str(exc)
-        done += 1
-        if on_progress is not None and (done % progress_every == 0 or done == len(examples)):
-            await on_progress(done, len(examples), builder.accepted_count)
-
-    await asyncio.gather(*(one(example) for example in examples))
+    run = _Synthesis(
+        task, mode, client, settings, temperature, budget_usd, len(examples), on_progress, progress_every, builder
+    )
+    await asyncio.gather(*(run.one(example) for example in examples))
     usage = client.usage
     return SynthesisOutcome(
         builder=builder,
         cost_usd=usage.cost_usd,
         tokens=usage.input_tokens + usage.output_tokens,
-        teacher_errors=errors,
-        stopped_by_budget=stopped,
-        last_teacher_error=last_error,
+        teacher_errors=run.errors,
+        stopped_by_budget=run.stopped,
+        last_teacher_error=run.last_error,
     )
 
 

@@ -203,22 +203,7 @@ class Deployer:
             # Failed, or cancelled by a shutdown: a server nobody tracks must not outlive us.
             await asyncio.to_thread(backend.stop)
             raise
-        deployed = ModelDeployed(
-            # The endpoint is part of the identity: a re-publish of this deployment is dropped as a duplicate,
-            # a new one (after a crash, a re-plan) is not, so the ledger always shows the live endpoint.
-            event_id=stable_id(trained.job_id, "deployed", revision, endpoint),
-            job_id=trained.job_id,
-            server_id=self.settings.server_id,
-            revision=revision,
-            endpoint=endpoint,
-            backend=backend.name,
-            ttft_p50_ms=float(measured["ttft_p50_ms"]),
-            ttft_p95_ms=float(measured["ttft_p95_ms"]),
-            latency_p50_ms=float(measured["latency_p50_ms"]),
-            latency_p95_ms=float(measured["latency_p95_ms"]),
-            accuracy=float(measured["accuracy"]),
-            api_key_uri=key_uri,
-        )
+        deployed = self.announcement(trained.job_id, revision, endpoint, backend.name, measured, key_uri)
         serving: dict[str, float | str] = {
             **measured,
             "endpoint": endpoint,
@@ -235,6 +220,33 @@ class Deployer:
             Artifact.DEPLOYMENT_RECORD, deployment.record()
         )
         return deployed, serving
+
+    def announcement(
+        self,
+        job_id: str,
+        revision: int,
+        endpoint: str,
+        backend_name: str,
+        measured: dict[str, float | str],
+        key_uri: str,
+    ) -> ModelDeployed:
+        """The ModelDeployed for a measured endpoint."""
+        return ModelDeployed(
+            # The endpoint is part of the identity: a re-publish of this deployment is dropped as a duplicate,
+            # a new one (after a crash, a re-plan) is not, so the ledger always shows the live endpoint.
+            event_id=stable_id(job_id, "deployed", revision, endpoint),
+            job_id=job_id,
+            server_id=self.settings.server_id,
+            revision=revision,
+            endpoint=endpoint,
+            backend=backend_name,
+            ttft_p50_ms=float(measured["ttft_p50_ms"]),
+            ttft_p95_ms=float(measured["ttft_p95_ms"]),
+            latency_p50_ms=float(measured["latency_p50_ms"]),
+            latency_p95_ms=float(measured["latency_p95_ms"]),
+            accuracy=float(measured["accuracy"]),
+            api_key_uri=key_uri,
+        )
 
     def backend(self, choice: str, job_id: str, state: JobState, workdir: Path, gpu: bool) -> ServingBackend:
         return choose_backend(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
@@ -20,10 +20,59 @@ from stratos_shared.settings import TeacherClientSettings
 from stratos_shared.tasks import Example, Task
 from stratos_shared.tasks.errors import GradingTimeout
 from stratos_shared.tasks.offloop import off_loop
+from stratos_shared.teacher.client import TeacherClient
 from stratos_shared.teacher.errors import TeacherError
 from stratos_teacher_eval.domain import choose_mode, choose_teacher, percentile, stratified_sample, wilson_interval
 
 tracer = trace.get_tracer("stratos.teacher_eval")
+
+
+@dataclass
+class _Answers:
+    """What asking the sample gave: the errors (a question the teacher failed or that could not be graded) and the
+    latency of each answer."""
+
+    errors: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+async def _ask(client: TeacherClient, task: Task, example: Example, answers: _Answers) -> bool | None:
+    """Whether the teacher answered `example` correctly; None when it gave no gradable answer."""
+    started = time.perf_counter()
+    try:
+        completion = await client.complete(task.prompt(example), temperature=0.0)
+    except TeacherError as exc:
+        answers.errors.append(str(exc))
+        return None
+    answers.latencies_ms.append((time.perf_counter() - started) * 1000)
+    try:  # off the loop: the lease on the message is extended from it while the teachers answer
+        grade = await off_loop(task.grade, completion.text, example)
+    except GradingTimeout as exc:
+        answers.errors.append(str(exc))
+        return None
+    return grade.correct
+
+
+def _score(name: str, asked: int, verdicts: Sequence[bool | None], answers: _Answers, cost_usd: float) -> TeacherScore:
+    """The teacher's accuracy with its Wilson interval, its latency percentiles, its errors and what it cost."""
+    graded = [v for v in verdicts if v is not None]
+    correct = sum(graded)
+    low, high = wilson_interval(correct, len(graded))
+    error = None
+    if not graded:
+        error = f"no answer to any of {asked} requests: {answers.errors[0] if answers.errors else 'unknown error'}"
+    return TeacherScore(
+        name=name,
+        accuracy=correct / len(graded) if graded else 0.0,
+        ci_low=low,
+        ci_high=high,
+        graded=len(graded),
+        errors=len(answers.errors),
+        latency_p50_ms=percentile(answers.latencies_ms, 50),
+        latency_p95_ms=percentile(answers.latencies_ms, 95),
+        cost_usd=cost_usd,
+        error=error,
+    )
 
 
 async def score_teacher(
@@ -34,9 +83,6 @@ async def score_teacher(
 ) -> TeacherScore:
     """Ask the teacher every sampled question once (greedy), grade, and summarise; failures are counted, not raised."""
     with tracer.start_as_current_span("teacher-eval.score", attributes={"teacher.name": teacher.name}) as span:
-        correct = 0
-        errors: list[str] = []
-        latencies: list[float] = []
         try:
             client = teacher_client_for(teacher, settings)
         except TeacherError as exc:
@@ -50,42 +96,10 @@ async def score_teacher(
                 cost_usd=0,
                 error=f"cannot be used from teacher-eval's host: {exc}",
             )
+        answers = _Answers()
         async with client:
-
-            async def ask(example: Example) -> bool | None:
-                started = time.perf_counter()
-                try:
-                    completion = await client.complete(task.prompt(example), temperature=0.0)
-                except TeacherError as exc:
-                    errors.append(str(exc))
-                    return None
-                latencies.append((time.perf_counter() - started) * 1000)
-                try:  # off the loop: the lease on the message is extended from it while the teachers answer
-                    grade = await off_loop(task.grade, completion.text, example)
-                except GradingTimeout as exc:
-                    errors.append(str(exc))
-                    return None
-                return grade.correct
-
-            verdicts = await asyncio.gather(*(ask(example) for example in sample))
-        graded = [v for v in verdicts if v is not None]
-        correct = sum(graded)
-        low, high = wilson_interval(correct, len(graded))
-        error = None
-        if not graded:
-            error = f"no answer to any of {len(sample)} requests: {errors[0] if errors else 'unknown error'}"
-        score = TeacherScore(
-            name=teacher.name,
-            accuracy=correct / len(graded) if graded else 0.0,
-            ci_low=low,
-            ci_high=high,
-            graded=len(graded),
-            errors=len(errors),
-            latency_p50_ms=percentile(latencies, 50),
-            latency_p95_ms=percentile(latencies, 95),
-            cost_usd=client.usage.cost_usd,
-            error=error,
-        )
+            verdicts = await asyncio.gather(*(_ask(client, task, example, answers) for example in sample))
+        score = _score(teacher.name, len(sample), verdicts, answers, client.usage.cost_usd)
         span.set_attributes(
             {"teacher.accuracy": score.accuracy, "teacher.errors": score.errors, "teacher.cost_usd": score.cost_usd}
         )

@@ -16,7 +16,8 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,16 @@ from stratos_shared.contracts.events import (
 )
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import ArtifactError
-from stratos_shared.jobcontext import StageResources, split_task, task_of
+from stratos_shared.jobcontext import Split, StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact, AttemptArtifacts
 from stratos_shared.metrics import training_tokens_per_s
 from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Grade, Task
-from stratos_trainer.domain.checkpoints import Progress
+from stratos_trainer.domain.checkpoints import Progress, TrainResult
 from stratos_trainer.domain.config import PrescreenConfig, TrainingConfig
 from stratos_trainer.domain.data import grpo_dataset, read_jsonl, sft_dataset
-from stratos_trainer.domain.evaluate import evaluate_path
+from stratos_trainer.domain.evaluate import EvalResult, evaluate_path
 from stratos_trainer.domain.grpo import train_grpo
 from stratos_trainer.domain.prescreen import prescreen
 from stratos_trainer.domain.sft import train_sft
@@ -100,6 +101,14 @@ def training_config(spec: JobSpec) -> TrainingConfig:
     return config
 
 
+def attempt_config(spec: JobSpec, plan: TrainingPlan) -> TrainingConfig:
+    """The job's training configuration for one attempt: the plan's steps, when it names them, override the spec's."""
+    config = training_config(spec)
+    if plan.max_steps is not None:
+        config.max_steps = plan.max_steps
+    return config
+
+
 WARM_START_MODEL = Artifact.WARM_START_MODEL
 WARM_START_RECORD = Artifact.WARM_START_RECORD
 
@@ -115,6 +124,97 @@ class Start:
     """The attempt's own checkpoint it resumed after a crash or re-plan (0: none)."""
     wall_seconds: float = 0.0
     """This attempt's training time before the resume."""
+
+
+@dataclass(frozen=True)
+class TrainingAttempt:
+    """What every step of one training attempt reads: the assignment, the job's task and data, where it works."""
+
+    event: DataReady
+    plan: TrainingPlan
+    revision: int
+    """The placement revision it was assigned under: the fencing token of every write."""
+    generation: int
+    """`JobSignals.generation` when it began: a stop signalled later concerns this attempt."""
+    spec: JobSpec
+    task: Task
+    split: Split
+    held_out: list[Example]
+    """The held-out examples it is evaluated on (before and after), at most `eval_samples`."""
+    workdir: Path
+    train_records: list[dict[str, Any]]
+    shots: list[list[dict[str, str]]]
+    """Few-shot conversations for the pre-screen (the verified traces for GRPO, when there are any)."""
+
+    @property
+    def job_id(self) -> str:
+        return self.event.job_id
+
+    @property
+    def files(self) -> AttemptArtifacts:
+        return AttemptArtifacts(self.plan.attempt, self.plan.lineage)
+
+    def items(self) -> list[tuple[list[dict[str, str]], str]]:
+        """The held-out prompts, graded by example id (see `Graded`)."""
+        return [(self.task.student_prompt(e), e.id) for e in self.held_out]
+
+
+@dataclass
+class Watch:
+    """The training thread's view of one attempt: whether to stop (moved, cancelled, fenced or out of its cost
+    allowance) and its progress reports, at most one a second. Its clock is the attempt's training time."""
+
+    job_id: str
+    attempt: int
+    server_id: str
+    trainer: str
+    report: Publish
+    loop: asyncio.AbstractEventLoop
+    cut_off: Callable[[], bool]
+    """Whether the job was cancelled, moved or fenced on this server (`JobSignals.must_stop`)."""
+    price_per_hour: float = 0.0
+    allowance_usd: float | None = None
+    wall_before: float = 0.0
+    """Training seconds the attempt spent before this run (it resumed)."""
+    t0: float = field(default_factory=time.monotonic)
+    last_progress: float = 0.0
+    planned_steps: int = 0
+    """Known from the first step's progress report; checkpoints come after it."""
+    out_of_allowance: bool = False
+
+    def restart_clock(self) -> None:
+        """Count from now (the warm start is priced apart, from its own record)."""
+        self.t0 = time.monotonic()
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + (time.monotonic() - self.t0)
+
+    def should_stop(self) -> bool:
+        if self.allowance_usd is not None and self.price_per_hour > 0:
+            spent = self.wall_seconds() / 3600 * self.price_per_hour
+            self.out_of_allowance = self.out_of_allowance or spent >= self.allowance_usd
+        return self.out_of_allowance or self.cut_off()
+
+    def on_progress(self, progress: Progress) -> None:
+        self.planned_steps = progress.max_steps
+        if self.should_stop():
+            return  # moved, cancelled or fenced: nothing more is said about this run
+        if time.monotonic() - self.last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
+            return
+        self.last_progress = time.monotonic()
+        training_tokens_per_s.record(progress.tokens_per_second)
+        message = TrainingProgress(
+            job_id=self.job_id,
+            server_id=self.server_id,
+            step=progress.step,
+            total_steps=progress.max_steps,
+            loss=progress.loss,
+            tokens_per_s=progress.tokens_per_second,
+            eta_s=progress.eta_seconds,
+            trainer=self.trainer,
+            attempt=self.attempt,
+        )
+        asyncio.run_coroutine_threadsafe(self.report(message), self.loop)
 
 
 class TrainingRun:
@@ -188,21 +288,14 @@ class TrainingRun:
         )
 
     async def _warm_start(
-        self,
-        job_id: str,
-        files: AttemptArtifacts,
-        base_path: str | Path,
-        config: TrainingConfig,
-        workdir: Path,
-        should_stop: Callable[[], bool],
-        progress: Callable[[Progress], None],
+        self, attempt: TrainingAttempt, base_path: str | Path, config: TrainingConfig, watch: Watch
     ) -> Path | JobFailed | None:
         """The GRPO cold start: full SFT on the job's verified traces; None when stopped (a re-plan, a cancel).
 
         Run once per student line and kept in the artifact store: GRPO's checkpoints are taken on top of it, so
         a resumed run needs it again. Stopped part-way, it is redone from the base (it is the short phase).
         """
-        store = self.resources.artifacts
+        store, job_id, files, workdir = self.resources.artifacts, attempt.job_id, attempt.files, attempt.workdir
         done_uri = store.uri_for(job_id, files.warm_start_model)
         if await store.exists(done_uri):
             return await get_dir(store, done_uri, workdir / "warm-start")
@@ -230,8 +323,8 @@ class TrainingRun:
                 sft_dataset(traces),
                 sft,
                 workdir / "warm-run",
-                should_stop=should_stop,
-                progress=progress,
+                should_stop=watch.should_stop,
+                progress=watch.on_progress,
             )
         if result.stopped_early:
             return None
@@ -254,19 +347,77 @@ class TrainingRun:
         state = await self.resources.job_state(job_id)
         return state is not None and state.server_revision == revision and state.server_id == self.settings.server_id
 
-    async def _student(
+    async def run(
         self,
         event: DataReady,
-        plan: TrainingPlan,
-        spec: JobSpec,
-        task: Task,
-        held_out: list[Example],
-        shots: list[list[dict[str, str]]],
+        state: JobState,
         publish: Publish,
-    ) -> StudentChosen | JobFailed:
-        """The first attempt's student is the pre-screen's choice; a later attempt names its own."""
+        revision: int,
+        plan: TrainingPlan | None = None,
+        report: Publish | None = None,
+    ) -> list[Event]:
+        """Train one attempt; `publish` says what must be said (the student chosen), `report` (best effort,
+        default `publish`) the progress. The steps, each a method: `prepare`, `student`, `accuracy_before`,
+        `starting_point`, `train`, `evaluate`, then the fence and `model_trained` (the announcement)."""
+        attempt = await self.prepare(event, plan or TrainingPlan(), revision)
+        chosen = await self.student(attempt, publish)
+        if isinstance(chosen, JobFailed):
+            return [chosen]
+        base_path: str | Path = await asyncio.to_thread(resolve_model, chosen.model)
+        before = await self.accuracy_before(attempt, state, base_path)
+        start = await self.starting_point(attempt)
+        watch = self.watch(attempt, start, state.results.price_per_hour, report or publish)
+        config = attempt_config(attempt.spec, attempt.plan)
+        trained = await self.train(attempt, base_path, config, start, watch)
+        if not isinstance(trained, TrainResult):
+            return trained
+        after, model_uri = await self.evaluate(attempt, trained)
+        seconds = start.wall_seconds + trained.wall_seconds + await self._warm_start_seconds(attempt, config)
+        if not await self.still_mine(attempt.job_id, attempt.revision, attempt.generation):
+            log.info("job %s: trained, but revision %d is stale: not announcing it", attempt.job_id, attempt.revision)
+            return []
+        return [
+            self.model_trained(
+                attempt, chosen, config.method, start, trained, before, after, model_uri, seconds, watch.price_per_hour
+            )
+        ]
+
+    async def prepare(self, event: DataReady, plan: TrainingPlan, revision: int) -> TrainingAttempt:
+        """The job's spec, task and split, a fresh working folder, and the training data fetched into it."""
+        spec = await self.resources.specs.get(event.job_id)
+        task = await task_of(event.job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
+        split = split_task(task, spec.task)
+        generation = self.signals.generation()
+        # Per server: a stale trainer elsewhere on this host must not wipe the new owner's working files.
+        workdir = self.settings.home / "trainer" / server_token(self.settings.server_id) / event.job_id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        store = self.resources.artifacts
+        train_records = read_jsonl(await get_file(store, event.train_uri, workdir / "train.jsonl"))
+        shots_source = train_records
+        if spec.training.method == "grpo":
+            traces_uri = store.uri_for(event.job_id, Artifact.TRACES)
+            if await store.exists(traces_uri):
+                shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
+        return TrainingAttempt(
+            event=event,
+            plan=plan,
+            revision=revision,
+            generation=generation,
+            spec=spec,
+            task=task,
+            split=split,
+            held_out=split.eval[: self.settings.eval_samples],
+            workdir=workdir,
+            train_records=train_records,
+            shots=[r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r],
+        )
+
+    async def student(self, attempt: TrainingAttempt, publish: Publish) -> StudentChosen | JobFailed:
+        """The first attempt's student is the pre-screen's choice (published here); a later attempt names its own."""
+        event, plan, spec = attempt.event, attempt.plan, attempt.spec
         if plan.student is None:
-            chosen, reason = await self.choose_student(event, spec, task, held_out, shots)
+            chosen, reason = await self.choose_student(event, spec, attempt.task, attempt.held_out, attempt.shots)
             if chosen is None:
                 return JobFailed(
                     event_id=stable_id(event.job_id, "failed", "prescreen"),
@@ -304,29 +455,29 @@ class TrainingRun:
             f"to {best.screened_accuracy:.2f} or below, or add a larger student"
         )
 
-    async def _accuracy_before(
-        self,
-        job_id: str,
-        files: AttemptArtifacts,
-        plan: TrainingPlan,
-        state: JobState,
-        evaluate_base: Callable[[], Any],
-    ) -> dict[str, Any]:
+    async def accuracy_before(self, attempt: TrainingAttempt, state: JobState, base_path: str | Path) -> dict[str, Any]:
         """Where the attempt starts from: the attempt it continues, else the base (evaluated once per line)."""
+        plan, files = attempt.plan, attempt.files
         continued = state.attempt(plan.resume_attempt) if plan.resume_attempt else None
         if continued is not None:
             return {"accuracy": continued.accuracy, "extractions": {}}
-        before = await self._artifact_json(job_id, files.baseline)
+        before = await self._artifact_json(attempt.job_id, files.baseline)
         if before is None:
-            baseline = await asyncio.to_thread(evaluate_base)
+            baseline = await asyncio.to_thread(
+                evaluate_path,
+                base_path,
+                attempt.items(),
+                Graded(attempt.task, attempt.held_out),
+                max_new_tokens=self.settings.max_new_tokens,
+            )
             before = {"accuracy": baseline.accuracy, "extractions": baseline.extraction_counts()}
-            await self._put_json(job_id, files.baseline, before)
+            await self._put_json(attempt.job_id, files.baseline, before)
         return before
 
-    async def _start(self, job_id: str, files: AttemptArtifacts, plan: TrainingPlan, workdir: Path) -> Start:
+    async def starting_point(self, attempt: TrainingAttempt) -> Start:
         """Resume the attempt's own newest checkpoint; else, continuing, the final one of the attempt continued."""
-        store = self.resources.artifacts
-        own = await self._artifact_json(job_id, files.latest)
+        store, job_id, plan, workdir = self.resources.artifacts, attempt.job_id, attempt.plan, attempt.workdir
+        own = await self._artifact_json(job_id, attempt.files.latest)
         continued = (
             await self._artifact_json(job_id, AttemptArtifacts(plan.resume_attempt, plan.lineage).latest)
             if plan.resume_attempt
@@ -345,237 +496,197 @@ class TrainingRun:
             return Start(path, start_step)
         return Start()
 
-    async def run(
-        self,
-        event: DataReady,
-        state: JobState,
-        publish: Publish,
-        revision: int,
-        plan: TrainingPlan | None = None,
-        report: Publish | None = None,
-    ) -> list[Event]:
-        """Train one attempt; `publish` says what must be said (the student chosen), `report` (best effort,
-        default `publish`) the progress."""
-        plan = plan or TrainingPlan()
-        report = report or publish
-        files = AttemptArtifacts(plan.attempt, plan.lineage)
-        spec = await self.resources.specs.get(event.job_id)
-        task = await task_of(event.job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
-        split = split_task(task, spec.task)
-        held_out = split.eval[: self.settings.eval_samples]
-        generation = self.signals.generation()
-        # Per server: a stale trainer elsewhere on this host must not wipe the new owner's working files.
-        workdir = self.settings.home / "trainer" / server_token(self.settings.server_id) / event.job_id
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        store = self.resources.artifacts
-        train_records = read_jsonl(await get_file(store, event.train_uri, workdir / "train.jsonl"))
-        shots_source = train_records
-        if spec.training.method == "grpo":
-            traces_uri = store.uri_for(event.job_id, Artifact.TRACES)
-            if await store.exists(traces_uri):
-                shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
-        shots = [r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r]
-
-        chosen = await self._student(event, plan, spec, task, held_out, shots, publish)
-        if isinstance(chosen, JobFailed):
-            return [chosen]
-        base_path: str | Path = await asyncio.to_thread(resolve_model, chosen.model)
-        items = [(task.student_prompt(e), e.id) for e in held_out]
-        grader = Graded(task, held_out)
-        before = await self._accuracy_before(
-            event.job_id,
-            files,
-            plan,
-            state,
-            lambda: evaluate_path(base_path, items, grader, max_new_tokens=self.settings.max_new_tokens),
+    def watch(self, attempt: TrainingAttempt, start: Start, price_per_hour: float, report: Publish) -> Watch:
+        """The attempt's stop rule and progress reports, for the training thread; the clock starts now."""
+        return Watch(
+            job_id=attempt.job_id,
+            attempt=attempt.plan.attempt,
+            server_id=self.settings.server_id,
+            trainer=self.settings.instance,
+            report=report,
+            loop=asyncio.get_running_loop(),
+            cut_off=partial(self.signals.must_stop, attempt.job_id, attempt.revision, attempt.generation),
+            price_per_hour=price_per_hour,
+            allowance_usd=attempt.plan.max_cost_usd,
+            wall_before=start.wall_seconds,
         )
-        start = await self._start(event.job_id, files, plan, workdir)
-        price = state.results.price_per_hour
 
-        server_id = self.settings.server_id
-        loop = asyncio.get_running_loop()
-        last_progress = 0.0
-        planned_steps = 0  # known from the first step's progress report; checkpoints come after it
-        t0 = time.monotonic()
-        out_of_allowance = False
-
-        def on_checkpoint(step: int, path: Path) -> None:
-            async def upload() -> None:
-                if not await self.still_mine(event.job_id, revision, generation):
-                    # The job moved: its new owner's checkpoints are the ones to resume from, not ours.
-                    log.info("job %s: not uploading checkpoint %d, revision %d is stale", event.job_id, step, revision)
-                    return
-                # The revision in the name: a stale owner can never overwrite the new owner's files.
-                uri = await put_dir(store, event.job_id, files.checkpoint(revision, step), path)
-                record = CheckpointRecord(
-                    step=step, uri=uri, wall_seconds=start.wall_seconds + (time.monotonic() - t0), server_id=server_id
-                )
-                await self._put_json(event.job_id, files.latest, record.model_dump())
-                await report(
-                    TrainingProgress(
-                        job_id=event.job_id,
-                        server_id=server_id,
-                        step=step,
-                        total_steps=max(step, planned_steps),
-                        checkpoint_uri=uri,
-                        trainer=self.settings.instance,
-                        attempt=plan.attempt,
-                    )
-                )
-
-            asyncio.run_coroutine_threadsafe(upload(), loop).result(timeout=600)
-
-        def on_progress(progress: Progress) -> None:
-            nonlocal last_progress, planned_steps
-            planned_steps = progress.max_steps
-            if should_stop():
-                return  # moved, cancelled or fenced: nothing more is said about this run
-            if time.monotonic() - last_progress < PROGRESS_EVERY_S and progress.step < progress.max_steps:
-                return
-            last_progress = time.monotonic()
-            training_tokens_per_s.record(progress.tokens_per_second)
-            message = TrainingProgress(
-                job_id=event.job_id,
-                server_id=server_id,
-                step=progress.step,
-                total_steps=progress.max_steps,
-                loss=progress.loss,
-                tokens_per_s=progress.tokens_per_second,
-                eta_s=progress.eta_seconds,
-                trainer=self.settings.instance,
-                attempt=plan.attempt,
-            )
-            asyncio.run_coroutine_threadsafe(report(message), loop)
-
-        def should_stop() -> bool:
-            nonlocal out_of_allowance
-            if plan.max_cost_usd is not None and price > 0:
-                spent = (start.wall_seconds + time.monotonic() - t0) / 3600 * price
-                out_of_allowance = out_of_allowance or spent >= plan.max_cost_usd
-            return out_of_allowance or self.signals.must_stop(event.job_id, revision, generation)
-
-        async def stopped() -> list[Event]:
-            """Stopped early: cancelled or moved (ack: the new server has its own assignment), or fenced
-            while still ours (hand it back, to resume once this process is connected again)."""
-            if event.job_id in self.signals.cancelled:
-                return []
-            now = await self.resources.job_state(event.job_id)
-            moved = self.signals.moved(event.job_id, revision) or now is None or now.server_revision > revision
-            if moved or (now is not None and now.server_id != server_id):
-                log.info("job %s: stopped; it is no longer this server's (revision %d)", event.job_id, revision)
-                return []
-            raise Redeliver(f"job {event.job_id} stopped on {server_id} (cut off); resuming from its checkpoint")
-
-        config = training_config(spec)
-        if plan.max_steps is not None:
-            config.max_steps = plan.max_steps
+    async def train(
+        self, attempt: TrainingAttempt, base_path: str | Path, config: TrainingConfig, start: Start, watch: Watch
+    ) -> TrainResult | list[Event]:
+        """The warm start when GRPO asks for one, then the training itself; the events to publish instead of a
+        result when it cannot train (no traces to warm-start from) or was stopped before its end."""
         if config.method == "grpo" and config.warm_start_steps:
-            warm = await self._warm_start(event.job_id, files, base_path, config, workdir, should_stop, on_progress)
+            warm = await self._warm_start(attempt, base_path, config, watch)
             if isinstance(warm, JobFailed):
                 return [warm]
             if warm is None:
-                return await stopped()
+                return await self.stopped(attempt)
             base_path = warm
-        out = workdir / "run"
-        t0 = time.monotonic()
+        watch.restart_clock()
+        result = await self._fit(attempt, base_path, config, start, watch)
+        if result.stopped_early:
+            if not watch.out_of_allowance or watch.cut_off():
+                return await self.stopped(attempt)
+            # Stopped by its allowance, not cut off: what it trained so far is the attempt's result.
+            log.info(
+                "job %s attempt %d: allowance spent at step %d",
+                attempt.job_id,
+                attempt.plan.attempt,
+                result.global_step,
+            )
+        return result
+
+    async def _fit(
+        self, attempt: TrainingAttempt, base_path: str | Path, config: TrainingConfig, start: Start, watch: Watch
+    ) -> TrainResult:
+        """Run the training loop in a worker thread, its checkpoints uploaded as they are written."""
+        sink = CheckpointUploads(self, attempt, watch)
         with tracer.start_as_current_span(
             "trainer.train",
             attributes={
-                "job.id": event.job_id,
-                "server.id": server_id,
+                "job.id": attempt.job_id,
+                "server.id": self.settings.server_id,
                 "training.method": config.method,
-                "training.attempt": plan.attempt,
+                "training.attempt": attempt.plan.attempt,
                 "training.resumed_from_step": start.resumed_from_step or start.start_step,
-                "data.records": len(train_records),
+                "data.records": len(attempt.train_records),
             },
         ) as span:
+            train_fn: Callable[..., TrainResult]
             if config.method == "grpo":
                 # grpo_dataset takes prompts (what data-synth writes) or SFT records; rewards grade by id (train split)
-                records = [{**r, "answer": r["id"]} for r in train_records]
-                result = await asyncio.to_thread(
-                    train_grpo,
-                    base_path,
-                    grpo_dataset(records),
-                    Graded(task, list(split.train)),
-                    config,
-                    out,
-                    resume_from=start.checkpoint,
-                    sink=_Sink(on_checkpoint),
-                    should_stop=should_stop,
-                    progress=on_progress,
-                )
+                records = [{**r, "answer": r["id"]} for r in attempt.train_records]
+                grader = Graded(attempt.task, list(attempt.split.train))
+                dataset, train_fn = grpo_dataset(records), partial(train_grpo, grader=grader)
             else:
-                result = await asyncio.to_thread(
-                    train_sft,
-                    base_path,
-                    sft_dataset(train_records),
-                    config,
-                    out,
-                    resume_from=start.checkpoint,
-                    sink=_Sink(on_checkpoint),
-                    should_stop=should_stop,
-                    progress=on_progress,
-                )
+                dataset, train_fn = sft_dataset(attempt.train_records), train_sft
+            result = await asyncio.to_thread(
+                train_fn,
+                base_path,
+                dataset,
+                cfg=config,
+                output_dir=attempt.workdir / "run",
+                resume_from=start.checkpoint,
+                sink=sink,
+                should_stop=watch.should_stop,
+                progress=watch.on_progress,
+            )
             span.set_attributes({"training.steps": result.global_step, "training.tokens": result.tokens_seen})
-        if result.stopped_early:
-            if not out_of_allowance or self.signals.must_stop(event.job_id, revision, generation):
-                return await stopped()
-            # Stopped by its allowance, not cut off: what it trained so far is the attempt's result.
-            log.info("job %s attempt %d: allowance spent at step %d", event.job_id, plan.attempt, result.global_step)
+        return result
 
-        after = await asyncio.to_thread(
-            evaluate_path, result.model_dir, items, grader, max_new_tokens=self.settings.max_new_tokens
+    async def upload_checkpoint(self, attempt: TrainingAttempt, watch: Watch, step: int, path: Path) -> None:
+        """Store one checkpoint and point `latest.json` at it, unless the job moved: then the new owner's
+        checkpoints are the ones to resume from, not ours."""
+        job_id, revision = attempt.job_id, attempt.revision
+        if not await self.still_mine(job_id, revision, attempt.generation):
+            log.info("job %s: not uploading checkpoint %d, revision %d is stale", job_id, step, revision)
+            return
+        # The revision in the name: a stale owner can never overwrite the new owner's files.
+        uri = await put_dir(self.resources.artifacts, job_id, attempt.files.checkpoint(revision, step), path)
+        record = CheckpointRecord(
+            step=step, uri=uri, wall_seconds=watch.wall_seconds(), server_id=self.settings.server_id
         )
-        is_adapter = result.adapter_dir is not None
+        await self._put_json(job_id, attempt.files.latest, record.model_dump())
+        await watch.report(
+            TrainingProgress(
+                job_id=job_id,
+                server_id=self.settings.server_id,
+                step=step,
+                total_steps=max(step, watch.planned_steps),
+                checkpoint_uri=uri,
+                trainer=self.settings.instance,
+                attempt=attempt.plan.attempt,
+            )
+        )
+
+    async def stopped(self, attempt: TrainingAttempt) -> list[Event]:
+        """Stopped early: cancelled or moved (ack: the new server has its own assignment), or fenced while still
+        ours (hand it back, to resume once this process is connected again)."""
+        job_id, revision, server_id = attempt.job_id, attempt.revision, self.settings.server_id
+        if job_id in self.signals.cancelled:
+            return []
+        now = await self.resources.job_state(job_id)
+        moved = self.signals.moved(job_id, revision) or now is None or now.server_revision > revision
+        if moved or (now is not None and now.server_id != server_id):
+            log.info("job %s: stopped; it is no longer this server's (revision %d)", job_id, revision)
+            return []
+        raise Redeliver(f"job {job_id} stopped on {server_id} (cut off); resuming from its checkpoint")
+
+    async def evaluate(self, attempt: TrainingAttempt, result: TrainResult) -> tuple[EvalResult, str]:
+        """The trained model's held-out accuracy, and where it is stored (the adapter alone for LoRA)."""
+        after = await asyncio.to_thread(
+            evaluate_path,
+            result.model_dir,
+            attempt.items(),
+            Graded(attempt.task, attempt.held_out),
+            max_new_tokens=self.settings.max_new_tokens,
+        )
         model_uri = await put_dir(
-            store,
-            event.job_id,
-            files.model(is_adapter),
+            self.resources.artifacts,
+            attempt.job_id,
+            attempt.files.model(result.adapter_dir is not None),
             result.adapter_dir if result.adapter_dir is not None else result.model_dir,
         )
-        warm_start = (
-            await self._artifact_json(event.job_id, files.warm_start_record)
-            if config.warm_start_steps and plan.action != "continue"
-            else None
-        )
-        seconds = start.wall_seconds + result.wall_seconds + float((warm_start or {}).get("seconds", 0.0))
-        if not await self.still_mine(event.job_id, revision, generation):
-            log.info("job %s: trained, but revision %d is stale: not announcing it", event.job_id, revision)
-            return []
-        id_parts: tuple[object, ...] = (event.job_id, "trained", revision)
+        return after, model_uri
+
+    async def _warm_start_seconds(self, attempt: TrainingAttempt, config: TrainingConfig) -> float:
+        """The warm start's training time, charged to the first attempt of its line (a continue reuses it)."""
+        if not config.warm_start_steps or attempt.plan.action == "continue":
+            return 0.0
+        record = await self._artifact_json(attempt.job_id, attempt.files.warm_start_record)
+        return float((record or {}).get("seconds", 0.0))
+
+    def model_trained(
+        self,
+        attempt: TrainingAttempt,
+        chosen: StudentChosen,
+        method: str,
+        start: Start,
+        result: TrainResult,
+        before: dict[str, Any],
+        after: EvalResult,
+        model_uri: str,
+        seconds: float,
+        price_per_hour: float,
+    ) -> ModelTrained:
+        """The attempt's announcement; its id is (job, revision[, attempt]), so one said twice is a duplicate."""
+        plan, revision = attempt.plan, attempt.revision
+        id_parts: tuple[object, ...] = (attempt.job_id, "trained", revision)
         if plan.attempt > 1:
             id_parts += ("attempt", plan.attempt)
-        return [
-            ModelTrained(
-                event_id=stable_id(*id_parts),
-                job_id=event.job_id,
-                server_id=server_id,
-                student=chosen.student,
-                base_model=chosen.model,
-                method=config.method,
-                model_uri=model_uri,
-                is_adapter=is_adapter,
-                accuracy_before=float(before["accuracy"]),
-                accuracy_after=after.accuracy,
-                extractions_before=dict(before.get("extractions", {})),
-                extractions_after=after.extraction_counts(),
-                training_seconds=seconds,
-                steps=result.global_step,
-                tokens=result.tokens_seen,
-                resumed_from_step=start.resumed_from_step,
-                cost_usd=seconds / 3600 * price,
-                trainer=self.settings.instance,
-                revision=revision,
-                attempt=plan.attempt,
-                start_step=start.start_step,
-            )
-        ]
+        return ModelTrained(
+            event_id=stable_id(*id_parts),
+            job_id=attempt.job_id,
+            server_id=self.settings.server_id,
+            student=chosen.student,
+            base_model=chosen.model,
+            method=method,
+            model_uri=model_uri,
+            is_adapter=result.adapter_dir is not None,
+            accuracy_before=float(before["accuracy"]),
+            accuracy_after=after.accuracy,
+            extractions_before=dict(before.get("extractions", {})),
+            extractions_after=after.extraction_counts(),
+            training_seconds=seconds,
+            steps=result.global_step,
+            tokens=result.tokens_seen,
+            resumed_from_step=start.resumed_from_step,
+            cost_usd=seconds / 3600 * price_per_hour,
+            trainer=self.settings.instance,
+            revision=revision,
+            attempt=plan.attempt,
+            start_step=start.start_step,
+        )
 
 
-class _Sink:
-    def __init__(self, callback: Callable[[int, Path], None]) -> None:
-        self.callback = callback
+class CheckpointUploads:
+    """The training loop's checkpoint sink: each checkpoint is uploaded on the event loop before training goes on,
+    so a resume elsewhere loses at most one checkpoint interval."""
+
+    def __init__(self, run: TrainingRun, attempt: TrainingAttempt, watch: Watch) -> None:
+        self.run, self.attempt, self.watch = run, attempt, watch
 
     def on_checkpoint(self, step: int, path: Path) -> None:
-        self.callback(step, path)
+        upload = self.run.upload_checkpoint(self.attempt, self.watch, step, path)
+        asyncio.run_coroutine_threadsafe(upload, self.watch.loop).result(timeout=600)

@@ -466,23 +466,7 @@ class EventRouter:
             await raw.nak(delay=again.delay_s)
             return
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            if delivery >= self.max_deliver:
-                log.error("%s gives up on %s after %d deliveries: %s", self.service, raw.subject, delivery, reason)
-                await dead_letter(broker, raw, self.service, reason)
-                await self._fail_job(event, raw, delivery, reason)
-                await msg.ack()
-            else:
-                # With the traceback: "TimeoutError: nats: timeout" alone does not say which call timed out.
-                log.warning(
-                    "%s failed on %s (delivery %d), will retry: %s",
-                    self.service,
-                    raw.subject,
-                    delivery,
-                    reason,
-                    exc_info=exc,
-                )
-                await raw.nak(delay=retry_delay_s(delivery))
+            await self._failed(event, msg, exc)
             return
         finally:
             keep_alive.cancel()
@@ -491,6 +475,28 @@ class EventRouter:
         await msg.ack()
         events_handled.add(1, {**labels, "outcome": "ok"})
         handling_seconds.record(time.perf_counter() - started, labels)
+
+    async def _failed(self, event: Event, msg: NatsMessage, exc: Exception) -> None:
+        """The handler raised: nak with backoff, or, on the last delivery, dead-letter the message and fail its job."""
+        raw: Msg = msg.raw_message
+        delivery = raw.metadata.num_delivered
+        reason = f"{type(exc).__name__}: {exc}"
+        if delivery >= self.max_deliver:
+            log.error("%s gives up on %s after %d deliveries: %s", self.service, raw.subject, delivery, reason)
+            await dead_letter(self._broker(), raw, self.service, reason)
+            await self._fail_job(event, raw, delivery, reason)
+            await msg.ack()
+        else:
+            # With the traceback: "TimeoutError: nats: timeout" alone does not say which call timed out.
+            log.warning(
+                "%s failed on %s (delivery %d), will retry: %s",
+                self.service,
+                raw.subject,
+                delivery,
+                reason,
+                exc_info=exc,
+            )
+            await raw.nak(delay=retry_delay_s(delivery))
 
     async def _fail_job(self, event: Event, raw: Msg, delivery: int, reason: str) -> None:
         """A stage that gives up on a job's event fails the job, so it is never left "running" for ever."""

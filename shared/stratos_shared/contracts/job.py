@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from stratos_shared.contracts.base import CONTRACT_CONFIG
 from stratos_shared.hosts import credential_parameters, normalise_host
+from stratos_shared.tasks import TaskConfigError
+from stratos_shared.tasks.kinds import task_kind
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$"
 """Names become parts of job ids and artifact paths: dots only between other characters."""
@@ -31,7 +33,6 @@ MAX_PLAIN_INT = 2**53
 """Integers in free-form options are bounded like JSON numbers: beyond 2**53 a reader may not round-trip them."""
 SECRET_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
-TaskKind = Literal["math", "mahjong-winning-tiles", "custom-rules", "jsonl"]
 TrainingMethod = Literal["lora-sft", "sft", "grpo"]
 SelectionStrategy = Literal["pareto", "accuracy-first", "cost-first", "latency-first", "random", "weighted-sum"]
 
@@ -43,7 +44,11 @@ class _Frozen(BaseModel):
 class TaskSpec(_Frozen):
     """Which task, and where its examples come from."""
 
-    kind: TaskKind = Field(description="A shipped task, or 'jsonl' for the user's own data with a declared grader.")
+    kind: str = Field(
+        description="A registered task kind (`stratos_shared.tasks.kinds`): a shipped task (math, "
+        "mahjong-winning-tiles, custom-rules), or 'jsonl' for the user's own data with a declared grader.",
+        examples=["math", "jsonl"],
+    )
     path: str | None = Field(
         default=None, description="JSONL file of examples; required for 'jsonl', optional otherwise."
     )
@@ -66,6 +71,15 @@ class TaskSpec(_Frozen):
             "shared file system and a file swapped after admission changes nothing."
         ),
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, value: str) -> str:
+        try:
+            task_kind(value)
+        except TaskConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("path")
     @classmethod

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from stratos_shared.contracts.base import JOB_ID_MAX, JOB_ID_PATTERN, TOKEN_ID_PATTERN, Event
-from stratos_shared.errors import InvalidEventError
+from stratos_shared.errors import InvalidEventError, StratosError
 
 E = TypeVar("E", bound=Event)
 
@@ -19,8 +19,11 @@ MAX_DEPTH = 64
 """No event nests deeper than this; deeper JSON is refused before Python's recursion limit is near."""
 
 
-class _NotPlainJson(ValueError):
-    pass
+class _NotPlainJson(StratosError, ValueError):
+    """A number JSON allows but an event must not carry (too large for a float, NaN, Infinity).
+
+    A ValueError because `json.loads` calls the hooks that raise it; `load_json` turns it into InvalidEventError.
+    """
 
 
 def _finite(text: str) -> float:

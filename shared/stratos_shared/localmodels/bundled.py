@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from stratos_shared.errors import StratosError
 from stratos_shared.localmodels.build import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ CONVERTER_VERSION = 1
 """Bumped whenever the conversion changes what it writes (a new version gets a new folder)."""
 
 
-class BundledModelError(RuntimeError):
+class BundledModelError(StratosError, RuntimeError):
     """A bundled model could not be fetched or converted; the message says which step failed and why."""
 
 

@@ -1,7 +1,7 @@
 """Tasks: loading, prompting, answer extraction, grading and worked traces.
 
 Shipped kinds: ``math``, ``mahjong-winning-tiles``, ``custom-rules`` and ``jsonl``
-(user data). Build one with :func:`build_task`.
+(user data), each registered by its own module (`kinds.register_kind`). Build one with :func:`build_task`.
 """
 
 from stratos_shared.tasks.base import ANSWER_MARKER, ChatMessage, Example, Grade, StepCheck, Task

@@ -1,10 +1,16 @@
-"""Helpers shared by the shipped tasks."""
+"""Answer extraction shared by the task protocol (`base`) and the shipped tasks; it imports no task module."""
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from stratos_shared.tasks.base import ANSWER_MARKER, Extraction
+ANSWER_MARKER = "Answer:"
+"""Every shipped task asks the model to end with a line ``Answer: <final answer>``."""
+
+Extraction = Literal["strict", "hash", "boxed", "last-number", "regex"]
+"""How an answer was found in an output: the ``Answer:`` line (``strict``), ``#### x``, ``\\boxed{x}``, the last
+number (numeric tasks only), or a user task's own ``regex:`` pattern."""
 
 _MARKER = re.compile(re.escape(ANSWER_MARKER), re.IGNORECASE)
 _BOXED = "\\boxed{"

@@ -16,6 +16,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stratos_shared.tasks._common import ANSWER_MARKER, Extraction, with_answer_line
+from stratos_shared.tasks.errors import TaskError
+
+__all__ = [
+    "ANSWER_MARKER",
+    "FLEXIBLE_EXTRACTIONS",
+    "ChatMessage",
+    "Example",
+    "Extraction",
+    "Grade",
+    "StepCheck",
+    "StepProblem",
+    "Task",
+]
+
 ChatMessage = dict[str, str]
 """One OpenAI-style chat message: ``{"role": ..., "content": ...}``."""
 
@@ -30,10 +45,6 @@ class Example(BaseModel):
     answer: str = Field(description="The ground-truth final answer, in the task's canonical form.")
     stratum: str = Field(default="", description="Group used for stratified sampling (difficulty, size, ...).")
 
-
-Extraction = Literal["strict", "hash", "boxed", "last-number", "regex"]
-"""How an answer was found in an output: the ``Answer:`` line (``strict``), ``#### x``, ``\\boxed{x}``, the last
-number (numeric tasks only), or a user task's own ``regex:`` pattern."""
 
 FLEXIBLE_EXTRACTIONS: frozenset[str] = frozenset({"hash", "boxed", "last-number"})
 """Extractions that find an answer the model did not put where the prompt asked: a trace verified by one must also
@@ -73,10 +84,6 @@ class StepCheck(BaseModel):
     problem: StepProblem | None = Field(
         default=None, description="What was wrong when not ok; None for a task that does not say (counted as missing)."
     )
-
-
-ANSWER_MARKER = "Answer:"
-"""Every shipped task asks the model to end with a line ``Answer: <final answer>``."""
 
 
 class Task(ABC):
@@ -165,8 +172,6 @@ class Task(ABC):
         so a teacher that does not follow the format still teaches the format evaluation reads strictly. A user
         task's own ``regex:`` format is left as the teacher wrote it.
         """
-        from stratos_shared.tasks._common import with_answer_line
-
         if grade.extraction is None or grade.extraction == "regex":
             return output
         return with_answer_line(output, example.answer, grade.extraction)
@@ -178,8 +183,6 @@ class Task(ABC):
         teacher simulator answers with. Tasks that cannot solve their own
         questions (arbitrary user data) keep this default and refuse.
         """
-        from stratos_shared.tasks.errors import TaskError
-
         raise TaskError(f"task '{self.name}' cannot write a worked solution for its examples")
 
     def wrong_trace(self, example: Example, rng: random.Random) -> str:

@@ -29,6 +29,7 @@ from stratos_shared.tasks._common import final_answer, reasoning_body
 from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, ChatMessage, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError
+from stratos_shared.tasks.kinds import Source, TaskKind, register_kind
 
 KIND = "custom-rules"
 SYMBOLS = "⊕⊗⊙⊖◇★"
@@ -357,3 +358,19 @@ def task_for_prompt(system_prompt: str, question: str) -> tuple[Task, Example] |
         return None
     example = Example(id="prompt", question=question, answer=str(task.evaluate(expr)), stratum=f"ops={count_ops(expr)}")
     return task, example
+
+
+def _load(source: Source) -> CustomRulesTask:
+    """The rules are drawn from the seed (and ``n_rules``), the examples read from the file."""
+    n_rules = source.options.get("n_rules", 3)
+    return CustomRulesTask.from_jsonl(source.path, seed=source.seed, n_rules=n_rules, data=source.data)
+
+
+register_kind(
+    TaskKind(
+        name=KIND,
+        load=_load,
+        generate=CustomRulesTask.generate,
+        generator_options=frozenset({"n_rules", "min_ops", "max_ops"}),
+    )
+)

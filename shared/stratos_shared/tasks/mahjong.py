@@ -28,6 +28,7 @@ from stratos_shared.tasks._common import final_answer, precision_recall, reasoni
 from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError
+from stratos_shared.tasks.kinds import TaskKind, register_kind
 
 KIND = "mahjong-winning-tiles"
 SUITS = "mps"
@@ -436,3 +437,13 @@ def task_for_prompt(system_prompt: str, question: str) -> tuple[Task, Example] |
     example = MahjongTask.example_for(hand, "prompt")
     example = example.model_copy(update={"question": question})
     return MahjongTask([example]), example
+
+
+register_kind(
+    TaskKind(
+        name=KIND,
+        load=lambda source: MahjongTask.from_jsonl(source.path, source.data),
+        generate=MahjongTask.generate,
+        generator_options=frozenset({"single_suit"}),
+    )
+)

@@ -21,6 +21,7 @@ from stratos_shared.tasks._common import final_answer, reasoning_body
 from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, Example, Extraction, Grade, StepCheck, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError, TaskError
+from stratos_shared.tasks.kinds import TaskKind, register_kind
 
 KIND = "math"
 
@@ -339,3 +340,13 @@ def task_for_prompt(system_prompt: str, question: str) -> tuple[Task, Example] |
         id="prompt", question=question, answer=str(problem.answer()), stratum=f"steps={len(problem.steps)}"
     )
     return MathTask([example]), example
+
+
+register_kind(
+    TaskKind(
+        name=KIND,
+        load=lambda source: MathTask.from_jsonl(source.path, source.data),
+        generate=MathTask.generate,
+        generator_options=frozenset({"min_steps", "max_steps"}),
+    )
+)

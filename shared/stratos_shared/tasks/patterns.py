@@ -14,6 +14,8 @@ from typing import Any
 
 import re2
 
+from stratos_shared.tasks.errors import TaskError
+
 MAX_PATTERN_CHARS = 1000
 """Longer patterns are refused: a grader pattern is a line, not a program."""
 MAX_PROGRAM_BYTES = 1 << 20
@@ -24,7 +26,7 @@ _OPTIONS.log_errors = False  # the error comes back as our message; RE2 would al
 _OPTIONS.max_mem = MAX_PROGRAM_BYTES
 
 
-class PatternError(ValueError):
+class PatternError(TaskError, ValueError):
     """A user pattern RE2 cannot run; the message says why in words a user can act on."""
 
 

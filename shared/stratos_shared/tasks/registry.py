@@ -1,23 +1,24 @@
-"""Building a task from its kind and options (what a job spec's task section names)."""
+"""Building a task from its kind and options (what a job spec's task section names).
+
+The kinds are those registered in `stratos_shared.tasks.kinds`; the shipped ones register when their module is
+imported, here, in the order `TASK_KINDS` lists them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from stratos_shared.tasks.base import Task
-from stratos_shared.tasks.custom_rules import CustomRulesTask
 from stratos_shared.tasks.errors import TaskConfigError
-from stratos_shared.tasks.mahjong import MahjongTask
-from stratos_shared.tasks.math import MathTask
-from stratos_shared.tasks.user import UserTask
+from stratos_shared.tasks.kinds import Source, task_kind, task_kinds
 
-TASK_KINDS: tuple[str, ...] = ("math", "mahjong-winning-tiles", "custom-rules", "jsonl")
+SHIPPED = ("math", "mahjong", "custom_rules", "user")
+"""The modules of the shipped kinds (each calls `register_kind` when imported)."""
+for _module in SHIPPED:
+    importlib.import_module(f"stratos_shared.tasks.{_module}")
 
-_GENERATOR_KEYS: dict[str, frozenset[str]] = {
-    "math": frozenset({"min_steps", "max_steps"}),
-    "mahjong-winning-tiles": frozenset({"single_suit"}),
-    "custom-rules": frozenset({"n_rules", "min_ops", "max_ops"}),
-}
+TASK_KINDS: tuple[str, ...] = tuple(kind.name for kind in task_kinds())
 DEFAULT_SIZE = 1000
 
 
@@ -34,53 +35,37 @@ def build_task(
     """A ready task: loaded from ``path`` when given, otherwise generated from ``seed``.
 
     ``size`` caps the loaded examples (first ``size``) or sets how many to generate.
-    ``grader`` is only meaningful for ``jsonl`` (built-in name or plug-in). ``data``, when given, is the file's
-    content (the admitted snapshot): it is parsed instead of opening ``path``, which then only names it.
+    ``grader`` is only meaningful for a kind that takes one (``jsonl``: built-in name or plug-in). ``data``, when
+    given, is the file's content (the admitted snapshot): it is parsed instead of opening ``path``, which then only
+    names it.
     """
-    if kind not in TASK_KINDS:
-        raise TaskConfigError(f"unknown task kind '{kind}'; known kinds: {', '.join(TASK_KINDS)}")
+    entry = task_kind(kind)
     if size is not None and size < 1:
         raise TaskConfigError(f"task size must be at least 1, got {size}")
-    if grader is not None and kind != "jsonl":
-        raise TaskConfigError(f"task kind '{kind}' has its own grader; 'grader' applies only to 'jsonl'")
+    if grader is not None and not entry.takes_grader:
+        graded = " or ".join(f"'{k.name}'" for k in task_kinds() if k.takes_grader)
+        raise TaskConfigError(f"task kind '{kind}' has its own grader; 'grader' applies only to {graded}")
     options = dict(generator or {})
     if options:
-        if kind == "jsonl":
-            raise TaskConfigError("task kind 'jsonl' is loaded from a file and takes no generator options")
-        unknown = set(options) - _GENERATOR_KEYS[kind]
+        if entry.generate is None:
+            raise TaskConfigError(f"task kind '{kind}' is loaded from a file and takes no generator options")
+        unknown = set(options) - entry.generator_options
         if unknown:
-            allowed = ", ".join(sorted(_GENERATOR_KEYS[kind]))
+            allowed = ", ".join(sorted(entry.generator_options))
             raise TaskConfigError(
                 f"unknown generator option(s) {', '.join(sorted(unknown))} for '{kind}'; allowed: {allowed}"
             )
-
-    task: Task
-    if kind == "jsonl":
-        if path is None:
-            raise TaskConfigError("task kind 'jsonl' needs a data file path")
-        task = UserTask.from_jsonl(path, grader or "exact", data)
-    elif path is not None:
-        if kind == "math":
-            task = MathTask.from_jsonl(path, data)
-        elif kind == "mahjong-winning-tiles":
-            task = MahjongTask.from_jsonl(path, data)
-        else:
-            n_rules = options.get("n_rules", 3)
-            task = CustomRulesTask.from_jsonl(path, seed=seed, n_rules=n_rules, data=data)
-    else:
-        n = size if size is not None else DEFAULT_SIZE
-        try:
-            if kind == "math":
-                task = MathTask.generate(seed=seed, size=n, **options)
-            elif kind == "mahjong-winning-tiles":
-                task = MahjongTask.generate(seed=seed, size=n, **options)
-            else:
-                task = CustomRulesTask.generate(seed=seed, size=n, **options)
-        except TypeError as exc:  # wrong value types in generator options
-            raise TaskConfigError(f"bad generator options for '{kind}': {exc}") from exc
-    if size is not None and path is not None:
-        _truncate(task, size)
-    return task
+    if path is not None:
+        task = entry.load(Source(path, data, seed, options, grader))
+        if size is not None:
+            _truncate(task, size)
+        return task
+    if entry.generate is None:
+        raise TaskConfigError(f"task kind '{kind}' needs a data file path")
+    try:
+        return entry.generate(seed=seed, size=size if size is not None else DEFAULT_SIZE, **options)
+    except TypeError as exc:  # wrong value types in generator options
+        raise TaskConfigError(f"bad generator options for '{kind}': {exc}") from exc
 
 
 def _truncate(task: Task, size: int) -> None:

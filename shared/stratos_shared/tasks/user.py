@@ -25,6 +25,7 @@ from stratos_shared.tasks._common import final_answer, precision_recall
 from stratos_shared.tasks._jsonl import read_records, record_id
 from stratos_shared.tasks.base import ANSWER_MARKER, Example, Grade, Task
 from stratos_shared.tasks.errors import TaskConfigError, TaskDataError, TaskError
+from stratos_shared.tasks.kinds import TaskKind, register_kind
 from stratos_shared.tasks.math import canonical_number, extract_number, extract_number_how, numbers_equal, parse_number
 from stratos_shared.tasks.patterns import PatternError, compile_user_pattern, full_match
 
@@ -200,3 +201,12 @@ class UserTask(Task):
         if self.grader_name == "set" and len(items) > 1:
             return f"Listing what I found.\n{ANSWER_MARKER} {', '.join(items[:-1])}"
         return super().wrong_trace(example, rng)
+
+
+register_kind(
+    TaskKind(
+        name=KIND,
+        load=lambda source: UserTask.from_jsonl(source.path, source.grader or "exact", source.data),
+        takes_grader=True,
+    )
+)

@@ -36,6 +36,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from stratos_shared.teacher.errors import TeacherError
+
 _aiohttp: ModuleType | None
 try:
     import aiohttp as _aiohttp_module
@@ -60,11 +62,16 @@ class HttpResult:
         return self.content.decode("utf-8", errors="replace")
 
 
-class EngineTimeout(Exception):
+class EngineError(TeacherError):
+    """One HTTP request to the teacher did not complete; the client retries it and, out of retries, raises
+    TeacherUnavailable with what happened."""
+
+
+class EngineTimeout(EngineError):
     """No complete answer within the engine's timeout."""
 
 
-class EngineConnectionError(Exception):
+class EngineConnectionError(EngineError):
     """Connecting, sending or reading failed; ``kind`` names the underlying error type."""
 
     def __init__(self, kind: str) -> None:

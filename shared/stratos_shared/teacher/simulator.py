@@ -241,6 +241,66 @@ def _error(status: int, message: str, kind: str, headers: dict[str, str] | None 
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
 
 
+async def _refusal(sim: Simulator, body: Any) -> Response | None:
+    """The error a real teacher would answer this request with, or the fault drawn for it (a timeout only delays
+    the answer); None: answer it."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return _error(400, "'messages' must be a list", "invalid_request_error")
+    model = str(body.get("model", ""))
+    sim.requests[model] += 1
+    if model not in sim.config.models:
+        return _error(404, f"model '{model}' does not exist", "not_found_error")
+    if sim.config.refuse_n and body.get("n", 1) not in (1, None):
+        return _error(400, "only n=1 is supported", "invalid_request_error")
+    faults = sim.faults_for(model)
+    fault = sim.draw_fault(model)
+    if fault:
+        # Counted as "malformed" whatever the kind, so stats stay comparable across configs.
+        sim.faults[fault.split(":", 1)[0]] += 1
+    if fault == "429":
+        retry = {"Retry-After": f"{faults.retry_after_s:g}"}
+        return _error(429, "rate limited (simulated)", "rate_limit_error", retry)
+    if fault == "500":
+        return _error(500, "internal error (simulated)", "server_error")
+    if fault == "timeout":
+        await asyncio.sleep(faults.timeout_delay_s)
+    if fault is not None and fault.startswith("malformed:"):
+        return Response(_MALFORMED_BODIES[fault.removeprefix("malformed:")], media_type="application/json")
+    return None
+
+
+async def _answer(sim: Simulator, body: dict[str, Any]) -> Response:
+    """The chat completion: n answers of the simulated model, after its latency."""
+    model = str(body.get("model", ""))
+    if sim.config.latency_ms > 0:
+        await asyncio.sleep(sim.config.latency_ms / 1000)
+    messages = [m for m in body["messages"] if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    n = body.get("n", 1)
+    n = 1 if sim.config.ignore_n or not isinstance(n, int) or n < 1 else min(n, 128)
+    base = body.get("seed", 0)
+    base = base if isinstance(base, int) else 0
+    texts = [sim.answer(model, messages, base + i) for i in range(n)]
+    prompt_tokens = sum(_tokens(m["content"]) for m in messages)
+    completion_tokens = sum(_tokens(t) for t in texts)
+    return _FastJSONResponse(
+        {
+            "id": f"simcmpl-{hashlib.sha1(repr((model, messages, base, n)).encode()).hexdigest()[:16]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+    )
+
+
 def create_app(config: SimulatorConfig | Simulator) -> Starlette:
     """The ASGI app; ``app.state.simulator`` holds the state (config can be swapped at runtime)."""
     sim = config if isinstance(config, Simulator) else Simulator(config)
@@ -250,55 +310,8 @@ def create_app(config: SimulatorConfig | Simulator) -> Starlette:
             body = _json_loads(await request.body())
         except ValueError:  # json's and orjson's JSONDecodeError, UnicodeDecodeError
             return _error(400, "request body is not JSON", "invalid_request_error")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return _error(400, "'messages' must be a list", "invalid_request_error")
-        model = str(body.get("model", ""))
-        sim.requests[model] += 1
-        if model not in sim.config.models:
-            return _error(404, f"model '{model}' does not exist", "not_found_error")
-        if sim.config.refuse_n and body.get("n", 1) not in (1, None):
-            return _error(400, "only n=1 is supported", "invalid_request_error")
-        faults = sim.faults_for(model)
-        fault = sim.draw_fault(model)
-        if fault:
-            # Counted as "malformed" whatever the kind, so stats stay comparable across configs.
-            sim.faults[fault.split(":", 1)[0]] += 1
-        if fault == "429":
-            retry = {"Retry-After": f"{faults.retry_after_s:g}"}
-            return _error(429, "rate limited (simulated)", "rate_limit_error", retry)
-        if fault == "500":
-            return _error(500, "internal error (simulated)", "server_error")
-        if fault == "timeout":
-            await asyncio.sleep(faults.timeout_delay_s)
-        if fault is not None and fault.startswith("malformed:"):
-            return Response(_MALFORMED_BODIES[fault.removeprefix("malformed:")], media_type="application/json")
-        if sim.config.latency_ms > 0:
-            await asyncio.sleep(sim.config.latency_ms / 1000)
-        messages = [m for m in body["messages"] if isinstance(m, dict) and isinstance(m.get("content"), str)]
-        n = body.get("n", 1)
-        n = 1 if sim.config.ignore_n or not isinstance(n, int) or n < 1 else min(n, 128)
-        base = body.get("seed", 0)
-        base = base if isinstance(base, int) else 0
-        texts = [sim.answer(model, messages, base + i) for i in range(n)]
-        prompt_tokens = sum(_tokens(m["content"]) for m in messages)
-        completion_tokens = sum(_tokens(t) for t in texts)
-        return _FastJSONResponse(
-            {
-                "id": f"simcmpl-{hashlib.sha1(repr((model, messages, base, n)).encode()).hexdigest()[:16]}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                    for i, t in enumerate(texts)
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
-        )
+        refused = await _refusal(sim, body)
+        return refused if refused is not None else await _answer(sim, body)
 
     async def models(request: Request) -> Response:
         data = [{"id": m, "object": "model", "owned_by": "stratos-simulator"} for m in sim.config.models]

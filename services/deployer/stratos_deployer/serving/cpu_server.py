@@ -57,7 +57,7 @@ class CpuServerConfig(BaseModel):
 
 
 class _State:
-    """Everything the routes share; filled in once the model has loaded."""
+    """The server: its routes and everything they share, filled in once the model has loaded."""
 
     def __init__(self, config: CpuServerConfig) -> None:
         self.config = config
@@ -65,6 +65,70 @@ class _State:
         self.tokenizer: Any = None
         self.load_error: str | None = None
         self.created = int(time.time())
+
+    def load(self) -> None:
+        """Load the model and start batching (a background thread at start-up); a failure is kept for /health."""
+        config = self.config
+        try:
+            model, tokenizer = load_model(config.model_path, config.adapter_path)
+            batcher = Batcher(model, tokenizer, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms)
+            batcher.start()
+            self.tokenizer, self.batcher = tokenizer, batcher
+            logger.info("serving %s as %r", config.model_path, config.served_name)
+        except Exception as exc:  # reported by /health so a launcher can fail fast
+            logger.exception("model failed to load")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(target=self.load, name="stratos-model-load", daemon=True).start()
+        yield
+        if self.batcher is not None:
+            self.batcher.stop()
+
+    async def health(self, request: Request) -> Response:
+        if self.load_error is not None:
+            return JSONResponse({"status": "failed", "error": self.load_error}, status_code=500)
+        if self.batcher is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "ok", "model": self.config.served_name})
+
+    async def models(self, request: Request) -> Response:
+        if (refusal := _unauthorised(request, self.config)) is not None:
+            return refusal
+        card = {"id": self.config.served_name, "object": "model", "created": self.created, "owned_by": "stratos"}
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def stats(self, request: Request) -> Response:
+        if (refusal := _unauthorised(request, self.config)) is not None:
+            return refusal
+        if self.batcher is None:
+            return _error(503, "model is still loading")
+        return JSONResponse(self.batcher.stats())
+
+    async def chat_completions(self, request: Request) -> Response:
+        config, batcher = self.config, self.batcher
+        if batcher is None:
+            return _error(503, self.load_error or "model is still loading")
+        try:
+            check_key(request.headers.get("authorization"), _key(config))
+            check_length(request.headers.get("content-length"), config.max_body_bytes)
+            chat = parse_chat_request(json.loads(await _read_body(request, config.max_body_bytes)))
+            params = chat.sampling(config.default_max_tokens, config.max_tokens_limit)
+            prompt_ids = encode_chat(self.tokenizer, chat.messages)
+            # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
+            handles = [batcher.submit(prompt_ids, params) for _ in range(chat.samples)]
+        except RequestRefused as refused:
+            return _error(refused.status, str(refused))
+        except (ValueError, TypeError, KeyError) as exc:
+            return _error(400, str(exc)[:500])
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if chat.stream:
+            include_usage = chat.stream_options is not None and chat.stream_options.include_usage
+            events = _sse(handles[0], completion_id, config.served_name, include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        replies = await asyncio.gather(*(_collect(h, completion_id, config.served_name) for h in handles))
+        return JSONResponse(_merge_choices(replies))
 
 
 def load_model(model_path: Path, adapter_path: Path | None) -> tuple[Any, Any]:
@@ -85,76 +149,13 @@ def load_model(model_path: Path, adapter_path: Path | None) -> tuple[Any, Any]:
 def create_app(config: CpuServerConfig) -> Starlette:
     """Build the Starlette app; the model loads in the background on start-up."""
     state = _State(config)
-
-    def load() -> None:
-        try:
-            model, tokenizer = load_model(config.model_path, config.adapter_path)
-            batcher = Batcher(model, tokenizer, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms)
-            batcher.start()
-            state.tokenizer, state.batcher = tokenizer, batcher
-            logger.info("serving %s as %r", config.model_path, config.served_name)
-        except Exception as exc:  # reported by /health so a launcher can fail fast
-            logger.exception("model failed to load")
-            state.load_error = f"{type(exc).__name__}: {exc}"
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        threading.Thread(target=load, name="stratos-model-load", daemon=True).start()
-        yield
-        if state.batcher is not None:
-            state.batcher.stop()
-
-    async def health(request: Request) -> Response:
-        if state.load_error is not None:
-            return JSONResponse({"status": "failed", "error": state.load_error}, status_code=500)
-        if state.batcher is None:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return JSONResponse({"status": "ok", "model": config.served_name})
-
-    async def models(request: Request) -> Response:
-        if (refusal := _unauthorised(request, config)) is not None:
-            return refusal
-        card = {"id": config.served_name, "object": "model", "created": state.created, "owned_by": "stratos"}
-        return JSONResponse({"object": "list", "data": [card]})
-
-    async def stats(request: Request) -> Response:
-        if (refusal := _unauthorised(request, config)) is not None:
-            return refusal
-        if state.batcher is None:
-            return _error(503, "model is still loading")
-        return JSONResponse(state.batcher.stats())
-
-    async def chat_completions(request: Request) -> Response:
-        if state.batcher is None:
-            return _error(503, state.load_error or "model is still loading")
-        try:
-            check_key(request.headers.get("authorization"), _key(config))
-            check_length(request.headers.get("content-length"), config.max_body_bytes)
-            chat = parse_chat_request(json.loads(await _read_body(request, config.max_body_bytes)))
-            params = chat.sampling(config.default_max_tokens, config.max_tokens_limit)
-            prompt_ids = encode_chat(state.tokenizer, chat.messages)
-            n = chat.samples
-            # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
-            handles = [state.batcher.submit(prompt_ids, params) for _ in range(n)]
-        except RequestRefused as refused:
-            return _error(refused.status, str(refused))
-        except (ValueError, TypeError, KeyError) as exc:
-            return _error(400, str(exc)[:500])
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-        if chat.stream:
-            include_usage = chat.stream_options is not None and chat.stream_options.include_usage
-            events = _sse(handles[0], completion_id, config.served_name, include_usage)
-            return StreamingResponse(events, media_type="text/event-stream")
-        replies = await asyncio.gather(*(_collect(h, completion_id, config.served_name) for h in handles))
-        return JSONResponse(_merge_choices(replies))
-
     routes = [
-        Route("/health", health),
-        Route("/v1/models", models),
-        Route("/stats", stats),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/health", state.health),
+        Route("/v1/models", state.models),
+        Route("/stats", state.stats),
+        Route("/v1/chat/completions", state.chat_completions, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=state.lifespan)
     app.state.stratos = state
     return app
 

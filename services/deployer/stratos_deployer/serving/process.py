@@ -19,12 +19,14 @@ from typing import IO
 
 import httpx
 
+from stratos_shared.errors import StratosError
+
 SERVER_MARK = "STRATOS_SERVER_LOG"
 """Set in each model server's environment to its log path: what names a server left by a deployer's past life."""
 
 
-class ServingError(Exception):
-    """Base class for everything that goes wrong while serving a model."""
+class ServingError(StratosError):
+    """Base class for everything that goes wrong while serving a model (the deployer's root of the error tree)."""
 
 
 class ServerExitedError(ServingError):

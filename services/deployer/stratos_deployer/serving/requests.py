@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from stratos_deployer.serving.batcher import SamplingParams
+from stratos_deployer.serving.process import ServingError
 
 MAX_N = 16
 """Most samples one request may ask for (each is a row of the decoding batch)."""
@@ -22,8 +23,8 @@ MAX_STOP = 4
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class RequestRefused(ValueError):
-    """A request the server answers with an HTTP error instead of serving it."""
+class RequestRefused(ServingError, ValueError):
+    """A request the server answers with an HTTP error instead of serving it (a ValueError too: it is bad input)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

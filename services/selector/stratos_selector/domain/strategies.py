@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from stratos_selector.domain.constraints import binding, check
+from stratos_selector.domain.constraints import Feasibility, binding, check
 from stratos_selector.domain.estimates import Workload, job_cost, workload_for
 from stratos_selector.domain.grid import cells, normalise_objectives
 from stratos_selector.domain.pareto import pareto_mask
@@ -126,24 +126,7 @@ def select(
         return _estimate(work, float(memory[i]), float(hours[i]), float(cost[i]))
 
     if rows.size == 0:
-        bind = binding(table, feas)
-        closest = None if bind.closest_index is None else table.servers[bind.closest_index]
-        return Infeasible(
-            constraint=bind.constraint,
-            reason=bind.reason,
-            closest=closest,
-            explanation=SelectionExplanation(
-                strategy=name,
-                total_count=len(table),
-                feasible_count=0,
-                pareto_size=0,
-                grid_k=k,
-                excluded=feas.counts_by_first_reason(),
-                binding_constraint=bind.constraint,
-                infeasible_reason=bind.reason,
-                estimate=None if bind.closest_index is None else estimate(bind.closest_index),
-            ),
-        )
+        return _infeasible(table, feas, name, k, estimate)
     f = _feasible(table, rows, cost[rows], k)
     ranked, why = _RANKERS[name](f, job)
     chosen = int(ranked[0])
@@ -163,6 +146,30 @@ def select(
             excluded=feas.counts_by_first_reason(),
             alternatives=alternatives,
             estimate=estimate(row),
+        ),
+    )
+
+
+def _infeasible(
+    table: ServerTable, feas: Feasibility, strategy: str, k: int, estimate: Callable[[int], ResourceEstimate]
+) -> Infeasible:
+    """No feasible server: the constraint that binds, and the server that came closest to meeting it."""
+    bind = binding(table, feas)
+    closest = None if bind.closest_index is None else table.servers[bind.closest_index]
+    return Infeasible(
+        constraint=bind.constraint,
+        reason=bind.reason,
+        closest=closest,
+        explanation=SelectionExplanation(
+            strategy=strategy,
+            total_count=len(table),
+            feasible_count=0,
+            pareto_size=0,
+            grid_k=k,
+            excluded=feas.counts_by_first_reason(),
+            binding_constraint=bind.constraint,
+            infeasible_reason=bind.reason,
+            estimate=None if bind.closest_index is None else estimate(bind.closest_index),
         ),
     )
 

@@ -27,11 +27,13 @@ from typing import Any
 
 from datasets import Dataset
 
+from stratos_trainer.domain.errors import TrainingError
+
 Messages = list[dict[str, str]]
 ROLES = {"system", "user", "assistant"}
 
 
-class DataFormatError(ValueError):
+class DataFormatError(TrainingError, ValueError):
     """A record does not follow the documented format."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from stratos_trainer.domain.errors import TrainingError
+
 Messages = list[dict[str, str]]
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(TrainingError, ValueError):
     """The chat template cannot show where assistant turns are (not prefix-preserving, or no offsets)."""
 
 
