@@ -99,7 +99,11 @@ SERVERS = {"h100-us-east": "127.0.0.2", "a10-us-central": "127.0.0.3"}
 """The servers with a deployer, and the address each advertises (the only ones jobs can be placed on)."""
 
 
-def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
+def stack(
+    nats_server: NatsServerProcess, tmp_path: Path, backend: str = "cpu", servers: dict[str, str] = SERVERS
+) -> tuple[Any, ...]:
+    """Inventory, selector and one deployer per server of `servers` (id -> advertised address), serving with
+    `backend`."""
     base = common(nats_server, tmp_path)
     return (
         build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
@@ -111,13 +115,13 @@ def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
                     **base,
                     server_id=server,
                     advertise_host=host,
-                    serving_backend="cpu",
+                    serving_backend=backend,
                     probe_requests=3,
                     accuracy_samples=3,
                     max_tokens=8,
                 )
             )
-            for server, host in SERVERS.items()
+            for server, host in servers.items()
         ),
     )
 

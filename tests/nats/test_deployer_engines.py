@@ -11,26 +11,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.client import Client
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from stratos_deployer.main import build as build_deployer
 from stratos_deployer.serving.llamacpp import find_engine
-from stratos_deployer.settings import DeployerSettings
-from stratos_inventory.main import build as build_inventory
-from stratos_inventory.settings import InventorySettings
-from stratos_selector.main import build as build_selector
-from stratos_selector.settings import SelectorSettings
 from stratos_shared.artifacts import NatsArtifactStore
 from stratos_shared.contracts.job import StudentSpec
-from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.localmodels.bundled import ensure_bundled_model
-from tests.nats.services import common, running
-from tests.nats.test_deployer import ROOT, SERVERS, answers, deploy, key_of, ready, spec
+from tests.nats.services import running
+from tests.nats.test_deployer import SERVERS, answers, deploy, key_of, ready, spec, stack
 from tests.nats.test_deployer import adapter_dir as adapter_dir  # the tiny student's adapter (a module fixture)
 
 # Without the engine every deployment in the suite already takes the fallback path (the e2e and deployer tests);
@@ -52,25 +44,6 @@ def smollm2_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def stack(nats_server: NatsServerProcess, tmp_path: Path) -> tuple[Any, ...]:
-    base = common(nats_server, tmp_path)
-    return (
-        build_inventory(InventorySettings(**base, catalog=ROOT / "examples" / "servers.yaml")),
-        build_selector(SelectorSettings(**base | {"require_workers": True})),
-        build_deployer(
-            DeployerSettings(
-                **base,
-                server_id=SERVER,
-                advertise_host=SERVERS[SERVER],
-                serving_backend="auto",
-                probe_requests=3,
-                accuracy_samples=3,
-                max_tokens=8,
-            )
-        ),
-    )
-
-
 async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
     nats_server, tmp_path, nc: Client, collect, smollm2_adapter: Path, adapter_dir: Path
 ) -> None:
@@ -81,7 +54,7 @@ async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
     smol = spec("smol-1").model_copy(
         update={"students": [StudentSpec(name="smollm2-135m", model="smollm2-135m", params_b=0.135)]}
     )
-    async with running(*stack(nats_server, tmp_path)):
+    async with running(*stack(nats_server, tmp_path, "auto", {SERVER: SERVERS[SERVER]})):
         await ready(nats_server, [SERVER])
         await deploy(nc, chosen, completed, "smol-1", smollm2_adapter, smol)
         await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
