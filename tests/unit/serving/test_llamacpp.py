@@ -6,7 +6,9 @@ The tests that run the engine skip with a one-line reason where it is not built 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +23,9 @@ from stratos_deployer.serving.llamacpp import (
     convert_to_gguf,
     engine_problem,
     find_engine,
-    llama_server_process,
 )
 from stratos_deployer.serving.process import ServingError
+from tests.unit.serving.test_gateway import GOOD, KEY, REFUSED
 
 ENGINE = find_engine()
 
@@ -39,7 +41,7 @@ def smollm2() -> Path:
 needs_engine = pytest.mark.skipif(ENGINE is None, reason=engine_problem() or "")
 
 
-def test_llama_server_argv_has_the_slots_and_context_and_never_the_key(tmp_path: Path) -> None:
+def test_llama_server_argv_has_the_slots_and_context(tmp_path: Path) -> None:
     engine = LlamaCppEngine(tmp_path)
     config = LlamaServerConfig(gguf=Path("/m.gguf"), served_name="job-1", port=9001, parallel=8, ctx_per_slot=512)
     assert build_llama_server_command(engine, config) == [
@@ -47,9 +49,6 @@ def test_llama_server_argv_has_the_slots_and_context_and_never_the_key(tmp_path:
         "--host", "127.0.0.1", "--port", "9001", "--parallel", "8", "--ctx-size", "4096",
         "--no-webui", "--no-slots",
     ]  # fmt: skip
-    process = llama_server_process(engine, config, tmp_path / "log", api_key="secret-key")
-    assert process.env == {"LLAMA_API_KEY": "secret-key"}
-    assert not any("secret-key" in arg for arg in process.argv)
 
 
 def test_auto_picks_llama_cpp_on_cpu_only_where_it_is_built(tmp_path: Path) -> None:
@@ -98,3 +97,69 @@ def test_smollm2_is_served_by_llama_server_with_its_key(smollm2: Path, tmp_path:
     assert [r.status_code for r in replies] == [200] * 4
     assert all(r.json()["model"] == "smol" and r.json()["choices"][0]["message"]["content"] for r in replies)
     assert backend.gguf is not None and backend.gguf.stat().st_size > 50_000_000  # q8_0 of 135M parameters
+
+
+@needs_engine
+def test_hostile_requests_during_a_generation_are_refused_and_it_is_unharmed(smollm2: Path, tmp_path: Path) -> None:
+    """The issue's list (NaN, negative and huge parameters, a 50 MB body, no key, a wrong key) sent while a
+    streamed greedy answer is being generated: each refused with its reason, the answer the same as alone."""
+    assert ENGINE is not None
+    backend = LlamaCppBackend("smol", ENGINE, quant="q8_0", parallel=4, log_dir=tmp_path / "logs")
+    url = backend.start(smollm2, None, free_port(), api_key=KEY) + "/chat/completions"
+    question = {"messages": [{"role": "user", "content": "Count from 1 to 30."}], "max_tokens": 96, "temperature": 0}
+    try:
+        alone = httpx.post(url, json=question, headers={"authorization": GOOD}, timeout=120).json()
+        streamed, refusals = asyncio.run(_hostile_beside(url, question))
+    finally:
+        backend.stop()
+    for name, (status, phrase) in _expected().items():
+        assert refusals[name][0] == status and phrase in refusals[name][1], (name, refusals[name])
+    assert streamed == alone["choices"][0]["message"]["content"]
+
+
+def _expected() -> dict[str, tuple[int, str]]:
+    expected = {name: (status, phrase) for name, (_, _, status, phrase) in REFUSED.items()}
+    return {**expected, "a 50 MB body": (413, "larger than"), "JSON's NaN literal": (400, "temperature")}
+
+
+async def _hostile_beside(url: str, question: dict[str, Any]) -> tuple[str, dict[str, tuple[int, str]]]:
+    """Stream `question`; once its first tokens arrived, send every hostile request; then read it to the end."""
+    refusals: dict[str, tuple[int, str]] = {}
+    text: list[str] = []
+    async with httpx.AsyncClient(timeout=120) as client:
+        stream = {**question, "stream": True}
+        async with client.stream("POST", url, json=stream, headers={"authorization": GOOD}) as reply:
+            lines = reply.aiter_lines()
+            async for line in lines:
+                if _delta(line, text):
+                    break
+            for name, request in _hostile_requests().items():
+                answer = await client.post(url, **request)
+                refusals[name] = (answer.status_code, answer.json()["error"]["message"])
+            async for line in lines:
+                _delta(line, text)
+    return "".join(text), refusals
+
+
+def _hostile_requests() -> dict[str, dict[str, Any]]:
+    requests: dict[str, dict[str, Any]] = {}
+    for name, (body, authorization, _, _) in REFUSED.items():
+        headers = {"authorization": authorization} if authorization else {}
+        requests[name] = {"content" if isinstance(body, bytes) else "json": body, "headers": headers}
+    big = {"messages": [{"role": "user", "content": "x" * (50 << 20)}]}
+    requests["a 50 MB body"] = {"json": big, "headers": {"authorization": GOOD}}
+    nan = b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+    json_headers = {"authorization": GOOD, "content-type": "application/json"}
+    requests["JSON's NaN literal"] = {"content": nan, "headers": json_headers}
+    return requests
+
+
+def _delta(line: str, text: list[str]) -> bool:
+    """Append a streamed chunk's content to `text`; True when it carried some."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return False
+    choices = json.loads(line[6:])["choices"]
+    content = choices[0]["delta"].get("content") if choices else None
+    if content:
+        text.append(content)
+    return bool(content)
