@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,43 +76,46 @@ def test_a_model_the_converter_does_not_know_is_refused_with_its_reason(tiny_mod
         convert_to_gguf(ENGINE, tiny_model_path, tmp_path / "tiny.gguf", "q8_0")
 
 
-@needs_engine
-def test_smollm2_is_served_by_llama_server_with_its_key(smollm2: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def served(smollm2: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LlamaCppBackend, str]]:
+    """SmolLM2 converted once and served by the deployer's llama.cpp backend (4 slots, keyed) for this module."""
     assert ENGINE is not None
-    backend = LlamaCppBackend("smol", ENGINE, quant="q8_0", parallel=4, log_dir=tmp_path / "logs")
-    key = "k" * 43
-    url = backend.start(smollm2, None, free_port(), api_key=key)
+    logs = tmp_path_factory.mktemp("llama") / "logs"
+    backend = LlamaCppBackend("smol", ENGINE, quant="q8_0", parallel=4, log_dir=logs)
+    url = backend.start(smollm2, None, free_port(), api_key=KEY)
     try:
-        question = {"model": "smol", "messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 16}
-        assert httpx.post(url + "/chat/completions", json=question, timeout=60).status_code == 401
-
-        async def ask_four() -> list[httpx.Response]:
-            headers = {"Authorization": f"Bearer {key}"}
-            async with httpx.AsyncClient(timeout=120, headers=headers) as client:
-                asks = [client.post(url + "/chat/completions", json=question) for _ in range(4)]
-                return list(await asyncio.gather(*asks))
-
-        replies = asyncio.run(ask_four())
+        yield backend, url
     finally:
         backend.stop()
+
+
+@needs_engine
+def test_smollm2_is_served_by_llama_server_with_its_key(served: tuple[LlamaCppBackend, str]) -> None:
+    backend, url = served
+    question = {"model": "smol", "messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 16}
+    assert httpx.post(url + "/chat/completions", json=question, timeout=60).status_code == 401
+
+    async def ask_four() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, headers={"Authorization": GOOD}) as client:
+            asks = [client.post(url + "/chat/completions", json=question) for _ in range(4)]
+            return list(await asyncio.gather(*asks))
+
+    replies = asyncio.run(ask_four())
     assert [r.status_code for r in replies] == [200] * 4
     assert all(r.json()["model"] == "smol" and r.json()["choices"][0]["message"]["content"] for r in replies)
     assert backend.gguf is not None and backend.gguf.stat().st_size > 50_000_000  # q8_0 of 135M parameters
 
 
 @needs_engine
-def test_hostile_requests_during_a_generation_are_refused_and_it_is_unharmed(smollm2: Path, tmp_path: Path) -> None:
+def test_hostile_requests_during_a_generation_are_refused_and_it_is_unharmed(
+    served: tuple[LlamaCppBackend, str],
+) -> None:
     """The issue's list (NaN, negative and huge parameters, a 50 MB body, no key, a wrong key) sent while a
     streamed greedy answer is being generated: each refused with its reason, the answer the same as alone."""
-    assert ENGINE is not None
-    backend = LlamaCppBackend("smol", ENGINE, quant="q8_0", parallel=4, log_dir=tmp_path / "logs")
-    url = backend.start(smollm2, None, free_port(), api_key=KEY) + "/chat/completions"
+    url = served[1] + "/chat/completions"
     question = {"messages": [{"role": "user", "content": "Count from 1 to 30."}], "max_tokens": 96, "temperature": 0}
-    try:
-        alone = httpx.post(url, json=question, headers={"authorization": GOOD}, timeout=120).json()
-        streamed, refusals = asyncio.run(_hostile_beside(url, question))
-    finally:
-        backend.stop()
+    alone = httpx.post(url, json=question, headers={"authorization": GOOD}, timeout=120).json()
+    streamed, refusals = asyncio.run(_hostile_beside(url, question))
     for name, (status, phrase) in _expected().items():
         assert refusals[name][0] == status and phrase in refusals[name][1], (name, refusals[name])
     assert streamed == alone["choices"][0]["message"]["content"]
@@ -119,6 +123,8 @@ def test_hostile_requests_during_a_generation_are_refused_and_it_is_unharmed(smo
 
 def _expected() -> dict[str, tuple[int, str]]:
     expected = {name: (status, phrase) for name, (_, _, status, phrase) in REFUSED.items()}
+    # the deployer's limit is a slot's context (1024 tokens), not the gateway test's 64
+    expected["huge max_tokens"] = (400, "at most 1024")
     return {**expected, "a 50 MB body": (413, "larger than"), "JSON's NaN literal": (400, "temperature")}
 
 
