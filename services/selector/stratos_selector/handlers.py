@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 
 from stratos_selector.planner import Planner, admit, poisoned, replan
+from stratos_selector.settings import SelectorSettings
 from stratos_selector.workflow import ENDINGS, apply, next_events
 from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind, parse_stored
 from stratos_shared.contracts.advisories import MaxDeliveries
@@ -32,7 +33,7 @@ from stratos_shared.errors import InvalidEventError
 from stratos_shared.metrics import jobs_finished
 from stratos_shared.policy import InputPolicy
 
-__all__ = ["Planner", "Selector", "build_events"]
+__all__ = ["Planner", "Selector", "build_events", "declared"]
 
 log = logging.getLogger("stratos.selector")
 
@@ -170,3 +171,9 @@ def build_events(
             projection=True,
         )(bind(project, selector))
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(Planner(), SelectorSettings().input_policy())
