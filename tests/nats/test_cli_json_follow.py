@@ -22,6 +22,7 @@ from stratos_cli.app import app
 from stratos_cli.logview import LogLine
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_selector.workflow import apply
 from stratos_shared.artifacts import NatsArtifactStore, put_file
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
@@ -40,7 +41,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import SelectionExplanation
 from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, WorkerBeat
 from stratos_shared.embedded import NatsServerProcess
-from stratos_shared.jobs import Attempt, JobState, apply
+from stratos_shared.jobs import Attempt, JobState
 from stratos_shared.report import CostBreakdown, JobReport, ScoreBreakdown, render_plots
 
 pytestmark = pytest.mark.nats
