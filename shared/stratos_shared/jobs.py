@@ -77,6 +77,7 @@ class Decision(BaseModel):
     reason: str
     estimated_cost_usd: float = 0.0
     next: TrainingPlan | None = None
+    decided_at: datetime | None = Field(default=None, description="When it was decided (None in older entries).")
 
 
 class Attempt(BaseModel):
@@ -96,6 +97,7 @@ class Attempt(BaseModel):
     cost_usd: float
     seconds: float
     revision: int | None = None
+    trained_at: datetime | None = Field(default=None, description="When it was reported (None in older entries).")
     decision: Decision | None = None
 
     @property
@@ -221,6 +223,7 @@ def _attempt_record(state: JobState, event: ModelTrained) -> Attempt:
         cost_usd=event.cost_usd,
         seconds=event.training_seconds,
         revision=event.revision,
+        trained_at=event.occurred_at,
     )
 
 
@@ -326,6 +329,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 reason=event.reason,
                 estimated_cost_usd=event.estimated_cost_usd,
                 next=event.next,
+                decided_at=event.occurred_at,
             )
             changes["attempts"] = [
                 a.model_copy(update={"decision": decision}) if a.attempt == event.attempt else a
