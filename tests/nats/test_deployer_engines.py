@@ -60,9 +60,8 @@ async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
         await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
         by_job = {b["job_id"]: b for b in deployed.bodies()}
         served = {job: await answers(by_job[job]["endpoint"], job, await key_of(nc, job)) for job in by_job}
-        reports = {
-            b["job_id"]: JobReport.model_validate_json(await store.get_bytes(b["report_uri"])) for b in completed.bodies()
-        }
+        stored = {b["job_id"]: await store.get_bytes(b["report_uri"]) for b in completed.bodies()}
+    reports = {job: JobReport.model_validate_json(raw) for job, raw in stored.items()}
 
     assert served == {"smol-1": True, "tiny-1": True}
     tiny_note = reports["tiny-1"].serving.engine_note or ""
