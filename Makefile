@@ -52,6 +52,10 @@ up: setup ## start embedded NATS, the control services and three servers' worker
 down: setup ## stop what `make up` started
 	$(STRATOS) down
 
+browser: setup ## Debian's Chromium for the report page's browser test (apt, as root; Playwright drives it, ~1-3 min once)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(PY) -c 'import playwright' || $(PIP) install --quiet playwright
+
 llama-cpp: setup ## build llama.cpp (llama-server, quantizer, GGUF converter) for CPU serving, once (~14 min on 2 cores)
 	$(PY) -m stratos_deployer.serving.llamacpp_build
 
@@ -64,4 +68,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test wiring lint demo demo-real up down llama-cpp robustness bench
+.PHONY: help setup models test wiring lint demo demo-real up down browser llama-cpp robustness bench

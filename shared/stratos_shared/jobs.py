@@ -51,6 +51,7 @@ class Decision(BaseModel):
     reason: str
     estimated_cost_usd: float = 0.0
     next: TrainingPlan | None = None
+    decided_at: datetime | None = Field(default=None, description="When it was decided (None in older entries).")
 
 
 class Attempt(BaseModel):
@@ -70,6 +71,7 @@ class Attempt(BaseModel):
     cost_usd: float
     seconds: float
     revision: int | None = None
+    trained_at: datetime | None = Field(default=None, description="When it was reported (None in older entries).")
     decision: Decision | None = None
 
     @property

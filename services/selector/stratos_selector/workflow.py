@@ -206,6 +206,7 @@ def attempt_record(job: JobState, event: ModelTrained) -> Attempt:
         cost_usd=event.cost_usd,
         seconds=event.training_seconds,
         revision=event.revision,
+        trained_at=event.occurred_at,
     )
 
 
@@ -216,7 +217,11 @@ def attempt_decided(job: JobState, event: AttemptDecided) -> JobState:
     if done is None or done.decision is not None:
         return job
     decision = Decision(
-        action=event.action, reason=event.reason, estimated_cost_usd=event.estimated_cost_usd, next=event.next
+        action=event.action,
+        reason=event.reason,
+        estimated_cost_usd=event.estimated_cost_usd,
+        next=event.next,
+        decided_at=event.occurred_at,
     )
     escalation = EscalationResult(
         target=event.target,

@@ -136,6 +136,7 @@ def _attempt_record(state: JobState, event: ModelTrained) -> Attempt:
         cost_usd=event.cost_usd,
         seconds=event.training_seconds,
         revision=event.revision,
+        trained_at=event.occurred_at,
     )
 
 
@@ -241,6 +242,7 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
                 reason=event.reason,
                 estimated_cost_usd=event.estimated_cost_usd,
                 next=event.next,
+                decided_at=event.occurred_at,
             )
             changes["attempts"] = [
                 a.model_copy(update={"decision": decision}) if a.attempt == event.attempt else a
