@@ -51,21 +51,34 @@ async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
     deployed = await collect("stratos.evt.model.deployed")
     completed = await collect("stratos.evt.job.completed")
     store = NatsArtifactStore(nc.jetstream())
-    smol = spec("smol-1").model_copy(
-        update={"students": [StudentSpec(name="smollm2-135m", model="smollm2-135m", params_b=0.135)]}
-    )
+    students = [StudentSpec(name="smollm2-135m", model="smollm2-135m", params_b=0.135)]
+    smol = spec("smol-1").model_copy(update={"students": students})
+    # 100 ms end to end: no 135M model on two cores answers a word problem that fast, with 8 requests in flight
+    # least of all, so the deployer must try the faster weights too (and serve them: nothing meets it)
+    strict = spec("smol-2").model_copy(update={"students": students})
+    smol = smol.model_copy(update={"constraints": smol.constraints.model_copy(update={"latency_slo_ms": 600_000})})
     async with running(*stack(nats_server, tmp_path, "auto", {SERVER: SERVERS[SERVER]})):
         await ready(nats_server, [SERVER])
         await deploy(nc, chosen, completed, "smol-1", smollm2_adapter, smol)
+        await deploy(nc, chosen, completed, "smol-2", smollm2_adapter, strict)
         await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
         by_job = {b["job_id"]: b for b in deployed.bodies()}
         served = {job: await answers(by_job[job]["endpoint"], job, await key_of(nc, job)) for job in by_job}
         stored = {b["job_id"]: await store.get_bytes(b["report_uri"]) for b in completed.bodies()}
     reports = {job: JobReport.model_validate_json(raw) for job, raw in stored.items()}
 
-    assert served == {"smol-1": True, "tiny-1": True}
+    assert served == {"smol-1": True, "smol-2": True, "tiny-1": True}
     tiny_note = reports["tiny-1"].serving.engine_note or ""
     assert by_job["tiny-1"]["backend"] == "cpu"
     assert by_job["smol-1"]["backend"] == "llamacpp", reports["smol-1"].serving
     assert reports["smol-1"].serving.engine_note is None
     assert tiny_note.startswith("llama.cpp could not serve it: convert"), tiny_note
+    # the engine and weights chosen against the SLO: q8_0 meets a generous one; a strict one tries q4_k_m too
+    assert [(t.quantization, t.meets_slo) for t in reports["smol-1"].serving.engine_trials] == [("q8_0", True)]
+    assert [(t.quantization, t.meets_slo) for t in reports["smol-2"].serving.engine_trials] == [
+        ("q8_0", False),
+        ("q4_k_m", False),
+    ]
+    assert reports["smol-2"].serving.quantization == "q4_k_m" and not reports["smol-2"].serving.meets_slo
+    assert [level.concurrency for level in reports["smol-2"].serving.by_concurrency] == [1, 8]
+    assert [t.backend for t in reports["tiny-1"].serving.engine_trials] == ["cpu"]

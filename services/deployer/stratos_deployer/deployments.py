@@ -17,11 +17,11 @@ from typing import Protocol
 
 from opentelemetry import trace
 
-from stratos_deployer.domain import build_report
+from stratos_deployer.domain import build_report, meets_slo
 from stratos_deployer.serving.backend import ServingBackend, choose_backend, has_gpu
 from stratos_deployer.serving.cpu_server import free_port
-from stratos_deployer.serving.llamacpp import GgufConversionError, engine_problem, find_engine
-from stratos_deployer.serving.probe import check_accuracy_async, probe_latency_async
+from stratos_deployer.serving.llamacpp import FASTEST, GgufConversionError, Quantization, engine_problem, find_engine
+from stratos_deployer.serving.probe import ChatMessages, LatencyReport, check_accuracy_async, probe_latency_async
 from stratos_deployer.serving.process import free_port_in, stop_leftovers
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.agent import ServerAgent
@@ -34,7 +34,14 @@ from stratos_shared.jobcontext import StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact, JobArtifacts, endpoint_key, report_plot
 from stratos_shared.models import resolve_model
-from stratos_shared.report import EndpointMeasurements, ServedEndpoint, render_markdown, render_plots
+from stratos_shared.report import (
+    EndpointMeasurements,
+    EngineTrial,
+    LatencyAt,
+    ServedEndpoint,
+    render_markdown,
+    render_plots,
+)
 from stratos_shared.tasks import Example
 
 log = logging.getLogger("stratos.deployer")
@@ -198,24 +205,19 @@ class Deployer:
             endpoint_key(revision), api_key.encode()
         )
         with tracer.start_as_current_span("deployer.start_backend", attributes={"job.id": trained.job_id}) as span:
-            backend, endpoint, engine_note = await self.start_serving(
-                trained.job_id, state, workdir, (model_path, adapter), api_key
-            )
-            span.set_attribute("serving.backend", backend.name)
-        try:
-            measured = await self.measure(trained.job_id, spec, endpoint, api_key)
-        except BaseException:
-            # Failed, or cancelled by a shutdown: a server nobody tracks must not outlive us.
-            await asyncio.to_thread(backend.stop)
-            raise
-        deployed = self.announcement(trained.job_id, revision, endpoint, backend.name, measured, key_uri)
+            started = await self.serve_within_slo(trained.job_id, spec, state, workdir, (model_path, adapter), api_key)
+            span.set_attribute("serving.backend", started.backend.name)
+        backend, endpoint = started.backend, started.endpoint
+        deployed = self.announcement(trained.job_id, revision, endpoint, backend.name, started.measured, key_uri)
         serving = ServedEndpoint(
-            **measured.model_dump(),
+            **started.measured.model_dump(),
             endpoint=endpoint,
             backend=deployed.backend,
             server_id=deployed.server_id,
             auth="bearer",
-            engine_note=engine_note or None,
+            engine_note=started.note or None,
+            quantization=started.quantization,
+            engine_trials=started.trials,
         )
         # The previous endpoint serves until this one is measured (its server may be gone already).
         await self.deployments.stop(trained.job_id)
@@ -253,7 +255,9 @@ class Deployer:
             api_key_uri=key_uri,
         )
 
-    def backend(self, choice: str, job_id: str, state: JobState, workdir: Path, gpu: bool) -> ServingBackend:
+    def backend(
+        self, choice: str, job_id: str, state: JobState, workdir: Path, gpu: bool, quant: Quantization
+    ) -> ServingBackend:
         return choose_backend(
             gpu,
             choice,
@@ -263,11 +267,68 @@ class Deployer:
             host=self.settings.advertise_host,
             gpu_count=state.results.server.gpu_count if state.results.server else 1,
             engine=find_engine(),
-            quant=self.settings.quantization,
+            quant=quant,
         )
 
+    def quantization_ladder(self) -> list[Quantization]:
+        """The configured weights (q8_0: near-lossless) first; then q4_k_m, smaller and faster, if allowed."""
+        first: Quantization = self.settings.quantization
+        return [first, FASTEST] if self.settings.latency_aware and first != FASTEST else [first]
+
+    async def serve_within_slo(
+        self, job_id: str, spec: JobSpec, state: JobState, workdir: Path, model: tuple[Path, Path | None], api_key: str
+    ) -> Started:
+        """The engine started and measured. With llama.cpp, while the latency SLO is missed at the probed
+        concurrencies, the next faster weights are tried; the first that meets it serves, else the fastest. Each
+        try is stopped before the next starts, so no measurement shares the cores with another engine."""
+        trials: list[EngineTrial] = []
+        *slower, fastest = self.quantization_ladder()
+        for quant in slower:
+            started = await self.measured_engine(job_id, spec, state, workdir, model, api_key, quant, trials)
+            if trials[-1].meets_slo or started.backend.name != "llamacpp":
+                return started
+            log.info("job %s: %s misses the latency SLO; trying faster weights", job_id, quant)
+            await asyncio.to_thread(started.backend.stop)
+        return await self.measured_engine(job_id, spec, state, workdir, model, api_key, fastest, trials)
+
+    async def measured_engine(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        state: JobState,
+        workdir: Path,
+        model: tuple[Path, Path | None],
+        api_key: str,
+        quant: Quantization,
+        trials: list[EngineTrial],
+    ) -> Started:
+        """One engine started and measured through its endpoint; its trial appended to `trials`."""
+        backend, endpoint, note = await self.start_serving(job_id, state, workdir, model, api_key, quant)
+        try:
+            measured = await self.measure(job_id, spec, endpoint, api_key)
+        except BaseException:
+            # Failed, or cancelled by a shutdown: a server nobody tracks must not outlive us.
+            await asyncio.to_thread(backend.stop)
+            raise
+        served_quant = quant if backend.name == "llamacpp" else None
+        trial = EngineTrial(
+            backend=backend.name,
+            quantization=served_quant,
+            worst_latency_p50_ms=measured.worst_latency_p50_ms,
+            accuracy=measured.accuracy,
+            meets_slo=meets_slo(spec, state.results.server, measured),
+        )
+        trials.append(trial)
+        return Started(backend, endpoint, note, measured, served_quant, list(trials))
+
     async def start_serving(
-        self, job_id: str, state: JobState, workdir: Path, model: tuple[Path, Path | None], api_key: str
+        self,
+        job_id: str,
+        state: JobState,
+        workdir: Path,
+        model: tuple[Path, Path | None],
+        api_key: str,
+        quant: Quantization,
     ) -> tuple[ServingBackend, str, str]:
         """The started backend, its endpoint, and why it is not the engine `auto` prefers ("" when it is).
 
@@ -278,7 +339,7 @@ class Deployer:
         choice = self.settings.serving_backend
         gpu = choice == "auto" and await asyncio.to_thread(has_gpu)
         note = "" if gpu or choice != "auto" else (engine_problem() or "")
-        backend = self.backend(choice, job_id, state, workdir, gpu)
+        backend = self.backend(choice, job_id, state, workdir, gpu, quant)
         try:
             return backend, await self.started(backend, model, api_key), note
         except GgufConversionError as refused:
@@ -286,7 +347,7 @@ class Deployer:
                 raise
             log.warning("job %s: %s; serving with the transformers server", job_id, refused)
             note = f"llama.cpp could not serve it: {refused}"
-        fallback = self.backend("cpu", job_id, state, workdir, gpu=False)
+        fallback = self.backend("cpu", job_id, state, workdir, False, quant)
         return fallback, await self.started(fallback, model, api_key), note
 
     async def started(self, backend: ServingBackend, model: tuple[Path, Path | None], api_key: str) -> str:
@@ -302,19 +363,14 @@ class Deployer:
             raise
 
     async def measure(self, job_id: str, spec: JobSpec, endpoint: str, api_key: str) -> EndpointMeasurements:
-        """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint, as a client would."""
+        """Latency (TTFT and end-to-end, one request at a time and at each probed concurrency) and held-out
+        accuracy, all through the endpoint, as clients would."""
         task = await task_of(job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         held_out = (await asyncio.to_thread(split_task, task, spec.task)).eval[: self.settings.accuracy_samples]
         by_id: dict[str, Example] = {e.id: e for e in held_out}
+        prompts = [task.student_prompt(e) for e in held_out]
         with tracer.start_as_current_span("deployer.probe", attributes={"job.id": job_id}) as span:
-            latency = await probe_latency_async(
-                endpoint,
-                job_id,
-                [task.student_prompt(e) for e in held_out],
-                n_requests=self.settings.probe_requests,
-                max_tokens=self.settings.max_tokens,
-                api_key=api_key,
-            )
+            alone, levels = await self.probe_levels(endpoint, job_id, prompts, api_key)
             accuracy = await check_accuracy_async(
                 endpoint,
                 job_id,
@@ -323,16 +379,42 @@ class Deployer:
                 max_tokens=self.settings.max_tokens,
                 api_key=api_key,
             )
-            span.set_attributes(
-                {"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000}
-            )
+            span.set_attributes({"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": alone.e2e_p50 * 1000})
         return EndpointMeasurements(
-            ttft_p50_ms=latency.ttft_p50 * 1000,
-            ttft_p95_ms=latency.ttft_p95 * 1000,
-            latency_p50_ms=latency.e2e_p50 * 1000,
-            latency_p95_ms=latency.e2e_p95 * 1000,
+            ttft_p50_ms=alone.ttft_p50 * 1000,
+            ttft_p95_ms=alone.ttft_p95 * 1000,
+            latency_p50_ms=alone.e2e_p50 * 1000,
+            latency_p95_ms=alone.e2e_p95 * 1000,
             accuracy=accuracy.accuracy,
+            by_concurrency=levels,
         )
+
+    async def probe_levels(
+        self, endpoint: str, model: str, prompts: list[ChatMessages], api_key: str
+    ) -> tuple[LatencyReport, list[LatencyAt]]:
+        """The probe one request at a time, then at each configured concurrency (each level sends at least two
+        rounds of requests, so its p50 is not one round's)."""
+        reports: dict[int, LatencyReport] = {}
+        for concurrency in sorted({1, *self.settings.probe_concurrency}):
+            reports[concurrency] = await probe_latency_async(
+                endpoint,
+                model,
+                prompts,
+                n_requests=max(self.settings.probe_requests, 2 * concurrency),
+                concurrency=concurrency,
+                max_tokens=self.settings.max_tokens,
+                api_key=api_key,
+            )
+        levels = [
+            LatencyAt(
+                concurrency=level,
+                ttft_p50_ms=report.ttft_p50 * 1000,
+                latency_p50_ms=report.e2e_p50 * 1000,
+                latency_p95_ms=report.e2e_p95 * 1000,
+            )
+            for level, report in reports.items()
+        ]
+        return reports[1], levels
 
     async def write_report(self, spec: JobSpec, state: JobState, serving: ServedEndpoint) -> str:
         report = build_report(spec, state, serving, utcnow())
@@ -361,3 +443,15 @@ def completed(job_id: str, report_uri: str, deployed: ModelDeployed) -> JobCompl
             "server_id": deployed.server_id,
         },
     )
+
+
+@dataclass(frozen=True)
+class Started:
+    """An engine serving and measured, with every trial that led to it."""
+
+    backend: ServingBackend
+    endpoint: str
+    note: str
+    measured: EndpointMeasurements
+    quantization: str | None
+    trials: list[EngineTrial]

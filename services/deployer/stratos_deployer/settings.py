@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -18,7 +18,19 @@ class DeployerSettings(WorkerSettings):
     quantization: Literal["f16", "q8_0", "q4_k_m"] = Field(
         default="q8_0", description="The GGUF weights llama.cpp serves (q8_0: near-lossless; q4_k_m: smaller, faster)."
     )
+    latency_aware: bool = Field(
+        default=True,
+        description="With llama.cpp: when the weights above miss the job's latency SLO at the probed concurrencies, "
+        "try q4_k_m (smaller, faster, at its measured accuracy cost) and serve whichever meets it.",
+    )
     probe_requests: int = Field(default=16, ge=1, le=10_000, description="Requests in the latency probe.")
+    probe_concurrency: list[Annotated[int, Field(ge=1, le=256)]] = Field(
+        default=[1, 8],
+        min_length=1,
+        max_length=8,
+        description="Concurrencies the latency probe measures (one request at a time is always among them); "
+        "the SLO must hold at each.",
+    )
     accuracy_samples: int = Field(default=100, ge=1, description="Held-out items checked through the endpoint.")
     max_tokens: int = Field(default=192, ge=1, description="Generation limit for probes and the accuracy check.")
     serving_ports: str | None = Field(

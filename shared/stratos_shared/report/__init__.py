@@ -15,7 +15,9 @@ from stratos_shared.report.markdown import render_markdown
 from stratos_shared.report.model import (
     CostBreakdown,
     EndpointMeasurements,
+    EngineTrial,
     JobReport,
+    LatencyAt,
     ScoreBreakdown,
     ServedEndpoint,
     ServerSection,
@@ -29,7 +31,9 @@ from stratos_shared.report.plots import render_plots
 __all__ = [
     "CostBreakdown",
     "EndpointMeasurements",
+    "EngineTrial",
     "JobReport",
+    "LatencyAt",
     "ScoreBreakdown",
     "ServedEndpoint",
     "ServerSection",

@@ -138,10 +138,34 @@ def _serving_section(sv: ServingSection, job_id: str) -> list[str]:
         *([f"- clients send `Authorization: Bearer <key>`; `stratos key {job_id}` prints the key"] if sv.auth else []),
         *([f"- engine: {sv.engine_note}"] if sv.engine_note else []),
         f"- time to first token p50 {sv.ttft_p50_ms:.0f} ms; end-to-end p50 {sv.latency_p50_ms:.0f} ms, "
-        f"p95 {sv.latency_p95_ms:.0f} ms; with network {sv.total_latency_ms:.0f} ms against the "
+        f"p95 {sv.latency_p95_ms:.0f} ms one request at a time",
+        *_concurrency_lines(sv),
+        f"- with network {sv.total_latency_ms:.0f} ms at the slowest probed concurrency against the "
         f"{sv.slo_ms:.0f} ms SLO ({'met' if sv.meets_slo else 'missed'})",
         f"- accuracy through the endpoint: {pct(sv.accuracy)}{target}",
+        *_trial_lines(sv),
     ]
+
+
+def _concurrency_lines(sv: ServingSection) -> list[str]:
+    levels = [level for level in sv.by_concurrency if level.concurrency > 1]
+    return [
+        f"- {level.concurrency} requests in flight: end-to-end p50 {level.latency_p50_ms:.0f} ms, "
+        f"p95 {level.latency_p95_ms:.0f} ms"
+        for level in levels
+    ]
+
+
+def _trial_lines(sv: ServingSection) -> list[str]:
+    """How the engine was chosen, when more than one was measured."""
+    if len(sv.engine_trials) < 2:
+        return []
+    tried = "; ".join(
+        f"{t.backend}{' ' + t.quantization if t.quantization else ''}: p50 {t.worst_latency_p50_ms:.0f} ms, "
+        f"accuracy {pct(t.accuracy)}, SLO {'met' if t.meets_slo else 'missed'}"
+        for t in sv.engine_trials
+    )
+    return [f"- engines measured before choosing (the last serves): {tried}"]
 
 
 def _timeline_section(spans: list[StageSpan]) -> list[str]:

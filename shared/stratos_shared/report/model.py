@@ -38,6 +38,15 @@ class TeacherSection(TeacherEvalResult):
     accuracy: float | None = Field(default=None, description="The chosen teacher's accuracy; None if not scored.")
 
 
+class LatencyAt(_Section):
+    """End-to-end latency with `concurrency` requests in flight: what users see when they arrive together."""
+
+    concurrency: int
+    ttft_p50_ms: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+
+
 class EndpointMeasurements(_Section):
     """What the deployer measured through the endpoint, as a client would."""
 
@@ -46,6 +55,24 @@ class EndpointMeasurements(_Section):
     latency_p50_ms: float = Field(description="End-to-end, one request at a time.")
     latency_p95_ms: float
     accuracy: float = Field(description="Held-out accuracy of the answers the endpoint gave.")
+    by_concurrency: list[LatencyAt] = Field(
+        default_factory=list, description="The probe at each concurrency (empty in reports before it was kept)."
+    )
+
+    @property
+    def worst_latency_p50_ms(self) -> float:
+        """The slowest p50 over the probed concurrencies: what the SLO is held against."""
+        return max([self.latency_p50_ms, *(level.latency_p50_ms for level in self.by_concurrency)])
+
+
+class EngineTrial(_Section):
+    """One engine and weights the deployer started and measured while choosing what serves."""
+
+    backend: str
+    quantization: str | None = Field(default=None, description="The GGUF weights, for llama.cpp.")
+    worst_latency_p50_ms: float
+    accuracy: float
+    meets_slo: bool
 
 
 class ServedEndpoint(EndpointMeasurements):
@@ -56,6 +83,10 @@ class ServedEndpoint(EndpointMeasurements):
     server_id: str
     auth: Literal["bearer"] | None = Field(default=None, description="bearer: clients need the deployment's key.")
     engine_note: str | None = Field(default=None, description="Why the engine is not the one the backend prefers.")
+    quantization: str | None = Field(default=None, description="The GGUF weights served, for llama.cpp.")
+    engine_trials: list[EngineTrial] = Field(
+        default_factory=list, description="Every engine measured before this one was kept (the last is this one)."
+    )
 
 
 class ServingSection(ServedEndpoint):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +42,10 @@ def test_bash_completion_completes_commands_and_options(words: str, expected: se
 
 
 def test_completion_script_is_for_the_stratos_command() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "stratos_cli", "--show-completion", "bash"], capture_output=True, text=True, timeout=60
-    )
+    # Typer detects the shell from the parent processes (a detached test run may have none): run it from bash,
+    # as a user does ("; exit $?" keeps bash from exec-ing the command, so bash stays its parent).
+    command = f"{shlex.quote(sys.executable)} -m stratos_cli --show-completion; exit $?"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "_STRATOS_COMPLETE=complete_bash" in done.stdout, done.stdout + done.stderr
 
 

@@ -11,7 +11,7 @@ import pytest
 from stratos_deployer.domain import NotPlacedError, build_report
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobs import JobState
-from stratos_shared.report import JobReport, ServedEndpoint, render_markdown
+from stratos_shared.report import EngineTrial, JobReport, LatencyAt, ServedEndpoint, render_markdown
 
 ROOT = Path(__file__).parents[3]
 SERVER = {"id": "a100-us-east", "cost_per_hour": 10.0, "latency_ms": 35.0, "gpu_model": "A100-80G"}
@@ -153,3 +153,27 @@ def test_a_teacher_that_could_not_be_scored_is_reported_unusable_with_why_not_as
     text = render_markdown(report_of(spec(), results, served(0.4)))
     row = next(line for line in text.splitlines() if line.startswith("| keyless"))
     assert "unusable: environment variable 'K' is not set \\|x" in row and "0.0%" not in row, row
+
+
+def test_the_slo_is_held_at_every_probed_concurrency_and_the_engine_choice_is_shown() -> None:
+    """Alone, 20 ms (+35 ms to the server) meets the 100 ms SLO; eight requests in flight take 90 ms and miss it."""
+    levels = [
+        LatencyAt(concurrency=1, ttft_p50_ms=5.0, latency_p50_ms=20.0, latency_p95_ms=30.0),
+        LatencyAt(concurrency=8, ttft_p50_ms=9.0, latency_p50_ms=90.0, latency_p95_ms=120.0),
+    ]
+    trials = [
+        EngineTrial(backend="llamacpp", quantization="q8_0", worst_latency_p50_ms=140.0, accuracy=0.5, meets_slo=False),
+        EngineTrial(
+            backend="llamacpp", quantization="q4_k_m", worst_latency_p50_ms=90.0, accuracy=0.45, meets_slo=False
+        ),
+    ]
+    endpoint = served(0.45).model_copy(
+        update={"by_concurrency": levels, "engine_trials": trials, "backend": "llamacpp", "quantization": "q4_k_m"}
+    )
+    report = report_of(spec(), {"server": SERVER, "training": {"before": 0.0, "after": 0.5}}, endpoint)
+    assert report.serving.total_latency_ms == 125.0 and report.serving.meets_slo is False
+    markdown = render_markdown(report)
+    assert "8 requests in flight: end-to-end p50 90 ms" in markdown
+    assert "llamacpp q8_0: p50 140 ms, accuracy 50.0%, SLO missed; llamacpp q4_k_m" in markdown
+    alone = report_of(spec(), {"server": SERVER, "training": {"before": 0.0, "after": 0.5}}, served(0.45))
+    assert alone.serving.meets_slo is True, "a report without levels holds the SLO against one request at a time"

@@ -29,6 +29,8 @@ from stratos_deployer.serving.process import ServingError
 
 Quantization = Literal["f16", "q8_0", "q4_k_m"]
 QUANTIZATIONS: tuple[Quantization, ...] = ("f16", "q8_0", "q4_k_m")
+FASTEST: Quantization = "q4_k_m"
+"""The smallest weights Stratos serves: what the deployer tries when the others miss the latency SLO."""
 ENGINE_ENV = "STRATOS_LLAMA_CPP_DIR"
 """Where a built engine is, when not in the default cache folder."""
 LLAMA_KEY_ENV = "LLAMA_API_KEY"
