@@ -6,10 +6,13 @@ The tests that run the engine skip with a one-line reason where it is not built 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 from pathlib import Path
 
 import httpx
 import pytest
+from transformers import AutoTokenizer
 
 from stratos_deployer.serving.backend import CpuBackend, LlamaCppBackend, choose_backend
 from stratos_deployer.serving.cpu_server import free_port
@@ -22,8 +25,10 @@ from stratos_deployer.serving.llamacpp import (
     engine_problem,
     find_engine,
     llama_server_process,
+    merged_folder,
 )
 from stratos_deployer.serving.process import ServingError
+from stratos_shared.localmodels import PLAIN_CHAT_TEMPLATE
 
 ENGINE = find_engine()
 
@@ -45,7 +50,7 @@ def test_llama_server_argv_has_the_slots_and_context_and_never_the_key(tmp_path:
     assert build_llama_server_command(engine, config) == [
         str(tmp_path / "bin" / "llama-server"), "-m", "/m.gguf", "--alias", "job-1",
         "--host", "127.0.0.1", "--port", "9001", "--parallel", "8", "--ctx-size", "4096",
-        "--no-webui", "--no-slots",
+        "--no-webui", "--no-slots", "--jinja",
     ]  # fmt: skip
     process = llama_server_process(engine, config, tmp_path / "log", api_key="secret-key")
     assert process.env == {"LLAMA_API_KEY": "secret-key"}
@@ -98,3 +103,22 @@ def test_smollm2_is_served_by_llama_server_with_its_key(smollm2: Path, tmp_path:
     assert [r.status_code for r in replies] == [200] * 4
     assert all(r.json()["model"] == "smol" and r.json()["choices"][0]["message"]["content"] for r in replies)
     assert backend.gguf is not None and backend.gguf.stat().st_size > 50_000_000  # q8_0 of 135M parameters
+
+
+def test_a_model_without_a_template_is_converted_with_the_plain_one(tiny_model_path: Path, tmp_path: Path) -> None:
+    """The GGUF of a base model must carry the format it was trained in, or llama-server would guess ChatML."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(tiny_model_path / name, base / name)
+    config = json.loads((tiny_model_path / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    before = sorted(p.name for p in base.iterdir())
+
+    folder = merged_folder(base, None, tmp_path / "merged")
+    assert AutoTokenizer.from_pretrained(str(folder)).chat_template == PLAIN_CHAT_TEMPLATE
+    assert (folder / "model.safetensors").resolve() == base / "model.safetensors"  # linked, not copied
+    assert sorted(p.name for p in base.iterdir()) == before  # the cached base is never written
+    assert not AutoTokenizer.from_pretrained(str(base)).chat_template
+    assert merged_folder(tiny_model_path, None, tmp_path / "other") == tiny_model_path  # its own template: as is
