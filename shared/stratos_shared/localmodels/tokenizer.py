@@ -116,6 +116,18 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
+def has_chat_template(path: str | Path) -> bool:
+    """True when the model folder at ``path`` carries a chat template of its own; a hub id or a folder without a
+    tokenizer config counts as having one (whoever loads it resolves it)."""
+    folder = Path(path)
+    if (folder / "chat_template.jinja").exists() or not (folder / "tokenizer_config.json").exists():
+        return True
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError):
+        return True
+
+
 def uses_plain_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     """True when ``tokenizer`` renders chats with the plain fallback format (its model has no template)."""
     return tokenizer.chat_template == PLAIN_CHAT_TEMPLATE
