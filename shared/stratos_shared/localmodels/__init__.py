@@ -15,10 +15,21 @@ lives in ``<name>-<content hash>``. CLI: ``python -m stratos_shared.localmodels 
 from stratos_shared.localmodels.build import build_tiny_model, default_cache_dir, ensure_tiny_model, model_dir_for
 from stratos_shared.localmodels.config import RECIPES, PretrainConfig, TinyModelRecipe, TinyModelSpec
 from stratos_shared.localmodels.corpus import SYSTEM_PROMPT
-from stratos_shared.localmodels.tokenizer import CHAT_TEMPLATE, is_local_tiny_model, load_tokenizer, read_marker
+from stratos_shared.localmodels.tokenizer import (
+    CHAT_TEMPLATE,
+    PLAIN_CHAT_TEMPLATE,
+    PLAIN_NEXT_TURN,
+    has_chat_template,
+    is_local_tiny_model,
+    load_tokenizer,
+    read_marker,
+    uses_plain_template,
+)
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "PLAIN_CHAT_TEMPLATE",
+    "PLAIN_NEXT_TURN",
     "RECIPES",
     "SYSTEM_PROMPT",
     "PretrainConfig",
@@ -27,8 +38,10 @@ __all__ = [
     "build_tiny_model",
     "default_cache_dir",
     "ensure_tiny_model",
+    "has_chat_template",
     "is_local_tiny_model",
     "load_tokenizer",
     "model_dir_for",
     "read_marker",
+    "uses_plain_template",
 ]

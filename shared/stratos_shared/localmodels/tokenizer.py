@@ -8,11 +8,14 @@ memorising multi-digit tokens. Byte-level BPE means no input is ever unknown.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+log = logging.getLogger(__name__)
 
 PAD_TOKEN = "<|endoftext|>"
 BOS_TOKEN = "<|im_start|>"
@@ -36,6 +39,30 @@ CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
 )
+
+
+PLAIN_CHAT_TEMPLATE = (
+    "{%- if bos_token %}{{- bos_token }}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' %}{{- message['content'] + '\n\n' }}"
+    "{%- elif message['role'] == 'assistant' %}{{- 'Assistant:\n' + message['content'] + (eos_token or '') + '\n\n' }}"
+    "{%- else %}{{- message['role'] | capitalize + ': ' + message['content'] + '\n\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- 'Assistant:\n' }}{%- endif %}"
+)
+"""The chat format of a model that has no chat template of its own (a base model such as Gemma 3 270M).
+
+Plain text a base model reads naturally: the system prompt, ``User: <question>``, then ``Assistant:`` and a
+newline (not a space, so the first answer token is the same whether the prompt is tokenized alone or with
+the answer), each turn separated by a blank line; an assistant turn ends with the eos token so a trained model
+learns to stop. It starts with the bos token when the tokenizer has one (Gemma needs it). It is
+prefix-preserving, as the trainer's assistant mask requires, and :func:`load_tokenizer` sets it, so the trainer,
+its evaluation, the transformers server and the saved student (hence vLLM and llama.cpp) all render the same
+text."""
+
+PLAIN_NEXT_TURN = "\n\nUser:"
+"""Where a base model that has not learned to stop starts inventing the next turn in the plain format."""
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -72,7 +99,8 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     Our models are loaded as ``PreTrainedTokenizerFast`` because transformers'
     auto classes may substitute an architecture-specific tokenizer class with
     its own pre-tokenizer. A pad token is always set (falling back to eos),
-    since batched generation and training both pad.
+    since batched generation and training both pad; so is a chat template (the
+    model's own, else :data:`PLAIN_CHAT_TEMPLATE`), since every stage renders chats.
     """
     path = Path(path)
     tok: PreTrainedTokenizerBase
@@ -82,7 +110,27 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
         tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if not tok.chat_template:
+        log.info("%s has no chat template: chats are rendered in the plain format (PLAIN_CHAT_TEMPLATE)", path)
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
     return tok
+
+
+def has_chat_template(path: str | Path) -> bool:
+    """True when the model folder at ``path`` carries a chat template of its own; a hub id or a folder without a
+    tokenizer config counts as having one (whoever loads it resolves it)."""
+    folder = Path(path)
+    if (folder / "chat_template.jinja").exists() or not (folder / "tokenizer_config.json").exists():
+        return True
+    try:
+        return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
+    except (OSError, ValueError):
+        return True
+
+
+def uses_plain_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when ``tokenizer`` renders chats with the plain fallback format (its model has no template)."""
+    return tokenizer.chat_template == PLAIN_CHAT_TEMPLATE
 
 
 _GENERIC_CLASSES = {"PreTrainedTokenizerFast", "TokenizersBackend"}

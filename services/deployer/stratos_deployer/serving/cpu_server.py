@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from stratos_deployer.serving.batcher import Batcher, RequestHandle
 from stratos_deployer.serving.guard import error_reply, read_body, unauthorised
 from stratos_deployer.serving.requests import (
     RequestRefused,
+    SamplingParams,
     check_key,
     check_length,
     parse_chat_request,
@@ -115,7 +116,7 @@ class _State:
             check_key(request.headers.get("authorization"), _key(config))
             check_length(request.headers.get("content-length"), config.max_body_bytes)
             chat = parse_chat_request(json.loads(await read_body(request, config.max_body_bytes)))
-            params = chat.sampling(config.default_max_tokens, config.max_tokens_limit)
+            params = with_turn_stop(self.tokenizer, chat.sampling(config.default_max_tokens, config.max_tokens_limit))
             prompt_ids = encode_chat(self.tokenizer, chat.messages)
             # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
             handles = [batcher.submit(prompt_ids, params) for _ in range(chat.samples)]
@@ -182,6 +183,17 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     """Prompt token ids from the chat template (transformers 5 may return a dict, 4 a list)."""
     encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     return [int(i) for i in (encoded["input_ids"] if hasattr(encoded, "keys") else encoded)]
+
+
+def with_turn_stop(tokenizer: Any, params: SamplingParams) -> SamplingParams:
+    """``params``, also stopping where a model rendered in the plain format (no chat template of its own) starts a
+    ``User:`` turn of its own: a base model has not learned to end its answer with eos, as the trainer's
+    evaluation cuts it too."""
+    from stratos_shared.localmodels import PLAIN_NEXT_TURN, uses_plain_template
+
+    if not uses_plain_template(tokenizer) or PLAIN_NEXT_TURN in params.stop:
+        return params
+    return replace(params, stop=(*params.stop, PLAIN_NEXT_TURN))
 
 
 async def _collect(handle: RequestHandle, completion_id: str, model: str) -> dict[str, Any]:

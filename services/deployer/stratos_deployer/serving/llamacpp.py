@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from stratos_deployer.serving.process import ServingError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Quantization = Literal["f16", "q8_0", "q4_k_m"]
 QUANTIZATIONS: tuple[Quantization, ...] = ("f16", "q8_0", "q4_k_m")
@@ -118,16 +122,35 @@ def _run(argv: list[str], env: Mapping[str, str], what: str) -> None:
 
 
 def merged_folder(model_path: Path, adapter_path: Path | None, out: Path) -> Path:
-    """The folder to convert: ``model_path`` itself, or base + LoRA adapter merged into ``out``."""
+    """The folder to convert: ``model_path`` itself, or base + LoRA adapter merged into ``out``.
+
+    Its tokenizer always carries a chat template, which the converter writes into the GGUF: ``load_tokenizer``'s
+    (the model's own, else the plain format the trainer trained a base model with). Without one llama-server
+    would guess ChatML, and a student trained on the plain format would be asked in a format it never saw.
+    """
+    from stratos_shared.localmodels import load_tokenizer, uses_plain_template
+
+    tokenizer = load_tokenizer(model_path)
     if adapter_path is None:
-        return model_path
+        return _with_tokenizer(model_path, tokenizer, out) if uses_plain_template(tokenizer) else model_path
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(model_path)
     merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
     merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(model_path).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _with_tokenizer(model_path: Path, tokenizer: PreTrainedTokenizerBase, out: Path) -> Path:
+    """``out``: links to ``model_path``'s config and weights (never written through) and ``tokenizer`` saved."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for source in model_path.iterdir():
+        if source.name in ("config.json", "generation_config.json") or ".safetensors" in source.name:
+            (out / source.name).symlink_to(source.resolve())
+    tokenizer.save_pretrained(str(out))
     return out
 
 
@@ -144,12 +167,15 @@ class LlamaServerConfig(BaseModel):
 
 
 def build_llama_server_command(engine: LlamaCppEngine, config: LlamaServerConfig) -> list[str]:
-    """The exact argv; the key is not in it (``LLAMA_API_KEY`` in the environment: argv is public on a host)."""
+    """The exact argv; the key is not in it (``LLAMA_API_KEY`` in the environment: argv is public on a host).
+
+    ``--jinja``: the GGUF's own template is rendered as written (the one the student was trained with), not
+    matched by llama.cpp against the formats it knows (the plain format is none of them)."""
     argv = [
         str(engine.server), "-m", str(config.gguf), "--alias", config.served_name,
         "--host", config.host, "--port", str(config.port),
         "--parallel", str(config.parallel), "--ctx-size", str(config.parallel * config.ctx_per_slot),
-        "--no-webui", "--no-slots",
+        "--no-webui", "--no-slots", "--jinja",
     ]  # fmt: skip
     if config.threads is not None:
         argv += ["--threads", str(config.threads)]

@@ -31,6 +31,10 @@ class VllmConfig(BaseModel):
     tensor_parallel_size: int = Field(
         default=1, ge=1, le=64, description="GPUs one model is split across: the serving server's gpu_count."
     )
+    chat_template: Path | None = Field(
+        default=None,
+        description="A Jinja chat template file for a model without one of its own (vLLM refuses its chats else).",
+    )
     executable: str = Field(default="vllm", description="The vllm CLI (e.g. a path inside its own venv).")
     extra_args: list[str] = Field(default_factory=list, description="Passed through verbatim, last.")
 
@@ -49,6 +53,8 @@ def build_vllm_command(config: VllmConfig) -> list[str]:
         argv += ["--max-model-len", str(config.max_model_len)]
     if config.tensor_parallel_size > 1:
         argv += ["--tensor-parallel-size", str(config.tensor_parallel_size)]
+    if config.chat_template is not None:
+        argv += ["--chat-template", str(config.chat_template)]
     return argv + list(config.extra_args)
 
 

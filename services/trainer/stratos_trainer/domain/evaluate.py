@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
-from stratos_shared.localmodels import load_tokenizer
+from stratos_shared.localmodels import PLAIN_NEXT_TURN, load_tokenizer, uses_plain_template
 from stratos_shared.tasks import Grade
 from stratos_trainer.domain.data import Messages
 
@@ -78,7 +78,14 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 64,
 ) -> list[str]:
-    """Greedy completions of chat prompts, in input order."""
+    """Greedy completions of chat prompts, in input order.
+
+    A model without a chat template of its own (a base model, rendered in the plain format) has not learned to
+    stop: its completion ends where it starts inventing the next ``User:`` turn, so a grader never reads an
+    answer out of a question the model made up.
+    """
+    plain = uses_plain_template(tokenizer)
+    stop_at: dict[str, Any] = {"stop_strings": [PLAIN_NEXT_TURN], "tokenizer": tokenizer} if plain else {}
     texts = [str(tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)) for p in prompts]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     outputs: list[str] = [""] * len(texts)
@@ -99,10 +106,12 @@ def generate(
                 do_sample=False,
                 eos_token_id=stop,
                 pad_token_id=tokenizer.pad_token_id,
+                **stop_at,
             )
             new = out[:, enc["input_ids"].shape[1] :]
             for i, row in zip(idx, new, strict=True):
-                outputs[i] = str(tokenizer.decode(row, skip_special_tokens=True))
+                text = str(tokenizer.decode(row, skip_special_tokens=True))
+                outputs[i] = text.split(PLAIN_NEXT_TURN, 1)[0] if plain else text
     finally:
         tokenizer.padding_side = old_side
         model.train(was_training)
