@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # torch's version is pinned once, in requirements-dev.txt; its build is chosen per machine (see setup).
 TORCH := $(shell sed -n 's/^torch==\([^+ ]*\).*/\1/p' requirements-dev.txt)
 # auto: PyPI's CUDA build where `nvidia-smi` sees a GPU, else the CPU build (PyPI's Linux wheel is the CUDA one:
-# it pulls ~3 GB of nvidia-* and triton wheels). Set TORCH_BUILD=cpu or cuda to choose.
+# with its nvidia-* and triton dependencies ~2.9 GB of wheels, the CPU one 192 MB). TORCH_BUILD=cpu or cuda chooses.
 TORCH_BUILD ?= auto
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 # Where `make lock` reads the CPU wheel's metadata (a folder holding the wheel will do where the index is not reachable).
