@@ -61,9 +61,12 @@ def test_prometheus_scrapes_every_service() -> None:
 
 
 def test_every_service_is_installed_and_type_checked() -> None:
+    requirements = (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
+    installed = re.findall(r"^-e \./services/([a-z-]+)", requirements, flags=re.M)
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    packages = re.search(r"^PACKAGES := (.*?[^\\])$", makefile, flags=re.M | re.S)
-    assert packages is not None
-    installed = re.findall(r"-e services/([a-z-]+)", packages.group(1))
+    first_party = re.search(r"^FIRST_PARTY := (.*?[^\\])$", makefile, flags=re.M | re.S)
+    assert first_party is not None
+    distributions = [d for d in first_party.group(1).split() if d.startswith("stratos-")]
+    assert distributions == ["stratos-shared", *(f"stratos-{name}" for name in NAMES)]
     mypy_path = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]["mypy_path"]
     assert installed == NAMES and [p.removeprefix("services/") for p in mypy_path.split(":")[2:]] == NAMES
