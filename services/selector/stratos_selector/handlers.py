@@ -14,7 +14,8 @@ from nats.js import JetStreamContext
 
 from stratos_selector.domain.dispatch import DISPATCHING, assignments
 from stratos_selector.domain.escalation import decide, needs_decision
-from stratos_selector.planner import Planner, admit, poisoned, replan
+from stratos_selector.planner import Planner, admit, poisoned
+from stratos_selector.replanning import Replanner
 from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind, parse_stored
 from stratos_shared.contracts.advisories import MaxDeliveries
 from stratos_shared.contracts.base import Event, stable_id
@@ -40,6 +41,8 @@ log = logging.getLogger("stratos.selector")
 
 TERMINAL = {"JobCompleted", "JobFailed", "JobRejected", "JobCancelRequested"}
 LEDGER = "selector-ledger"
+REPLAN_BATCH = 256
+"""ServerDowns pulled and handled at once (a region of a large catalog takes a few batches)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class Selector:
     planner: Planner
     policy: InputPolicy
     """The operator's limit on what a spec may reference (files, secrets, teacher networks)."""
+    replanner: Replanner
+    """Re-plans the jobs of lost servers, the ServerDowns handled at the same time in one round."""
     poison: Publisher | None = None
     """Where the failure of a job whose message killed its worker on every delivery is published."""
 
@@ -71,9 +76,9 @@ async def on_job_submitted(selector: Selector, event: JobSubmitted, ctx: Handler
 
 
 async def on_server_down(selector: Selector, event: ServerDown, ctx: HandlerContext) -> list[Event]:
-    """Re-plan every active job on the lost server, excluding servers that already failed it (each decision is
-    published at once, so the first job moves before the last is decided)."""
-    await replan(selector.planner, event, ctx.publish)
+    """Re-plan every active job on the lost server, excluding servers that already failed it (the ServerDowns of a
+    batch in one round, `stratos_selector.replanning`); acknowledged once the round that covered it is done."""
+    await selector.replanner.replan(event, ctx.publish)
     return []
 
 
@@ -161,7 +166,7 @@ def build_events(
 ) -> EventRouter:
     """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough)."""
     events = EventRouter("selector", max_deliver=max_deliver, ack_wait_s=ack_wait_s)
-    selector = Selector(planner, policy, events.publisher("poison", [JobFailed]))
+    selector = Selector(planner, policy, Replanner(planner), events.publisher("poison", [JobFailed]))
     events.on_max_deliveries(bind(on_poison, selector))
     events.handler(
         consumes=JobSubmitted,
@@ -169,9 +174,14 @@ def build_events(
         durable="selector-jobs",
         on_invalid=reject_submission,
     )(bind(on_job_submitted, selector))
-    events.handler(consumes=ServerDown, publishes=[ServerChosen, JobFailed], durable="selector-server-down")(
-        bind(on_server_down, selector)
-    )
+    # A region outage is hundreds of ServerDowns at once: pulled in batches, handled concurrently, re-planned
+    # together (one round per batch) instead of one message, one pull and one ack after another.
+    events.handler(
+        consumes=ServerDown,
+        publishes=[ServerChosen, JobFailed],
+        durable="selector-server-down",
+        max_batch=REPLAN_BATCH,
+    )(bind(on_server_down, selector))
     # A completed job keeps its slot and stays active: its deployment serves on that server, so a
     # ServerDown must still re-plan it (the deployer follows). `stratos cancel` frees the slot.
     events.handler(consumes=JobFailed, publishes=[], durable="selector-job-failed")(bind(release, selector))
