@@ -89,7 +89,9 @@ running and failed the job."""
 
 BATCH_WINDOW_S = 0.05
 """How long a batch pull (`max_batch` > 1) that found nothing waiting lingers for its batch: the delay of a lone
-message. A pull that finds messages waiting returns them at once."""
+message. A pull that finds messages waiting returns them at once. (On a starved event loop nats-py can spend the
+whole window before lingering and raise a bare TimeoutError that FastStream does not expect: it logs it once and
+restarts the pull loop at once; nothing is lost.)"""
 
 
 def subject_of(event: Event) -> str:
