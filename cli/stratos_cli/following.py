@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from stratos_cli import client
 from stratos_cli.logview import LogLine
+from stratos_selector.workflow import apply, summarize
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import EVENTS_STREAM, JOBS_BUCKET
 from stratos_shared.bus.permissions import EVENT_PUBLISHERS
@@ -24,7 +25,7 @@ from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import EVENT_TYPES, JobFailed, JobRejected
 from stratos_shared.contracts.parsing import parse_event
 from stratos_shared.errors import InvalidEventError, StratosError
-from stratos_shared.jobs import JobState, apply, summarize
+from stratos_shared.jobs import JobState
 
 JOB_EVENTS = "stratos.evt.>"
 CLOCK_SKEW = timedelta(seconds=5)

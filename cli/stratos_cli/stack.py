@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stratos_shared.bus.wiring_table import SERVICES as WIRING
 from stratos_shared.embedded import WILDCARD_HOSTS, NatsServerProcess, start_cluster
 
-SERVICES = ["inventory", "selector", "teacher-eval", "data-synth", "trainer", "deployer"]
-CONTROL = ["inventory", "selector", "teacher-eval", "data-synth"]
-"""Services that run once for the whole system (anywhere); the rest run on every server."""
-WORKERS = ["trainer", "deployer"]
+CONTROL = [service.name for service in WIRING if service.runs == "control"]
+"""Services that run once for the whole system (anywhere), as their handlers declare; the rest run on every server."""
+WORKERS = [service.name for service in WIRING if service.runs == "server"]
 """Services that run on a server: they take only that server's work and heartbeat for it."""
+SERVICES = [*CONTROL, *WORKERS]
 EMBEDDED_SERVERS = ("t4-us-east", "l4-us-west", "a10-us-central", "a100-us-east", "h100-us-east", "a100-eu-west")
 """Which catalog servers `stratos up --servers N` brings to life first (fit the example jobs, three regions)."""
 

@@ -22,6 +22,7 @@ from stratos_cli.app import app
 from stratos_cli.logview import LogLine
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_selector.workflow import apply
 from stratos_shared.artifacts import NatsArtifactStore, put_file
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
@@ -40,8 +41,9 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import SelectionExplanation
 from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, WorkerBeat
 from stratos_shared.embedded import NatsServerProcess
-from stratos_shared.jobs import Attempt, JobState, apply
-from stratos_shared.report import CostBreakdown, JobReport, ScoreBreakdown, render_plots
+from stratos_shared.jobs import Attempt, JobState
+from stratos_shared.report import JobReport, render_plots
+from tests.reports import LEGACY_REPORT, legacy_report
 
 pytestmark = pytest.mark.nats
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,22 +227,20 @@ def test_up_that_times_out_is_one_line_and_leaves_nothing_running(
 
 
 async def _store_report(url: str, plots_dir: Path) -> JobReport:
+    """The legacy report.json (written before the sections were typed), stored with its plots as the deployer does."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     await ensure_infrastructure(js)
     store = NatsArtifactStore(js)
-    report = JobReport(
-        job_id="j-report", name="report-me", task="math", server={}, teacher={}, data={}, student={}, serving={},
-        cost=CostBreakdown(training_usd=0.25, budget_usd=1.0), score=ScoreBreakdown(accuracy=0.5, latency=1, cost=1),
-    )  # fmt: skip
+    report = legacy_report()
     plots = render_plots(report, plots_dir)
     uris = {name: await put_file(store, "j-report", f"report/{name}.png", path) for name, path in plots.items()}
-    report = report.model_copy(update={"plots": uris})
-    uri = await store.put_bytes("j-report", "report/report.json", report.model_dump_json().encode())
+    raw = {**json.loads(LEGACY_REPORT.read_text(encoding="utf-8")), "plots": uris}
+    uri = await store.put_bytes("j-report", "report/report.json", json.dumps(raw).encode())
     state = JobState(job_id="j-report", status="completed", report_uri=uri)
     await TypedKV(await js.key_value(JOBS_BUCKET), JobState).put("j-report", state)
     await nc.drain()
-    return report
+    return report.model_copy(update={"plots": uris})
 
 
 def test_report_json_reads_back_and_the_page_embeds_the_stored_plots(
@@ -253,6 +253,7 @@ def test_report_json_reads_back_and_the_page_embeds_the_stored_plots(
     assert result.exit_code == 0, result.output
     assert JobReport.model_validate_json(result.stdout) == stored
     page = (tmp_path / "j-report" / "report.html").read_text()
-    assert page.count('<img src="data:image/png;base64,') == len(stored.plots) == 2  # accuracy and cost
+    assert page.count('<img src="data:image/png;base64,') == len(stored.plots) == 3  # accuracy, loss and cost
+    assert stored.student.after == 0.5 and stored.teacher is not None and stored.teacher.accuracy == 0.9
     assert "<table>" in page and "<pre>" not in page
     assert (tmp_path / "j-report" / "accuracy.png").read_bytes() == (tmp_path / "plots" / "accuracy.png").read_bytes()

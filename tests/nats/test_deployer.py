@@ -346,6 +346,8 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     assert score["cost"] == pytest.approx(1 - total / 200)
     assert [tuple(point) for point in report["loss_curve"]] == LOSSES
     assert set(report["plots"]) == {"accuracy", "loss", "cost"}
+    stages = [span["stage"] for span in report["timeline"]]  # from the real ledger's event times
+    assert stages == ["admission", "teacher-eval", "data-synth", "pre-screen", "training", "deployment"], stages
     for uri in report["plots"].values():
         assert (await store.get_bytes(uri)).startswith(b"\x89PNG"), uri
     assert f"**total** | **{total:.4f}** of 200.00 budget" in markdown

@@ -9,7 +9,6 @@ is served by the transformers server, and its report says so. Skipped where the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from stratos_deployer.serving.llamacpp import find_engine
 from stratos_shared.artifacts import NatsArtifactStore
 from stratos_shared.contracts.job import StudentSpec
 from stratos_shared.localmodels.bundled import ensure_bundled_model
+from stratos_shared.report import JobReport
 from tests.nats.services import running
 from tests.nats.test_deployer import SERVERS, answers, deploy, key_of, ready, spec, stack
 from tests.nats.test_deployer import adapter_dir as adapter_dir  # the tiny student's adapter (a module fixture)
@@ -60,11 +60,12 @@ async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
         await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
         by_job = {b["job_id"]: b for b in deployed.bodies()}
         served = {job: await answers(by_job[job]["endpoint"], job, await key_of(nc, job)) for job in by_job}
-        reports = {b["job_id"]: json.loads(await store.get_bytes(b["report_uri"])) for b in completed.bodies()}
+        stored = {b["job_id"]: await store.get_bytes(b["report_uri"]) for b in completed.bodies()}
+    reports = {job: JobReport.model_validate_json(raw) for job, raw in stored.items()}
 
     assert served == {"smol-1": True, "tiny-1": True}
-    tiny_note = reports["tiny-1"]["serving"].get("engine_note", "")
+    tiny_note = reports["tiny-1"].serving.engine_note or ""
     assert by_job["tiny-1"]["backend"] == "cpu"
-    assert by_job["smol-1"]["backend"] == "llamacpp", reports["smol-1"]["serving"]
-    assert "engine_note" not in reports["smol-1"]["serving"]
+    assert by_job["smol-1"]["backend"] == "llamacpp", reports["smol-1"].serving
+    assert reports["smol-1"].serving.engine_note is None
     assert tiny_note.startswith("llama.cpp could not serve it: convert"), tiny_note

@@ -17,6 +17,7 @@ from stratos_cli.app import app
 from stratos_deployer.serving.llamacpp import find_engine
 from stratos_selector.domain.catalog import generate_catalog
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_selector.workflow import apply
 from stratos_shared.artifacts import NatsArtifactStore, put_dir
 from stratos_shared.bus.infra import ensure_infrastructure
 from stratos_shared.bus.kv import TypedKV
@@ -24,7 +25,7 @@ from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.contracts.events import JobSubmitted, ModelTrained, ServerChosen
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.embedded import NatsServerProcess
-from stratos_shared.jobs import JobState, apply
+from stratos_shared.jobs import JobState
 from stratos_shared.localmodels import ensure_tiny_model, load_tokenizer
 
 pytestmark = pytest.mark.nats

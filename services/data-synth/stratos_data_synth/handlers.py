@@ -79,3 +79,9 @@ def build_events(settings: DataSynthSettings, resources: StageResources) -> Even
         consumes=TeacherChosen, publishes=[DataReady, DataProgress, JobFailed], durable=STAGE, max_workers=2
     )(bind(on_teacher_chosen, Stage(settings, resources)))
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(DataSynthSettings(), StageResources())

@@ -27,14 +27,14 @@ from stratos_deployer.settings import DeployerSettings
 from stratos_shared.agent import ServerAgent
 from stratos_shared.artifacts import get_dir
 from stratos_shared.bus.names import server_token
-from stratos_shared.contracts.base import stable_id
+from stratos_shared.contracts.base import stable_id, utcnow
 from stratos_shared.contracts.events import DeploymentAssigned, JobCompleted, ModelDeployed, ModelTrained
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import StageResources, split_task, task_of
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact, JobArtifacts, endpoint_key, report_plot
 from stratos_shared.models import resolve_model
-from stratos_shared.report import render_markdown, render_plots
+from stratos_shared.report import EndpointMeasurements, ServedEndpoint, render_markdown, render_plots
 from stratos_shared.tasks import Example
 
 log = logging.getLogger("stratos.deployer")
@@ -62,7 +62,7 @@ class Deployment:
     trained: ModelTrained
     backend: Stoppable
     deployed: ModelDeployed
-    serving: dict[str, float | str]
+    serving: ServedEndpoint
 
     def record(self) -> bytes:
         """What a restarted deployer needs to move or stop this endpoint (kept in the artifact store)."""
@@ -70,7 +70,7 @@ class Deployment:
             {
                 "trained": self.trained.model_dump(mode="json"),
                 "deployed": self.deployed.model_dump(mode="json"),
-                "serving": self.serving,
+                "serving": self.serving.model_dump(mode="json"),
             }
         ).encode()
 
@@ -112,7 +112,12 @@ class Deployments:
         if deployed.server_id != server_id:
             return None  # served by another server's deployer: not ours to adopt or stop
         leftover = LeftoverServer(workdir / job_id / f"rev{deployed.revision}" / "logs")
-        found = Deployment(ModelTrained.model_validate(raw["trained"]), leftover, deployed, raw["serving"])
+        found = Deployment(
+            ModelTrained.model_validate(raw["trained"]),
+            leftover,
+            deployed,
+            ServedEndpoint.model_validate(raw["serving"]),
+        )
         self.by_job[job_id] = found
         log.info("job %s: adopted the deployment at %s recorded before a restart", job_id, deployed.endpoint)
         return found
@@ -153,7 +158,7 @@ class Deployer:
 
     async def serve(
         self, event: DeploymentAssigned, spec: JobSpec, state: JobState
-    ) -> tuple[ModelDeployed, dict[str, float | str]]:
+    ) -> tuple[ModelDeployed, ServedEndpoint]:
         """The assigned model served here: started and measured, or (a redelivery) the endpoint that serves it."""
         current = await self.find(event.job_id)
         trained = event.trained
@@ -174,7 +179,7 @@ class Deployer:
 
     async def deploy(
         self, trained: ModelTrained, spec: JobSpec, state: JobState, revision: int
-    ) -> tuple[ModelDeployed, dict[str, float | str]]:
+    ) -> tuple[ModelDeployed, ServedEndpoint]:
         if trained.job_id not in self.deployments.by_job:
             # Any server of this job still running was started by a past life of this deployer, maybe at an
             # earlier revision (then nothing else would stop it): it must not serve beside the new one.
@@ -204,14 +209,14 @@ class Deployer:
             await asyncio.to_thread(backend.stop)
             raise
         deployed = self.announcement(trained.job_id, revision, endpoint, backend.name, measured, key_uri)
-        serving: dict[str, float | str] = {
-            **measured,
-            "endpoint": endpoint,
-            "backend": deployed.backend,
-            "server_id": deployed.server_id,
-            "auth": "bearer",
-            **({"engine_note": engine_note} if engine_note else {}),
-        }
+        serving = ServedEndpoint(
+            **measured.model_dump(),
+            endpoint=endpoint,
+            backend=deployed.backend,
+            server_id=deployed.server_id,
+            auth="bearer",
+            engine_note=engine_note or None,
+        )
         # The previous endpoint serves until this one is measured (its server may be gone already).
         await self.deployments.stop(trained.job_id)
         deployment = Deployment(trained, backend, deployed, serving)
@@ -227,7 +232,7 @@ class Deployer:
         revision: int,
         endpoint: str,
         backend_name: str,
-        measured: dict[str, float | str],
+        measured: EndpointMeasurements,
         key_uri: str,
     ) -> ModelDeployed:
         """The ModelDeployed for a measured endpoint."""
@@ -240,11 +245,11 @@ class Deployer:
             revision=revision,
             endpoint=endpoint,
             backend=backend_name,
-            ttft_p50_ms=float(measured["ttft_p50_ms"]),
-            ttft_p95_ms=float(measured["ttft_p95_ms"]),
-            latency_p50_ms=float(measured["latency_p50_ms"]),
-            latency_p95_ms=float(measured["latency_p95_ms"]),
-            accuracy=float(measured["accuracy"]),
+            ttft_p50_ms=measured.ttft_p50_ms,
+            ttft_p95_ms=measured.ttft_p95_ms,
+            latency_p50_ms=measured.latency_p50_ms,
+            latency_p95_ms=measured.latency_p95_ms,
+            accuracy=measured.accuracy,
             api_key_uri=key_uri,
         )
 
@@ -296,7 +301,7 @@ class Deployer:
             await asyncio.to_thread(backend.stop)
             raise
 
-    async def measure(self, job_id: str, spec: JobSpec, endpoint: str, api_key: str) -> dict[str, float | str]:
+    async def measure(self, job_id: str, spec: JobSpec, endpoint: str, api_key: str) -> EndpointMeasurements:
         """Latency probe (TTFT and end-to-end) and held-out accuracy, both through the endpoint, as a client would."""
         task = await task_of(job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         held_out = (await asyncio.to_thread(split_task, task, spec.task)).eval[: self.settings.accuracy_samples]
@@ -321,16 +326,16 @@ class Deployer:
             span.set_attributes(
                 {"serving.accuracy": accuracy.accuracy, "serving.latency_p50_ms": latency.e2e_p50 * 1000}
             )
-        return {
-            "ttft_p50_ms": latency.ttft_p50 * 1000,
-            "ttft_p95_ms": latency.ttft_p95 * 1000,
-            "latency_p50_ms": latency.e2e_p50 * 1000,
-            "latency_p95_ms": latency.e2e_p95 * 1000,
-            "accuracy": accuracy.accuracy,
-        }
+        return EndpointMeasurements(
+            ttft_p50_ms=latency.ttft_p50 * 1000,
+            ttft_p95_ms=latency.ttft_p95 * 1000,
+            latency_p50_ms=latency.e2e_p50 * 1000,
+            latency_p95_ms=latency.e2e_p95 * 1000,
+            accuracy=accuracy.accuracy,
+        )
 
-    async def write_report(self, spec: JobSpec, state: JobState, serving: dict[str, float | str]) -> str:
-        report = build_report(spec, state, state.results.dumped("server"), dict(serving))
+    async def write_report(self, spec: JobSpec, state: JobState, serving: ServedEndpoint) -> str:
+        report = build_report(spec, state, serving, utcnow())
         artifacts = JobArtifacts(self.resources.artifacts, state.job_id)
         plots: dict[str, str] = {}
         with tempfile.TemporaryDirectory() as tmp:

@@ -17,6 +17,7 @@ from stratos_deployer.settings import DeployerSettings
 from stratos_shared.agent import ServerAgent
 from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind
 from stratos_shared.bus.names import server_token, work_subject
+from stratos_shared.bus.wiring import EACH_SERVER
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     DeploymentAssigned,
@@ -30,7 +31,7 @@ from stratos_shared.contracts.job import JobSpec
 from stratos_shared.jobcontext import StageResources
 from stratos_shared.jobs import JobState
 
-__all__ = ["Deployer", "DeployerHandlers", "Deployment", "Deployments", "build_events"]
+__all__ = ["Deployer", "DeployerHandlers", "Deployment", "Deployments", "build_events", "declared"]
 
 log = logging.getLogger("stratos.deployer")
 
@@ -173,7 +174,7 @@ def build_events(
 ) -> EventRouter:
     """The deployer's consumers (this server's work, and every re-plan, cancel and failure), and the announcement
     of an endpoint served again after the server was cut off (`handlers.rejoined`)."""
-    events = EventRouter("deployer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
+    events = EventRouter("deployer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s, on_servers=True)
     h = handlers or DeployerHandlers(Deployer(settings, resources, deployments), agent)
     token = server_token(settings.server_id)
     events.handler(
@@ -187,3 +188,9 @@ def build_events(
     events.handler(consumes=JobFailed, publishes=[], durable=f"deployer-{token}-failed")(bind(on_failed, h))
     h.rejoined = events.publisher("rejoin", [ModelDeployed])
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(DeployerSettings(server_id=EACH_SERVER), StageResources(), Deployments())

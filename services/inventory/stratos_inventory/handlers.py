@@ -22,7 +22,7 @@ from stratos_shared.contracts.events import (
     ServerUpRequested,
 )
 
-__all__ = ["Inventory", "InventoryMonitor", "build_events"]
+__all__ = ["Inventory", "InventoryMonitor", "build_events", "declared"]
 
 log = logging.getLogger("stratos.inventory")
 
@@ -61,3 +61,9 @@ def build_events(
     if monitor is not None:
         events.signal(consumes=ServerHeartbeat, subject=f"{HEARTBEAT_PREFIX}.*")(bind(on_heartbeat, monitor))
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(Inventory(), monitor=InventoryMonitor(Inventory(), timeout_s=8.0, check_s=1.0))

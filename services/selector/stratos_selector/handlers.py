@@ -1,7 +1,8 @@
 """Selector handlers: place jobs, re-plan them when their server goes down, keep the job ledger.
 
-Each handler adapts one event to a call: `admit` and `replan` (`stratos_selector.planner`), the ledger fold
-(`stratos_shared.jobs.apply`) and the work it owes (`stratos_selector.domain.dispatch.assignments`).
+Each handler adapts one event to a call: `admit` (`stratos_selector.planner`), `Replanner.replan`
+(`stratos_selector.replanning`), and the job's workflow (`stratos_selector.workflow`: the ledger fold `apply`, then
+`next_events`, the decision or the work it owes).
 `build_events` is the wiring map: what each handler consumes, publishes, and on which durable consumer.
 """
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
-from stratos_selector.domain.dispatch import DISPATCHING, assignments
-from stratos_selector.domain.escalation import decide, needs_decision
 from stratos_selector.planner import Planner, admit, poisoned
 from stratos_selector.replanning import Replanner
+from stratos_selector.settings import SelectorSettings
+from stratos_selector.workflow import ENDINGS, apply, next_events
 from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind, parse_stored
 from stratos_shared.contracts.advisories import MaxDeliveries
 from stratos_shared.contracts.base import Event, stable_id
@@ -31,15 +32,13 @@ from stratos_shared.contracts.events import (
     TrainingAssigned,
 )
 from stratos_shared.errors import InvalidEventError
-from stratos_shared.jobs import apply
 from stratos_shared.metrics import jobs_finished
 from stratos_shared.policy import InputPolicy
 
-__all__ = ["Planner", "Selector", "build_events"]
+__all__ = ["Planner", "Selector", "build_events", "declared"]
 
 log = logging.getLogger("stratos.selector")
 
-TERMINAL = {"JobCompleted", "JobFailed", "JobRejected", "JobCancelRequested"}
 LEDGER = "selector-ledger"
 REPLAN_BATCH = 256
 """ServerDowns pulled and handled at once (a region of a large catalog takes a few batches)."""
@@ -133,28 +132,16 @@ async def fold_admitted_submission(selector: Selector, event: Event) -> bool:
 
 
 async def project(selector: Selector, event: Event, ctx: HandlerContext) -> list[Event]:
-    """Fold every job event into the job's state in KV (what `stratos status` reads); decide what follows a
-    training attempt (`escalation.decide`), and assign the work the job's current placement owes."""
+    """Fold every job event into the job's state in KV (what `stratos status` reads), then publish what the job's
+    workflow says follows it (`workflow.next_events`: a decision on an attempt, or the work the placement owes)."""
     if event.job_id is None:
         return []
     state, wrote = await selector.planner.jobs.update(event.job_id, lambda current: apply(current, event))
     if state is None and not isinstance(event, JobSubmitted) and await fold_admitted_submission(selector, event):
         state, wrote = await selector.planner.jobs.update(event.job_id, lambda current: apply(current, event))
-    if wrote and state is not None and state.status != "running" and event.event_type in TERMINAL:
+    if wrote and state is not None and state.status != "running" and isinstance(event, ENDINGS):
         jobs_finished.add(1, {"outcome": state.status})
-    # Also when nothing was written (a redelivery after a crash between the fold and the publish):
-    # the assignment's id is stable, so saying it again is dropped as a duplicate.
-    if state is None or event.event_type not in DISPATCHING:
-        return []
-    if needs_decision(state):
-        # The decision is an event of its own (status, explain, the trace); folded, it dispatches the work.
-        spec = await selector.planner.spec_of(state.job_id)
-        if spec is None:
-            reason = "its spec can no longer be read, so the next attempt cannot be decided"
-            return [JobFailed(event_id=stable_id(state.job_id, "failed", "escalation"), job_id=state.job_id,
-                              stage="escalation", reason=reason)]  # fmt: skip
-        return [decide(state, spec)]
-    return assignments(state)
+    return [] if state is None else await next_events(state, event, selector.planner.spec_of)
 
 
 def build_events(
@@ -195,3 +182,9 @@ def build_events(
             projection=True,
         )(bind(project, selector))
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(Planner(), SelectorSettings().input_policy())

@@ -62,3 +62,9 @@ def build_events(settings: TeacherEvalSettings, resources: StageResources) -> Ev
         bind(on_server_chosen, Stage(settings, resources))
     )
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(TeacherEvalSettings(), StageResources())

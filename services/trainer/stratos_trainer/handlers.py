@@ -17,6 +17,7 @@ import logging
 
 from stratos_shared.bus.handler import EventRouter, HandlerContext, bind
 from stratos_shared.bus.names import server_token, work_subject
+from stratos_shared.bus.wiring import EACH_SERVER
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     JobCancelRequested,
@@ -86,7 +87,7 @@ async def on_training_assigned(training: TrainingRun, event: TrainingAssigned, c
 
 def build_events(settings: TrainerSettings, resources: StageResources, signals: JobSignals) -> EventRouter:
     """The trainer's work consumer (this server's) and the signals every trainer process hears."""
-    events = EventRouter("trainer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s)
+    events = EventRouter("trainer", max_deliver=settings.max_deliver, ack_wait_s=settings.ack_wait_s, on_servers=True)
     events.handler(
         consumes=TrainingAssigned,
         publishes=[StudentChosen, TrainingProgress, ModelTrained, JobFailed],
@@ -105,3 +106,9 @@ def build_events(settings: TrainerSettings, resources: StageResources, signals: 
         signals.on_cancel(event)
 
     return events
+
+
+def declared() -> EventRouter:
+    """This service's declarations, built without connecting to anything: what `tools/wiring.py` writes into the
+    generated wiring table (`stratos_shared.bus.wiring_table`)."""
+    return build_events(TrainerSettings(server_id=EACH_SERVER), StageResources(), JobSignals())

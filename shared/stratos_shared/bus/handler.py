@@ -218,6 +218,14 @@ class HandlerSpec(Generic[E]):
     consumes: type[E]
     publishes: tuple[type[Event], ...]
     durable: str
+    subject: str = ""
+    """What the durable consumer filters on (``consumes``' subject, or a wildcard such as ``stratos.evt.>``)."""
+
+
+def fails_its_job(consumes: type[Event]) -> bool:
+    """Whether a handler of `consumes` that gives up fails a job (`EventRouter._fail_job`): its events belong to a
+    job, and are not the job's end already."""
+    return consumes.model_fields["job_id"].is_required() and not issubclass(consumes, (JobFailed, JobCancelRequested))
 
 
 @dataclass(frozen=True)
@@ -259,8 +267,12 @@ class Publisher:
 class EventRouter:
     """A FastStream router whose handlers declare the events they consume and publish."""
 
-    def __init__(self, service: str, *, max_deliver: int = 5, ack_wait_s: float = 30.0) -> None:
+    def __init__(
+        self, service: str, *, max_deliver: int = 5, ack_wait_s: float = 30.0, on_servers: bool = False
+    ) -> None:
         self.service = service
+        self.on_servers = on_servers
+        """A server's worker (runs on every server, takes that server's work) rather than a control service."""
         self.router = NatsRouter()
         self.max_deliver = max_deliver
         self.ack_wait_s = ack_wait_s
@@ -272,9 +284,11 @@ class EventRouter:
 
     @property
     def publishes(self) -> set[type[Event]]:
-        """Every event this router's service may publish: its handlers' and its publishers' declarations."""
+        """Every event this router's service may publish: its handlers' and its publishers' declarations, and the
+        JobFailed a handler of a job's events publishes when it gives up."""
         declared = {cls for spec in self.specs for cls in spec.publishes}
-        return declared | {cls for publisher in self.publishers for cls in publisher.publishes}
+        gives_up: set[type[Event]] = {JobFailed} if any(fails_its_job(spec.consumes) for spec in self.specs) else set()
+        return declared | gives_up | {cls for publisher in self.publishers for cls in publisher.publishes}
 
     def publisher(self, name: str, publishes: Sequence[type[Event]]) -> Publisher:
         """Declare events `name` (a background loop) publishes; publish them through the returned object."""
@@ -360,7 +374,7 @@ class EventRouter:
             self.router.publisher(out.SUBJECT, schema=out, title=f"{self.service}:{out.__name__}")
 
         def decorate(fn: Handler[E]) -> Handler[E]:
-            self.specs.append(HandlerSpec(fn.__name__, consumes, tuple(publishes), durable))
+            self.specs.append(HandlerSpec(fn.__name__, consumes, tuple(publishes), durable, listen))
             allowed = tuple(publishes)
 
             async def consume(msg: NatsMessage) -> None:

@@ -1,8 +1,8 @@
 """Who may publish what: per-service NATS users for the embedded stack and docker-compose.
 
 Each service may publish only its own events (plus dead letters, JetStream API,
-KV and object-store traffic it needs); a test checks this table against what
-each service's handlers declare, so the two cannot drift apart.
+KV and object-store traffic it needs): the table is made from what each service's
+handlers declare (`stratos_shared.bus.wiring_table`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -22,31 +22,17 @@ from stratos_shared.bus.names import (
     heartbeat_subject,
     server_token,
 )
+from stratos_shared.bus.wiring import ServiceWiring
+from stratos_shared.bus.wiring_table import SERVICES
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     FROM_CONTROL,
     FROM_SERVER,
-    AttemptDecided,
-    DataProgress,
-    DataReady,
-    DeploymentAssigned,
     FromServer,
     JobCancelRequested,
-    JobCompleted,
-    JobFailed,
-    JobRejected,
     JobSubmitted,
-    ModelDeployed,
-    ModelTrained,
-    ServerChosen,
-    ServerDown,
     ServerDownRequested,
-    ServerRegistered,
     ServerUpRequested,
-    StudentChosen,
-    TeacherChosen,
-    TrainingAssigned,
-    TrainingProgress,
 )
 
 
@@ -60,29 +46,39 @@ def server_subject(cls: type[FromServer], server_id: str = "*") -> str:
     return f"{cls.SUBJECT}.{FROM_SERVER}.{server_token(server_id) if server_id != '*' else '*'}"
 
 
-TRAINER_EVENTS: tuple[type[FromServer], ...] = (StudentChosen, TrainingProgress, ModelTrained, JobFailed)
-DEPLOYER_EVENTS: tuple[type[FromServer], ...] = (ModelDeployed, JobCompleted, JobFailed)
+def publish_subjects(service: ServiceWiring) -> list[str]:
+    """Where `service` publishes what it declares: a worker on subjects naming a server (and its heartbeats), a
+    control service on its events' subjects (a failure on the control one, work on ``<subject>.<server>``)."""
+    if service.runs == "server":
+        worker = [server_subject(cls) for cls in service.publishes if issubclass(cls, FromServer)]
+        return [*worker, f"{HEARTBEAT_PREFIX}.*"]
+    return [
+        control_subject(cls) if issubclass(cls, FromServer) else f"{cls.SUBJECT}.*" if routed(cls) else cls.SUBJECT
+        for cls in service.publishes
+    ]
+
+
+def routed(cls: type[Event]) -> bool:
+    """Whether `cls` travels on a subject naming the server it is for (an assignment: ``<subject>.<server>``)."""
+    return hasattr(cls, "routed_subject") and not issubclass(cls, FromServer)
+
+
+WORKER_EVENTS: tuple[type[FromServer], ...] = tuple(
+    cls for s in SERVICES if s.runs == "server" for cls in s.publishes if issubclass(cls, FromServer)
+)
+"""What a server's workers publish (on subjects naming their server), from their handlers' declarations."""
+
+CLI_PUBLISHES: tuple[type[Event], ...] = (JobSubmitted, JobCancelRequested, ServerDownRequested, ServerUpRequested)
+"""What the `stratos` command publishes (it has no handlers to declare it)."""
 
 EVENT_PUBLISHERS: dict[str, list[str]] = {
-    "inventory": [ServerRegistered.SUBJECT, ServerDown.SUBJECT],
-    "selector": [
-        ServerChosen.SUBJECT,
-        AttemptDecided.SUBJECT,
-        JobRejected.SUBJECT,
-        control_subject(JobFailed),
-        f"{TrainingAssigned.SUBJECT}.*",
-        f"{DeploymentAssigned.SUBJECT}.*",
-    ],
-    "teacher-eval": [TeacherChosen.SUBJECT, control_subject(JobFailed)],
-    "data-synth": [DataReady.SUBJECT, DataProgress.SUBJECT, control_subject(JobFailed)],
-    "trainer": [*(server_subject(cls) for cls in TRAINER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
-    "deployer": [*(server_subject(cls) for cls in DEPLOYER_EVENTS), f"{HEARTBEAT_PREFIX}.*"],
-    "cli": [JobSubmitted.SUBJECT, JobCancelRequested.SUBJECT, ServerDownRequested.SUBJECT, ServerUpRequested.SUBJECT],
+    **{service.name: publish_subjects(service) for service in SERVICES},
+    "cli": [cls.SUBJECT for cls in CLI_PUBLISHES],
     "agent": ["stratos.hb.*"],
 }
-"""The event subjects each NATS user may publish; everything else under stratos.evt/cmd is denied. The shared
-``trainer`` and ``deployer`` users may speak for any server; a server's own credential (`server_permissions`) only
-for itself."""
+"""The event subjects each NATS user may publish, made from the services' declarations (the wiring table);
+everything else under stratos.evt/cmd is denied. The shared ``trainer`` and ``deployer`` users may speak for any
+server; a server's own credential (`server_permissions`) only for itself."""
 
 INFRASTRUCTURE = ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "stratos.dlq.>", "_INBOX.>"]
 """Subjects every service needs: JetStream API and acks, KV and object store, dead letters, replies."""
@@ -99,9 +95,8 @@ SERVER_USER_PREFIX = "server-"
 
 
 def server_consumers(server_id: str) -> list[str]:
-    """The durable consumers a server's workers pull from (see the trainer's and deployer's handlers)."""
-    token = server_token(server_id)
-    return [f"trainer-{token}", f"deployer-{token}"] + [f"deployer-{token}-{k}" for k in ("replan", "cancel", "failed")]
+    """The durable consumers a server's workers pull from, as the workers' handlers declare them."""
+    return [consumer.named_for(server_id) for s in SERVICES if s.runs == "server" for consumer in s.consumers]
 
 
 def server_jetstream(server_id: str) -> list[str]:
@@ -139,7 +134,7 @@ def server_permissions(server_id: str) -> list[str]:
     control service), nor pull from, redefine or delete any other consumer: that would take its work.
     """
     allow = [heartbeat_subject(server_id)]
-    allow += [server_subject(cls, server_id) for cls in (*TRAINER_EVENTS, *DEPLOYER_EVENTS)]
+    allow += [server_subject(cls, server_id) for cls in WORKER_EVENTS]
     return sorted(set(allow)) + server_jetstream(server_id)
 
 

@@ -33,7 +33,7 @@ class FromServer(Event):
     Three checks make a worker's word count only for its own work. The broker lets a server's credential publish
     only on subjects that name that server (`stratos_shared.bus.permissions`); the router refuses a message whose
     body names another server than its subject (`origin_problem`); and the ledger acts on it only while that
-    server holds the job's placement at that revision (`stratos_shared.jobs.fenced_out`). ``server_id`` and
+    server holds the job's placement at that revision (`stratos_selector.workflow.fenced_out`). ``server_id`` and
     ``revision`` are filled from the assignment the worker handles when the stage leaves them unset.
     """
 

@@ -4,6 +4,7 @@ is printed as text."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from stratos_cli.exporting import target_problem
 from stratos_shared.contracts.job import MAX_SPEC_BYTES
 from stratos_shared.jobs import JobState
 from stratos_shared.report import JobReport
+from tests.reports import LEGACY_REPORT
 
 
 def closed_port() -> int:
@@ -93,18 +95,7 @@ def test_report_plot_names_stay_inside_the_report_folder(tmp_path: Path) -> None
     assert reports.plot_path(tmp_path, "accuracy") == tmp_path / "accuracy.png"
 
 
-REPORT: dict[str, Any] = {
-    "job_id": "j",
-    "name": "n",
-    "task": "math",
-    "server": {},
-    "teacher": {},
-    "data": {},
-    "student": {},
-    "serving": {},
-    "cost": {"budget_usd": 1.0},
-    "score": {"accuracy": 0, "latency": 0, "cost": 0},
-}
+REPORT: dict[str, Any] = json.loads(LEGACY_REPORT.read_text(encoding="utf-8"))
 
 
 def test_report_prints_markdown_as_text_not_rich_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """`stratos report` writes a real HTML page: tables as tables, the plots embedded, user text escaped.
 
-No browser exists on the development machine, so the page is checked by parsing it (html.parser) for what a
-browser would show: table cells, image data, text."""
+Parsed here (html.parser) for what a browser would show, so it runs everywhere; test_report_browser.py opens the
+page in a real headless Chromium where one is installed."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import base64
 from html.parser import HTMLParser
 from pathlib import Path
 
-from stratos_cli.reports import to_html
-from stratos_shared.report import CostBreakdown, JobReport, ScoreBreakdown, render_plots
-
-ATTEMPT = {
-    "attempt": 1, "action": "first", "student": "tiny-1m", "start_step": 0, "steps": 600, "accuracy_before": 0.03,
-    "accuracy": 0.2, "cost_usd": 0.01, "seconds": 120.0, "decision": {"action": "continue"},
-}  # fmt: skip
+from stratos_cli.reportpage import to_html
+from stratos_shared.contracts.events import TeacherScore
+from stratos_shared.report import JobReport, render_plots
+from tests.reports import folded_report
 
 
 class Page(HTMLParser):
@@ -52,20 +49,13 @@ class Page(HTMLParser):
 
 
 def report() -> JobReport:
-    return JobReport(
-        job_id="j-1", name="<script>alert(1)</script>", task="math",
-        server={"id": "a10-us-central", "revision": 1}, data={"accepted": 80, "asked": 100, "rate": 0.8},
-        teacher={"teacher": "strong", "mode": "alignment", "tau": 0.5, "accuracy": 0.9, "scores": [
-            {"name": "strong", "accuracy": 0.9, "ci_low": 0.8, "ci_high": 0.95, "errors": 0, "latency_p50_ms": 40.0,
-             "cost_usd": 0.5},
-            {"name": "weak", "error": "<b>401</b> | unauthorised", "errors": 3},
-        ]},
-        student={"student": "tiny-1m", "before": 0.03, "after": 0.33}, serving={"accuracy": 0.3},
-        cost=CostBreakdown(teacher_eval_usd=0.5, data_synth_usd=1.0, training_usd=0.02, serving_usd=2.0, budget_usd=10),
-        score=ScoreBreakdown(accuracy=0.3, latency=1.0, cost=0.6), loss_curve=[(1, 2.0), (2, 1.5)],
-        attempts=[ATTEMPT, {**ATTEMPT, "attempt": 2, "action": "continue", "decision": {"action": "stop"}}],
-        escalation={"target": 0.5, "target_met": False, "best_attempt": 2, "reason": "budget spent"},
-    )  # fmt: skip
+    """The folded job's report, with a hostile name and a teacher that could not be scored."""
+    folded = folded_report()
+    assert folded.teacher is not None
+    broken = TeacherScore(name="weak", accuracy=0, ci_low=0, ci_high=0, graded=0, errors=3, cost_usd=0,
+                          error="<b>401</b> | unauthorised")  # fmt: skip
+    teacher = folded.teacher.model_copy(update={"scores": [*folded.teacher.scores, broken]})
+    return folded.model_copy(update={"name": "<script>alert(1)</script>", "teacher": teacher})
 
 
 def test_the_report_page_shows_tables_as_tables_and_embeds_the_plots(tmp_path: Path) -> None:
@@ -84,7 +74,9 @@ def test_the_report_page_shows_tables_as_tables_and_embeds_the_plots(tmp_path: P
     ]
     assert [row[0] for row in attempts[1:]] == ["1", "2"] and attempts[2][-1] == "stop"
     cost = page.tables[headers.index(["stage", "USD"])]
-    assert cost[-1] == ["total", "3.5200 of 10.00 budget"]
+    assert cost[-1] == ["total", f"{report().cost.total_usd:.4f} of 200.00 budget"]
+    stages = page.tables[headers.index(["stage", "starts at", "takes"])]
+    assert [row[0] for row in stages[1:]][-1].startswith("deployment on ")
 
     assert [image["alt"] for image in page.images] == [f"{name} plot" for name in plots]
     for image, path in zip(page.images, plots.values(), strict=True):

@@ -8,9 +8,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from stratos_selector.domain.catalog import generate_catalog
-from stratos_selector.domain.dispatch import assignments
 from stratos_selector.domain.escalation import budget_left_usd, decide, needs_decision, spent_usd
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_selector.workflow import apply, assignments
 from stratos_shared.contracts.events import (
     AttemptDecided,
     DataReady,
@@ -23,7 +23,7 @@ from stratos_shared.contracts.events import (
     TrainingPlan,
 )
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
-from stratos_shared.jobs import JobState, apply
+from stratos_shared.jobs import JobState
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
@@ -155,7 +155,8 @@ def test_a_worse_later_attempt_is_not_deployed() -> None:
     second = decide(state, spec)
     assert second.best_attempt == 1 and second.action == "next-student", second.reason  # it fell: a plateau
     assert (
-        state.inputs["ModelTrained"]["attempt"] == 1
+        state.inputs.trained is not None
+        and state.inputs.trained.attempt == 1
         and state.results.training is not None
         and state.results.training.attempt == 1
     )
@@ -234,7 +235,8 @@ def test_an_escalation_ends_within_its_cap_and_its_budget_and_deploys_its_best(
     attempts = state.attempts
     assert len(attempts) <= max_attempts
     best = max(a.accuracy for a in attempts)
-    assert decision.best_accuracy == best and state.inputs["ModelTrained"]["accuracy_after"] == best
+    assert decision.best_accuracy == best
+    assert state.inputs.trained is not None and state.inputs.trained.accuracy_after == best
     assert decision.target_met == (best >= target)
     assert spent_usd(state) <= budget + 1e-9 or len(attempts) == 1, "escalation spent more than the budget"
     [deploy] = assignments(state)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from stratos_selector.domain.catalog import generate_catalog
-from stratos_selector.domain.dispatch import assignments
 from stratos_selector.domain.escalation import decide
 from stratos_selector.domain.strategies import Infeasible, select
+from stratos_selector.workflow import apply, assignments
 from stratos_shared.contracts.events import (
     DataReady,
     DeploymentAssigned,
@@ -22,7 +22,7 @@ from stratos_shared.contracts.events import (
     TrainingProgress,
 )
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.jobs import JobState, apply
+from stratos_shared.jobs import JobState
 
 ROOT = Path(__file__).resolve().parents[3]
 SPEC = JobSpec.from_yaml(ROOT / "examples" / "math-alignment.yaml")
@@ -179,14 +179,15 @@ def test_a_fenced_servers_results_are_recorded_but_not_accepted() -> None:
     state = fold(JobSubmitted(job_id="j", spec=SPEC), one, data_ready(), two)
     stale_progress = TrainingProgress(job_id="j", server_id=one.server.id, step=50, total_steps=100, loss=1.0)
     stale = fold(state, stale_progress, trained(1, one.server.id), deployed(1, one.server.id))
-    assert stale.results.training is None and "ModelTrained" not in stale.inputs and stale.endpoint is None
+    assert stale.results.training is None and stale.inputs.trained is None and stale.endpoint is None
     assert "training" not in stale.progress, "progress from the server the job left was taken"
     assert [h.summary.startswith(f"ignored (from {one.server.id}") for h in stale.history[-2:]] == [True, True]
     fresh = fold(stale, trained(2, two.server.id))
     assert (
         fresh.results.training is not None
         and fresh.results.training.after == 0.4
-        and fresh.inputs["ModelTrained"]["revision"] == 2
+        and fresh.inputs.trained is not None
+        and fresh.inputs.trained.revision == 2
     )
 
 

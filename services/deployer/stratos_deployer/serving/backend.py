@@ -14,23 +14,24 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Literal, Protocol
 
+from stratos_deployer.serving.gateway import GatewayConfig, gateway_command
 from stratos_deployer.serving.llamacpp import (
     LlamaCppEngine,
     LlamaServerConfig,
     Quantization,
+    build_llama_server_command,
     convert_to_gguf,
     engine_problem,
     gguf_name,
-    llama_server_process,
     merged_folder,
 )
 from stratos_deployer.serving.process import ManagedProcess, ServingError
+from stratos_deployer.serving.requests import ENDPOINT_KEY_ENV
 from stratos_deployer.serving.vllm import VllmConfig, vllm_process
+from stratos_shared.embedded import free_port
 
 CPU_READY_TIMEOUT_S = 300.0
 VLLM_READY_TIMEOUT_S = 900.0
-ENDPOINT_KEY_ENV = "STRATOS_ENDPOINT_KEY"
-"""The CPU server's key variable: the key travels in the environment, never in argv (``ps`` shows argv to all)."""
 VLLM_KEY_ENV = "VLLM_API_KEY"
 """vLLM's own: with it set, vLLM requires the bearer key on its ``/v1`` routes (``/health`` stays open)."""
 
@@ -145,7 +146,11 @@ class CpuBackend(_ProcessBackend):
 
 
 class LlamaCppBackend(_ProcessBackend):
-    """llama.cpp's ``llama-server`` on the student converted to GGUF (quantized) as a child process."""
+    """llama.cpp's ``llama-server`` on the student converted to GGUF (quantized), behind Stratos' gateway.
+
+    The gateway (`serving.gateway`) is the process the deployer starts: it holds the endpoint's key, refuses what
+    the CPU server refuses, and runs llama-server as its child on a loopback port.
+    """
 
     name = "llamacpp"
 
@@ -183,15 +188,25 @@ class LlamaCppBackend(_ProcessBackend):
         self, model_path: Path, adapter_path: Path | None, port: int, api_key: str | None
     ) -> ManagedProcess:
         self.gguf = self.prepare(model_path, adapter_path)
-        config = LlamaServerConfig(
+        engine = LlamaServerConfig(
             gguf=self.gguf,
             served_name=self.served_name,
-            host=self.host,
-            port=port,
+            host="127.0.0.1",
+            port=free_port(),
             parallel=self.parallel,
             threads=self.threads,
         )
-        return llama_server_process(self.engine, config, self.log_path, api_key)
+        endpoint = GatewayConfig(
+            host=self.host,
+            port=port,
+            upstream_port=engine.port,
+            served_name=self.served_name,
+            max_tokens_limit=engine.ctx_per_slot,
+            api_key=api_key,
+        )
+        argv = gateway_command(endpoint, build_llama_server_command(self.engine, engine), sys.executable)
+        env = {ENDPOINT_KEY_ENV: api_key} if api_key is not None else None
+        return ManagedProcess(argv, f"http://{self.host}:{port}/health", self.log_path, env=env)
 
 
 class VllmBackend(_ProcessBackend):

@@ -29,19 +29,11 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicLayer
 
+from stratos_deployer.serving.requests import SamplingParams
+
 logger = logging.getLogger(__name__)
 
 FinishReason = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-request decoding settings (OpenAI semantics: temperature 0 is greedy)."""
-
-    max_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

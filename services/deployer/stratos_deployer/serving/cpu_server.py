@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from stratos_deployer.serving.batcher import Batcher, RequestHandle
+from stratos_deployer.serving.guard import error_reply, read_body, unauthorised
 from stratos_deployer.serving.requests import (
     RequestRefused,
     check_key,
@@ -103,25 +104,25 @@ class _State:
         if (refusal := _unauthorised(request, self.config)) is not None:
             return refusal
         if self.batcher is None:
-            return _error(503, "model is still loading")
+            return error_reply(503, "model is still loading")
         return JSONResponse(self.batcher.stats())
 
     async def chat_completions(self, request: Request) -> Response:
         config, batcher = self.config, self.batcher
         if batcher is None:
-            return _error(503, self.load_error or "model is still loading")
+            return error_reply(503, self.load_error or "model is still loading")
         try:
             check_key(request.headers.get("authorization"), _key(config))
             check_length(request.headers.get("content-length"), config.max_body_bytes)
-            chat = parse_chat_request(json.loads(await _read_body(request, config.max_body_bytes)))
+            chat = parse_chat_request(json.loads(await read_body(request, config.max_body_bytes)))
             params = chat.sampling(config.default_max_tokens, config.max_tokens_limit)
             prompt_ids = encode_chat(self.tokenizer, chat.messages)
             # n samples are n rows of the same batch: decoded together, as the batcher does for any requests
             handles = [batcher.submit(prompt_ids, params) for _ in range(chat.samples)]
         except RequestRefused as refused:
-            return _error(refused.status, str(refused))
+            return error_reply(refused.status, str(refused))
         except (ValueError, TypeError, KeyError) as exc:
-            return _error(400, str(exc)[:500])
+            return error_reply(400, str(exc)[:500])
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if chat.stream:
             include_usage = chat.stream_options is not None and chat.stream_options.include_usage
@@ -161,26 +162,11 @@ def create_app(config: CpuServerConfig) -> Starlette:
 
 
 def _unauthorised(request: Request, config: CpuServerConfig) -> Response | None:
-    """The 401 for a request without the server's key; None when it may pass."""
-    try:
-        check_key(request.headers.get("authorization"), _key(config))
-    except RequestRefused as refused:
-        return _error(refused.status, str(refused))
-    return None
+    return unauthorised(request, _key(config))
 
 
 def _key(config: CpuServerConfig) -> str | None:
     return config.api_key.get_secret_value() if config.api_key is not None else None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, read no further than `limit` bytes (a chunked upload says no length up front)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise RequestRefused(413, f"request body larger than {limit} bytes")
-    return bytes(body)
 
 
 def _merge_choices(replies: list[dict[str, Any]]) -> dict[str, Any]:
@@ -263,11 +249,6 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
 @dataclass

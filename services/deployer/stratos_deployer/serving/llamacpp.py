@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from stratos_deployer.serving.process import ManagedProcess, ServingError
+from stratos_deployer.serving.process import ServingError
 
 Quantization = Literal["f16", "q8_0", "q4_k_m"]
 QUANTIZATIONS: tuple[Quantization, ...] = ("f16", "q8_0", "q4_k_m")
@@ -158,13 +158,3 @@ def gguf_name(model_path: Path, adapter_path: Path | None, quant: Quantization) 
     """A file name that changes when the model does: a redeploy of the same model reuses its conversion."""
     digest = hashlib.sha256(f"{model_path.resolve()}|{adapter_path and adapter_path.resolve()}".encode())
     return f"model-{digest.hexdigest()[:12]}-{quant}.gguf"
-
-
-def llama_server_process(
-    engine: LlamaCppEngine, config: LlamaServerConfig, log_path: Path, api_key: str | None
-) -> ManagedProcess:
-    """A not-yet-started ``llama-server``; it answers ``/health`` 200 once the model is loaded."""
-    env = {LLAMA_KEY_ENV: api_key} if api_key is not None else None
-    return ManagedProcess(
-        build_llama_server_command(engine, config), f"http://{config.host}:{config.port}/health", log_path, env=env
-    )

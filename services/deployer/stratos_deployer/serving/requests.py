@@ -8,17 +8,30 @@ and in range, ``max_tokens`` is bounded by the operator, the body by size, and a
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
-from stratos_deployer.serving.batcher import SamplingParams
 from stratos_deployer.serving.process import ServingError
 
+ENDPOINT_KEY_ENV = "STRATOS_ENDPOINT_KEY"
+"""Where a Stratos server process reads its endpoint's key: the environment, never argv (``ps`` shows argv to all)."""
 MAX_N = 16
 """Most samples one request may ask for (each is a row of the decoding batch)."""
 MAX_STOP = 4
 """Most stop sequences (OpenAI's limit)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request decoding settings (OpenAI semantics: temperature 0 is greedy)."""
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 

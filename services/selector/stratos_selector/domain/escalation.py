@@ -14,7 +14,7 @@ the budget must cover (``serving_hours`` on the placed server). A rung whose est
 with its price in the reason; the trainer also stops an attempt that reaches its allowance, so the estimate
 cannot overspend. The decision's id is the attempt's, so saying it again (a redelivery, a crash between the
 fold and the publish) is a duplicate the stream drops, and a re-plan in the middle of an escalation resumes the
-attempt the decision named (`dispatch.assignments`).
+attempt the decision named (`workflow.assignments`).
 """
 
 from __future__ import annotations
