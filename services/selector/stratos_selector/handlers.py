@@ -1,7 +1,8 @@
 """Selector handlers: place jobs, re-plan them when their server goes down, keep the job ledger.
 
-Each handler adapts one event to a call: `admit` and `replan` (`stratos_selector.planner`), and the job's workflow
-(`stratos_selector.workflow`: the ledger fold `apply`, then `next_events`, the decision or the work it owes).
+Each handler adapts one event to a call: `admit` (`stratos_selector.planner`), `Replanner.replan`
+(`stratos_selector.replanning`), and the job's workflow (`stratos_selector.workflow`: the ledger fold `apply`, then
+`next_events`, the decision or the work it owes).
 `build_events` is the wiring map: what each handler consumes, publishes, and on which durable consumer.
 """
 
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 from nats.js import JetStreamContext
 
-from stratos_selector.planner import Planner, admit, poisoned, replan
+from stratos_selector.planner import Planner, admit, poisoned
+from stratos_selector.replanning import Replanner
 from stratos_selector.settings import SelectorSettings
 from stratos_selector.workflow import ENDINGS, apply, next_events
 from stratos_shared.bus.handler import EventRouter, HandlerContext, Publisher, bind, parse_stored
@@ -38,6 +40,8 @@ __all__ = ["Planner", "Selector", "build_events", "declared"]
 log = logging.getLogger("stratos.selector")
 
 LEDGER = "selector-ledger"
+REPLAN_BATCH = 256
+"""ServerDowns pulled and handled at once (a region of a large catalog takes a few batches)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Selector:
     planner: Planner
     policy: InputPolicy
     """The operator's limit on what a spec may reference (files, secrets, teacher networks)."""
+    replanner: Replanner
+    """Re-plans the jobs of lost servers, the ServerDowns handled at the same time in one round."""
     poison: Publisher | None = None
     """Where the failure of a job whose message killed its worker on every delivery is published."""
 
@@ -69,9 +75,9 @@ async def on_job_submitted(selector: Selector, event: JobSubmitted, ctx: Handler
 
 
 async def on_server_down(selector: Selector, event: ServerDown, ctx: HandlerContext) -> list[Event]:
-    """Re-plan every active job on the lost server, excluding servers that already failed it (each decision is
-    published at once, so the first job moves before the last is decided)."""
-    await replan(selector.planner, event, ctx.publish)
+    """Re-plan every active job on the lost server, excluding servers that already failed it (the ServerDowns of a
+    batch in one round, `stratos_selector.replanning`); acknowledged once the round that covered it is done."""
+    await selector.replanner.replan(event, ctx.publish)
     return []
 
 
@@ -147,7 +153,7 @@ def build_events(
 ) -> EventRouter:
     """The selector's handlers; `with_ledger` adds the job-state projector (one per deployment is enough)."""
     events = EventRouter("selector", max_deliver=max_deliver, ack_wait_s=ack_wait_s)
-    selector = Selector(planner, policy, events.publisher("poison", [JobFailed]))
+    selector = Selector(planner, policy, Replanner(planner), events.publisher("poison", [JobFailed]))
     events.on_max_deliveries(bind(on_poison, selector))
     events.handler(
         consumes=JobSubmitted,
@@ -155,9 +161,14 @@ def build_events(
         durable="selector-jobs",
         on_invalid=reject_submission,
     )(bind(on_job_submitted, selector))
-    events.handler(consumes=ServerDown, publishes=[ServerChosen, JobFailed], durable="selector-server-down")(
-        bind(on_server_down, selector)
-    )
+    # A region outage is hundreds of ServerDowns at once: pulled in batches, handled concurrently, re-planned
+    # together (one round per batch) instead of one message, one pull and one ack after another.
+    events.handler(
+        consumes=ServerDown,
+        publishes=[ServerChosen, JobFailed],
+        durable="selector-server-down",
+        max_batch=REPLAN_BATCH,
+    )(bind(on_server_down, selector))
     # A completed job keeps its slot and stays active: its deployment serves on that server, so a
     # ServerDown must still re-plan it (the deployer follows). `stratos cancel` frees the slot.
     events.handler(consumes=JobFailed, publishes=[], durable="selector-job-failed")(bind(release, selector))

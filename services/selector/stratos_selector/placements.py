@@ -10,7 +10,7 @@ once) can never double-book a server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from nats.js.errors import KeyWrongLastSequenceError
@@ -138,23 +138,27 @@ class Placements:
 
     # --- claims ---------------------------------------------------------------------------------
 
-    async def claim(self, server_id: str, job_id: str, capacity: int) -> bool:
-        """Take a slot on the server for the job; False when it is full (someone else won the race)."""
+    async def claim(self, server_id: str, job_ids: Sequence[str], capacity: int) -> set[str]:
+        """Take a slot on the server for each job, in order, while slots are free; the jobs that hold one now
+        (those left out lost the race for its last slots to another decision). One compare-and-set for them all."""
 
         def add(current: ServerLoad | None) -> ServerLoad | None:
             jobs = current.jobs if current else []
-            if job_id in jobs or len(jobs) >= capacity:
-                return None
-            return ServerLoad(server_id=server_id, jobs=[*jobs, job_id])
+            room = max(0, capacity - len(jobs))
+            new = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in jobs][:room]
+            return ServerLoad(server_id=server_id, jobs=[*jobs, *new]) if new else None
 
         stored = await self._change(server_id, add)
-        return stored is not None and job_id in stored.jobs
+        return set(job_ids) & set(stored.jobs if stored else ())
 
-    async def release(self, server_id: str, job_id: str) -> None:
+    async def release(self, server_id: str, job_ids: Collection[str]) -> None:
+        """Give the jobs' slots on the server back (one compare-and-set for them all)."""
+        gone = set(job_ids)
+
         def remove(current: ServerLoad | None) -> ServerLoad | None:
-            if current is None or job_id not in current.jobs:
+            if current is None or gone.isdisjoint(current.jobs):
                 return None
-            return ServerLoad(server_id=server_id, jobs=[j for j in current.jobs if j != job_id])
+            return ServerLoad(server_id=server_id, jobs=[j for j in current.jobs if j not in gone])
 
         await self._change(server_id, remove)
 
@@ -184,5 +188,7 @@ class Placements:
         await self.jobs.put(job_key(placement.job_id), placement)
 
     async def on_server(self, server_id: str) -> list[str]:
-        found = await self.loads.get(server_key(server_id))
-        return list(found[0].jobs) if found else []
+        """The jobs holding a slot on the server (from the local copy when following: it holds every write of this
+        process at once, and another replica's a watcher delivery later, no later than a fresh read would race)."""
+        found, _ = await self._read(server_key(server_id), fresh=False)
+        return list(found.jobs) if found else []

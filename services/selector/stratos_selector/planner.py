@@ -1,39 +1,64 @@
 """The selector's planner: chooses servers for jobs, claims their slots and records the placements.
 
-The choice itself is pure (`stratos_selector.domain.select` over a `ServerTable`); the planner adds what
-needs the buckets: a local copy of the inventory, the slot claims (`Placements`, compare-and-set) and the
-job specs. The handlers only adapt events to its calls; `replan` and `admit` are the two stage decisions.
+The choice itself is pure (`stratos_selector.domain.select` over a `ServerTable`, `domain.batch.select_each`
+for many jobs at once); the planner adds what needs the buckets: a local copy of the inventory, the slot claims
+(`Placements`, compare-and-set) and the job specs. The handlers only adapt events to its calls; `admit` and
+`stratos_selector.replanning` (re-planning after ServerDowns) are the two stage decisions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
 from stratos_selector.admission import admit_spec, fingerprint
-from stratos_selector.domain import Infeasible, ServerTable, select
+from stratos_selector.domain import Infeasible, Selection, ServerTable
+from stratos_selector.domain.batch import Request, select_each
 from stratos_selector.placements import JobPlacement, Placements
 from stratos_shared.artifacts import ArtifactStore
 from stratos_shared.bus.kv import Follow, TypedKV, follow
 from stratos_shared.contracts.base import Event, stable_id
-from stratos_shared.contracts.events import JobFailed, JobRejected, JobSubmitted, ServerChosen, ServerDown
+from stratos_shared.contracts.events import JobFailed, JobRejected, JobSubmitted, ServerChosen
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.servers import ServerRecord
 from stratos_shared.jobs import JobState
 from stratos_shared.layout import Artifact
-from stratos_shared.metrics import replan_seconds, replans
 from stratos_shared.policy import InputPolicy
 
 log = logging.getLogger("stratos.selector")
 tracer = trace.get_tracer("stratos.selector")
 
 MAX_CLAIM_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A job that needs a server, and what its ServerChosen will say."""
+
+    job_id: str
+    spec: JobSpec
+    revision: int
+    failed: tuple[str, ...]
+    """Servers that failed the job before (a last resort)."""
+    reason: str
+    previous: str | None
+
+    def announcement(self, selection: Selection) -> ServerChosen:
+        return ServerChosen(
+            event_id=stable_id(self.job_id, "server-chosen", self.revision),
+            job_id=self.job_id,
+            revision=self.revision,
+            server=selection.server,
+            previous_server_id=self.previous,
+            reason=self.reason,
+            explanation=selection.explanation,
+        )
 
 
 class Planner:
@@ -57,6 +82,8 @@ class Planner:
         self._full: ServerTable | None = None
         self._up: ServerTable | None = None
         self._down_hints: set[str] = set()
+        self._down_records: set[str] = set()
+        """Servers whose record says down (so a ServerDown costs no scan of the catalog)."""
         self._spec_cache: dict[str, JobSpec] = {}
 
     def attach(
@@ -101,6 +128,7 @@ class Planner:
     async def follow_inventory(self) -> Follow:
         """Load the server records and return the loop that keeps them current (run it in the background)."""
         self._records = {}
+        self._down_records = set()
         return await follow(self.servers.kv, self._apply_server, self._stop_following)
 
     def _stop_following(self) -> None:
@@ -112,8 +140,9 @@ class Planner:
             return
         self._up = None
         if entry.operation is not None or not entry.value:
-            if records.pop(entry.key, None) is not None:
+            if (gone := records.pop(entry.key, None)) is not None:
                 self._full = None
+                self._down_records.discard(gone.spec.id)
             return
         try:
             record = ServerRecord.model_validate_json(entry.value)
@@ -125,7 +154,10 @@ class Planner:
         if before is None or before.spec != record.spec:
             self._full = None
         if record.status == "down":
+            self._down_records.add(record.spec.id)
             self._down_hints.discard(record.spec.id)  # the bucket has caught up with the ServerDown
+        else:
+            self._down_records.discard(record.spec.id)
 
     def server_down(self, server_id: str) -> None:
         """A ServerDown arrived: stop offering the server even before the watcher delivers its record.
@@ -133,8 +165,7 @@ class Planner:
         No hint when the watcher already delivered the down record: nothing would clear it, and the server
         would stay out of the table after it came back up.
         """
-        records = self._records
-        if records is not None and any(r.spec.id == server_id and r.status == "down" for r in records.values()):
+        if self._records is not None and server_id in self._down_records:
             return
         self._down_hints.add(server_id)
         self._up = None
@@ -192,34 +223,45 @@ class Planner:
     async def choose(
         self, job_id: str, spec: JobSpec, *, revision: int, failed: list[str], reason: str, previous: str | None
     ) -> ServerChosen | Infeasible:
-        """Select and claim a slot (retrying when a race fills the server); nothing recorded yet.
+        """Select and claim a slot for one job (see `choose_each`); nothing recorded yet."""
+        return (await self.choose_each([Wanted(job_id, spec, revision, tuple(failed), reason, previous)]))[0]
 
-        Servers that failed this job before are a last resort, not banned: the table holds only servers that
+    async def choose_each(self, wanted: Sequence[Wanted]) -> list[ServerChosen | Infeasible]:
+        """Select and claim a slot for each job, in order, each counting the slots the earlier ones took; nothing
+        recorded yet. One selection per distinct job between fills (`select_each`), one compare-and-set per chosen
+        server for all its jobs, those concurrently; the jobs that lost a server's last slots to another decision
+        are chosen again with that server full.
+
+        Servers that failed a job before are a last resort, not banned: the table holds only servers that
         are up, and one that came back beats failing a job that has nowhere else to go.
         """
         table = await self.table()
-        load = await self.placements.load()
-        exclude = set(failed)
+        outcomes: dict[int, ServerChosen | Infeasible] = {}
+        full: dict[str, int] = {}
+        pending = list(range(len(wanted)))
         for _ in range(MAX_CLAIM_ATTEMPTS):
-            selection = select(table, spec, exclude=exclude, load=load)
-            if isinstance(selection, Infeasible) and exclude:
-                exclude = set()
-                selection = select(table, spec, exclude=exclude, load=load)
-            if isinstance(selection, Infeasible):
-                return selection
-            chosen = selection.server
-            if await self.placements.claim(chosen.id, job_id, chosen.capacity):
-                return ServerChosen(
-                    event_id=stable_id(job_id, "server-chosen", revision),
-                    job_id=job_id,
-                    revision=revision,
-                    server=chosen,
-                    previous_server_id=previous,
-                    reason=reason,
-                    explanation=selection.explanation,
-                )
-            load = {**load, chosen.id: chosen.capacity}  # lost the race for its last slot: treat it as full
-        raise RuntimeError(f"could not claim a server slot for {job_id} in {MAX_CLAIM_ATTEMPTS} attempts")
+            load = {**(await self.placements.load()), **full}
+            requests = [Request(wanted[i].spec, frozenset(wanted[i].failed)) for i in pending]
+            chosen: dict[str, list[tuple[int, Selection]]] = {}
+            for i, selection in zip(pending, select_each(table, requests, load), strict=True):
+                if isinstance(selection, Infeasible):
+                    outcomes[i] = selection
+                else:
+                    chosen.setdefault(selection.server.id, []).append((i, selection))
+            claims = [self.placements.claim(sid, [wanted[i].job_id for i, _ in jobs], jobs[0][1].server.capacity)
+                      for sid, jobs in chosen.items()]  # fmt: skip
+            pending = []
+            for (server_id, jobs), won in zip(chosen.items(), await asyncio.gather(*claims), strict=True):
+                for i, selection in jobs:
+                    if wanted[i].job_id in won:
+                        outcomes[i] = wanted[i].announcement(selection)
+                    else:  # lost the race for its last slots: treat it as full
+                        pending.append(i)
+                        full[server_id] = selection.server.capacity
+            if not pending:
+                return [outcomes[i] for i in range(len(wanted))]
+        names = ", ".join(wanted[i].job_id for i in pending[:5])
+        raise RuntimeError(f"could not claim a server slot for {names} in {MAX_CLAIM_ATTEMPTS} attempts")
 
     async def remember(self, outcome: ServerChosen, failed: list[str], carrier: dict[str, str]) -> None:
         """Record the job's placement (with its trace context, so a later re-plan joins the trace)."""
@@ -261,7 +303,7 @@ class Planner:
                 placement.revision,
             )
             return
-        await self.placements.release(placement.server_id, job_id)
+        await self.placements.release(placement.server_id, [job_id])
         await self.placements.record(placement.model_copy(update={"active": False}))
 
 
@@ -323,106 +365,3 @@ async def admit(planner: Planner, event: JobSubmitted, policy: InputPolicy) -> l
             return [reject(event.job_id, outcome.reason)]
         span.set_attribute("server.id", outcome.server.id)
         return [outcome]
-
-
-Publish = Callable[[Event], Awaitable[None]]
-
-
-async def replan(planner: Planner, event: ServerDown, publish: Publish) -> int:
-    """Move every active job off the lost server, excluding servers that already failed it; how many moved.
-
-    One read of the server's job list, the jobs' placements and specs read concurrently, then per job:
-    select from the cached table, claim with compare-and-set and `publish` its ServerChosen (or JobFailed)
-    at once; the placement records and the release of the lost slots are written after all of the decisions
-    are out.
-    """
-    started = time.perf_counter()
-    planner.server_down(event.server_id)
-    job_ids = await planner.placements.on_server(event.server_id)
-    # One job's unreadable record must not stop the others from moving: it fails alone.
-    placements = await asyncio.gather(*(planner.placements.get(job_id) for job_id in job_ids), return_exceptions=True)
-    specs = await asyncio.gather(*(planner.spec_of(job_id) for job_id in job_ids), return_exceptions=True)
-    moved = 0
-    afterwards: list[Awaitable[None]] = []
-    for job_id, placement, spec in zip(job_ids, placements, specs, strict=True):
-        problem = next((p for p in (placement, spec) if isinstance(p, BaseException)), None)
-        if problem is not None:
-            await publish(unreadable(job_id, event, problem))
-        elif _on_lost_server(placement, spec, event.server_id):
-            assert isinstance(placement, JobPlacement) and isinstance(spec, JobSpec)
-            if await _move(planner, event, placement, spec, publish, afterwards):
-                moved += 1
-                replans.add(1)
-                replan_seconds.record(time.perf_counter() - started)
-        else:
-            continue
-        afterwards.append(planner.placements.release(event.server_id, job_id))
-    await asyncio.gather(*afterwards)
-    log.info("re-planned %d jobs off %s in %.1f ms", moved, event.server_id, (time.perf_counter() - started) * 1e3)
-    return moved
-
-
-def _on_lost_server(placement: object, spec: object, server_id: str) -> bool:
-    """An active placement on the lost server, with its spec: a job to move (others moved on or ended)."""
-    active = isinstance(placement, JobPlacement) and placement.active and placement.server_id == server_id
-    return active and isinstance(spec, JobSpec)
-
-
-def unreadable(job_id: str, event: ServerDown, problem: BaseException) -> JobFailed:
-    """A job on the lost server whose stored placement or spec cannot be read fails alone."""
-    log.error(
-        "job %s on %s cannot be re-planned: its stored record is unreadable: %s", job_id, event.server_id, problem
-    )
-    return JobFailed(
-        event_id=stable_id(job_id, "failed", "unreadable", event.event_id),
-        job_id=job_id,
-        stage="placement",
-        reason=f"server {event.server_id} went down and the job's stored record cannot be read "
-        f"({type(problem).__name__})",
-    )
-
-
-async def _move(
-    planner: Planner,
-    event: ServerDown,
-    placement: JobPlacement,
-    spec: JobSpec,
-    publish: Publish,
-    afterwards: list[Awaitable[None]],
-) -> bool:
-    """Re-plan one job inside its own trace (linked to the ServerDown that caused it); True when it moved."""
-    job_id = placement.job_id
-    failed = [*placement.failed_servers, event.server_id]
-    cause = trace.Link(trace.get_current_span().get_span_context())
-    with tracer.start_as_current_span(
-        "selector.replan",
-        context=propagate.extract(placement.trace_context),
-        links=[cause],
-        attributes={"job.id": job_id, "server.down": event.server_id, "replan.revision": placement.revision + 1},
-    ):
-        outcome = await planner.choose(
-            job_id,
-            spec,
-            revision=placement.revision + 1,
-            failed=failed,
-            reason=f"server {event.server_id} went down ({event.reason})",
-            previous=event.server_id,
-        )
-        if isinstance(outcome, Infeasible):
-            await publish(
-                JobFailed(
-                    event_id=stable_id(job_id, "failed", "replan", placement.revision),
-                    job_id=job_id,
-                    stage="placement",
-                    reason=f"server {event.server_id} went down and no other server fits: {outcome.reason}",
-                )
-            )
-            afterwards.append(
-                planner.placements.record(placement.model_copy(update={"active": False, "failed_servers": failed}))
-            )
-            return False
-        await publish(outcome)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        afterwards.append(planner.remember(outcome, failed, carrier))
-        return True

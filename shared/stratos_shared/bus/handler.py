@@ -87,6 +87,13 @@ two-core machine takes to store a message: seen in `make demo`, a data-synth pro
 running and failed the job."""
 
 
+BATCH_WINDOW_S = 0.05
+"""How long a batch pull (`max_batch` > 1) that found nothing waiting lingers for its batch: the delay of a lone
+message. A pull that finds messages waiting returns them at once. (On a starved event loop nats-py can spend the
+whole window before lingering and raise a bare TimeoutError that FastStream does not expect: it logs it once and
+restarts the pull loop at once; nothing is lost.)"""
+
+
 def subject_of(event: Event) -> str:
     """The subject `event` travels on: its class's, or for work and worker results the one naming their server."""
     routed = getattr(event, "routed_subject", None)
@@ -346,10 +353,16 @@ class EventRouter:
         durable: str,
         on_invalid: InvalidCallback | None = None,
         max_workers: int = 1,
+        max_batch: int = 1,
         subject: str | None = None,
         projection: bool = False,
     ) -> Callable[[Handler[E]], Handler[E]]:
         """Register `fn` as the durable pull consumer `durable` of `consumes.SUBJECT`.
+
+        `max_batch` > 1 pulls up to that many messages at once and handles them concurrently (each acked on its
+        own once its handler returns, each lease extended from the start), for a handler that coalesces a burst
+        (the selector's ServerDowns). The price: a pull that finds nothing waiting lingers `BATCH_WINDOW_S` for
+        its batch, so a lone message waits up to that long, and an idle consumer pulls once per window.
 
         With `subject` (a wildcard such as ``stratos.evt.>``) and `consumes=Event`,
         the handler receives every event type on it, parsed by its ``event_type``.
@@ -375,7 +388,7 @@ class EventRouter:
                     listen,
                     stream=EVENTS,
                     durable=durable,
-                    pull_sub=PullSub(batch_size=1, timeout=1.0),
+                    pull_sub=PullSub(batch_size=max_batch, timeout=1.0 if max_batch == 1 else BATCH_WINDOW_S),
                     config=ConsumerConfig(
                         durable_name=durable,
                         max_deliver=self.max_deliver,

@@ -307,3 +307,55 @@ def _brute_sweep(uniq: NDArray[np.float64]) -> NDArray[np.bool_]:
         earlier = uniq[:i][keep[:i]]
         keep[i] = not bool(np.any(np.all(earlier <= uniq[i], axis=1)))
     return keep
+
+
+class ShrinkingFront:
+    """`pareto_mask` for a point set that only loses points from one call to the next (a batch of selections for
+    one job kind, where servers fill up): the front is derived from the previous one, not from every point.
+
+    Exact: a point of the smaller set that was not on the previous front was dominated only by removed front
+    points (any other dominator would still dominate it), so the new front is the front of the previous front's
+    survivors and the points the removed front points dominated. A call that is not such a shrink (other rows,
+    other values) computes the front from scratch.
+    """
+
+    def __init__(self) -> None:
+        self._rows: NDArray[np.intp] | None = None
+        self._points = np.empty((0, 0))
+        self._front = np.empty(0, dtype=np.bool_)
+
+    def mask(self, rows: NDArray[np.intp], points: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """`pareto_mask(points)`, where row i of `points` is the point of id `rows[i]` (ids ascending)."""
+        front = self._derived(rows, points)
+        if front is None:
+            front = pareto_mask(points)
+        self._rows, self._points, self._front = rows, points, front
+        return front
+
+    def _derived(self, rows: NDArray[np.intp], points: NDArray[np.float64]) -> NDArray[np.bool_] | None:
+        before = self._rows
+        if before is None or len(rows) > len(before):
+            return None
+        kept = np.isin(before, rows, assume_unique=True)
+        if not (np.array_equal(before[kept], rows) and np.array_equal(self._points[kept], points)):
+            return None
+        lost = self._points[~kept & self._front]
+        if len(lost) == 0:
+            return self._front[kept]  # only dominated points left: the front is the same
+        kept_front = self._front[kept]
+        # What the remaining front dominates stays dominated; what is left cannot dominate the remaining front
+        # (a removed point dominated it, and so would dominate that front point), only one another.
+        fresh = np.flatnonzero(_dominated_by_any(points, lost) & ~kept_front)
+        fresh = fresh[~_dominated_by_any(points[fresh], points[kept_front])]
+        front = kept_front.copy()
+        front[fresh[pareto_mask(points[fresh])]] = True
+        return front
+
+
+def _dominated_by_any(points: NDArray[np.float64], others: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Which of `points` some row of `others` dominates (one broadcast: both are small here)."""
+    if len(points) == 0 or len(others) == 0:
+        return np.zeros(len(points), dtype=np.bool_)
+    p, o = points[:, None, :], others[None, :, :]
+    mask: NDArray[np.bool_] = (np.all(o <= p, axis=2) & np.any(o < p, axis=2)).any(axis=1)
+    return mask

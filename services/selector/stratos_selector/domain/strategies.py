@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from stratos_selector.domain.constraints import Feasibility, binding, check
 from stratos_selector.domain.estimates import Workload, job_cost, workload_for
 from stratos_selector.domain.grid import cells, normalise_objectives
-from stratos_selector.domain.pareto import pareto_mask
+from stratos_selector.domain.pareto import ShrinkingFront, pareto_mask
 from stratos_selector.domain.table import ServerTable
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.contracts.selection import (
@@ -93,14 +93,14 @@ def select(
     job: JobSpec,
     *,
     exclude: Set[str] = frozenset(),
-    load: Mapping[str, int] | None = None,
+    load: Mapping[str, int] | NDArray[np.float64] | None = None,
     strategy: str | None = None,
+    front: ShrinkingFront | None = None,
 ) -> Selection | Infeasible:
     """Pick a server for ``job`` with ``strategy`` (default: the job's ``selection.strategy``).
 
-    ``exclude``: server ids ruled out (e.g. down); ``load``: jobs already placed per server id.
-    Pass a prebuilt `ServerTable` when selecting repeatedly from one catalog.
-    """
+    ``exclude``: server ids ruled out (e.g. down); ``load``: jobs placed per server id (or per table row). Pass a
+    prebuilt `ServerTable` to select repeatedly, a `front` where feasible sets only shrink (`batch.select_each`)."""
     name = strategy or job.selection.strategy
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
@@ -117,7 +117,7 @@ def select(
         latency_slo_ms=job.constraints.latency_slo_ms,
         budget_usd=job.constraints.budget_usd,
         excluded=excluded,
-        load=table.load_array(load),
+        load=load if isinstance(load, np.ndarray) else table.load_array(load),
     )
     rows = np.flatnonzero(feas.feasible)
     k = job.selection.grid_k
@@ -127,7 +127,7 @@ def select(
 
     if rows.size == 0:
         return _infeasible(table, feas, name, k, estimate)
-    f = _feasible(table, rows, cost[rows], k)
+    f = _feasible(table, rows, cost[rows], k, front)
     ranked, why = _RANKERS[name](f, job)
     chosen = int(ranked[0])
     alternatives = [_alternative(f, int(j), r + 1, why(int(j), chosen)) for r, j in enumerate(ranked[:TOP])]
@@ -186,8 +186,11 @@ def _estimate(work: Workload, per_gpu: float, hours: float, cost: float) -> Reso
     )
 
 
-def _feasible(table: ServerTable, rows: NDArray[np.intp], cost: NDArray[np.float64], k: int) -> _Feasible:
+def _feasible(
+    table: ServerTable, rows: NDArray[np.intp], cost: NDArray[np.float64], k: int, front: ShrinkingFront | None
+) -> _Feasible:
     hardware, latency = table.hardware[rows], table.latency_ms[rows]
+    points = np.column_stack((-hardware, cost, latency))
     norm = normalise_objectives(hardware, cost, latency)
     return _Feasible(
         rows=rows,
@@ -197,7 +200,7 @@ def _feasible(table: ServerTable, rows: NDArray[np.intp], cost: NDArray[np.float
         norm=norm,
         cell=cells(norm, k),
         distance=np.sqrt((norm * norm).sum(axis=1)),
-        front=pareto_mask(np.column_stack((-hardware, cost, latency))),
+        front=pareto_mask(points) if front is None else front.mask(rows, points),
         ids=_LazyIds(table, rows),
     )
 
