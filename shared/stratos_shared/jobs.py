@@ -125,6 +125,11 @@ class JobState(BaseModel):
     updated_at: datetime | None = None
     server_id: str | None = None
     server_revision: int = 0
+    servers: list[str] = Field(
+        default_factory=list,
+        description="Every server the job was placed on, each once, first placement first: whose artifact buckets "
+        "hold what its workers wrote (checkpoints to resume from, a model to serve after a move).",
+    )
     teacher: str | None = None
     mode: str | None = None
     student: str | None = None
@@ -252,6 +257,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case JobRejected():
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():
+            if event.server.id not in current.servers:
+                changes["servers"] = [*current.servers, event.server.id]
             # At-least-once delivery can bring an older placement after a newer one (a redelivery after a
             # crash): the highest revision stands, or the trainer and deployer would follow a lost server.
             if event.revision >= current.server_revision:
