@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
+from nats.js import JetStreamContext
+
 from stratos_cli import client
 from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
 from stratos_shared.bus.names import server_keys_bucket
@@ -37,9 +39,14 @@ def key_uri(state: JobState, store: ArtifactStore) -> str:
     return expected
 
 
+async def read_key(state: JobState, js: JetStreamContext) -> str:
+    """The key of the job's live deployment, as text, read from its server's key bucket."""
+    uri = key_uri(state, NatsArtifactStore(js))
+    keys = NatsArtifactStore(js, urlparse(uri).netloc)  # a key bucket is read only by a store of that bucket
+    return (await keys.get_bytes(uri)).decode().strip()
+
+
 async def fetch_key(state: JobState, nats_url: str | None) -> str:
     """The key, as text."""
     async with client.connect(nats_url) as (_, js):
-        uri = key_uri(state, NatsArtifactStore(js))
-        keys = NatsArtifactStore(js, urlparse(uri).netloc)  # a key bucket is read only by a store of that bucket
-        return (await keys.get_bytes(uri)).decode().strip()
+        return await read_key(state, js)

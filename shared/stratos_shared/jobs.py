@@ -351,6 +351,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             )
         case ModelDeployed() if event.revision >= (d.revision if (d := current.results.deployment) else 0):
             changes["endpoint"] = event.endpoint
+            if event.report_uri is not None:  # a redeployment's report, in the new server's bucket
+                changes["report_uri"] = event.report_uri
             results["deployment"] = DeploymentResult(
                 p50_ms=event.latency_p50_ms,
                 p95_ms=event.latency_p95_ms,
