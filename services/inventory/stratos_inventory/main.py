@@ -1,4 +1,5 @@
-"""Wires the inventory service: settings -> telemetry -> broker -> handlers, catalog load, heartbeat monitor."""
+"""Wires the inventory service: settings -> telemetry -> broker -> handlers, catalog load (with each catalog server's
+object stores), heartbeat monitor."""
 
 from __future__ import annotations
 
