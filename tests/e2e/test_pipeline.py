@@ -213,6 +213,9 @@ async def test_job_runs_end_to_end_across_processes(
     placed = {b["server"]["id"] for b in revisions}
     assert {b["server_id"] for b in progress.bodies()} <= placed and trained["trainer"]
     assert state is not None and state.status == "completed" and state.report_uri
+    # least privilege is enough: nats-server refused nothing any service or worker did (it logs each refusal)
+    refused = [line for line in (tmp_path / "nats.log").read_text(errors="replace").splitlines() if "Violation" in line]
+    assert not refused, refused[:5]
 
     # --- one trace per job ---
     spans = read_spans(home / "traces")
