@@ -21,7 +21,7 @@ from nats.aio.client import Client
 
 from stratos_cli.membership import MembershipError, ServerCredentialFile
 from stratos_cli.stack import alive, launch_server, service_env, signal_server, stop_pids
-from stratos_shared.bus.names import LIVENESS_BUCKET, server_token
+from stratos_shared.bus.names import liveness_subject, server_token
 from stratos_shared.contracts.servers import ServerLiveness
 from stratos_shared.errors import StratosError
 from stratos_shared.settings import nats_tls_context
@@ -76,7 +76,7 @@ async def await_beats(
 ) -> ServerLiveness:
     """Until the inventory has recorded a beat from each worker started now; fails if a worker exits first."""
     started = time.time()
-    subscription = await nc.subscribe(f"$KV.{LIVENESS_BUCKET}.{server_token(server_id)}")
+    subscription = await nc.subscribe(liveness_subject(server_id))
     deadline = time.monotonic() + timeout_s
     while True:
         with contextlib.suppress(nats.errors.TimeoutError):

@@ -5,6 +5,12 @@ so services on different machines share no disk; ``file://`` is the
 alternative for a single host. Every artifact belongs to one job: names are
 checked so that no input can escape its job's folder or the store.
 Directories (model adapters, checkpoints) travel as tar.gz archives.
+
+A store writes one bucket (the control plane's ``stratos-artifacts``, or a server's own ``stratos-srv-<id>``) and
+reads what a URI names in any shared bucket (the control one and every server's), since a URI always carries its
+bucket: a server resumes from the checkpoints another server wrote, a deployer serves a model trained elsewhere.
+A server's key bucket (``stratos-key-<id>``) is read only by a store that writes it: no URI taken from an event or
+a report can make a reader fetch an endpoint key.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from typing import Protocol
 from urllib.parse import urlparse
 
 from nats.js import JetStreamContext
-from nats.js.errors import ObjectNotFoundError
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
-from stratos_shared.bus.names import ARTIFACTS_BUCKET
+from stratos_shared.bus.names import ARTIFACTS_BUCKET, SERVER_ARTIFACTS_PREFIX
 from stratos_shared.errors import ArtifactError
 
 SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -46,8 +53,28 @@ class ArtifactStore(Protocol):
     async def exists(self, uri: str) -> bool: ...
 
     def uri_for(self, job_id: str, name: str) -> str:
-        """The URI an artifact has, or will have once put."""
+        """The URI an artifact has, or will have once put (in the bucket this store writes)."""
         ...
+
+    def in_bucket(self, bucket: str) -> ArtifactStore:
+        """The same store writing (and naming URIs in) `bucket`: another server's, the control plane's, a key bucket."""
+        ...
+
+
+BUCKET = re.compile(r"^[A-Za-z0-9_-]{1,160}$")
+
+
+def shared_bucket(bucket: str) -> bool:
+    """Whether any reader may fetch from `bucket`: the control plane's, or a server's artifacts (not its keys)."""
+    return bucket == ARTIFACTS_BUCKET or (
+        bucket.startswith(SERVER_ARTIFACTS_PREFIX) and BUCKET.fullmatch(bucket) is not None
+    )
+
+
+def check_bucket(bucket: str) -> str:
+    if not BUCKET.fullmatch(bucket):
+        raise ArtifactError(f"{bucket!r} is not an artifact bucket name")
+    return bucket
 
 
 async def put_file(store: ArtifactStore, job_id: str, name: str, path: Path) -> str:
@@ -93,13 +120,17 @@ def _unpack(data: bytes, dest: Path) -> None:
 
 
 class NatsArtifactStore:
-    """Artifacts in the JetStream Object Store bucket ``stratos-artifacts``."""
+    """Artifacts in JetStream Object Store buckets: writes to `bucket` (default ``stratos-artifacts``), reads from
+    it and from every shared bucket."""
 
     scheme = "nats-obj"
 
     def __init__(self, js: JetStreamContext, bucket: str = ARTIFACTS_BUCKET) -> None:
         self.js = js
-        self.bucket = bucket
+        self.bucket = check_bucket(bucket)
+
+    def in_bucket(self, bucket: str) -> NatsArtifactStore:
+        return NatsArtifactStore(self.js, bucket)
 
     def uri(self, key: str) -> str:
         return f"{self.scheme}://{self.bucket}/{key}"
@@ -107,44 +138,58 @@ class NatsArtifactStore:
     def uri_for(self, job_id: str, name: str) -> str:
         return self.uri(artifact_key(job_id, name))
 
-    def _key(self, uri: str) -> str:
+    def _locate(self, uri: str) -> tuple[str, str]:
+        """The bucket and key `uri` names, refused unless this store may read that bucket."""
         parsed = urlparse(uri)
-        if parsed.scheme != self.scheme or parsed.netloc != self.bucket:
-            raise ArtifactError(f"{uri!r} is not an artifact of {self.scheme}://{self.bucket}")
+        bucket = parsed.netloc
+        if parsed.scheme != self.scheme or not (bucket == self.bucket or shared_bucket(bucket)):
+            raise ArtifactError(f"{uri[:200]!r} is not a Stratos artifact this store may read")
         job_id, _, name = parsed.path.lstrip("/").partition("/")
-        return artifact_key(job_id, name)
+        return bucket, artifact_key(job_id, name)
+
+    async def _bucket(self, bucket: str) -> ObjectStore:
+        try:
+            return await self.js.object_store(bucket)
+        except NotFoundError:
+            raise ArtifactError(f"artifact bucket {bucket} does not exist") from None
 
     async def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
         key = artifact_key(job_id, name)
-        store = await self.js.object_store(self.bucket)
+        store = await self._bucket(self.bucket)
         await store.put(key, data)
         return self.uri(key)
 
     async def get_bytes(self, uri: str) -> bytes:
-        store = await self.js.object_store(self.bucket)
+        bucket, key = self._locate(uri)
+        store = await self._bucket(bucket)
         try:
-            result = await store.get(self._key(uri))
+            result = await store.get(key)
         except ObjectNotFoundError:
             raise ArtifactError(f"artifact {uri} does not exist") from None
         return bytes(result.data or b"")
 
     async def exists(self, uri: str) -> bool:
-        store = await self.js.object_store(self.bucket)
+        bucket, key = self._locate(uri)
         try:
-            await store.get_info(self._key(uri))
-        except ObjectNotFoundError:
+            store = await self._bucket(bucket)
+            await store.get_info(key)
+        except (ObjectNotFoundError, ArtifactError):
             return False
         return True
 
 
 class FileArtifactStore:
-    """Artifacts under a local directory (single-host deployments)."""
+    """Artifacts under a local directory (single-host deployments): one folder per bucket, read as NATS's are."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, bucket: str = ARTIFACTS_BUCKET) -> None:
         self.root = root.resolve()
+        self.bucket = check_bucket(bucket)
+
+    def in_bucket(self, bucket: str) -> FileArtifactStore:
+        return FileArtifactStore(self.root, bucket)
 
     def uri_for(self, job_id: str, name: str) -> str:
-        return (self.root / artifact_key(job_id, name)).as_uri()
+        return (self.root / self.bucket / artifact_key(job_id, name)).as_uri()
 
     def _path(self, uri: str) -> Path:
         parsed = urlparse(uri)
@@ -153,12 +198,15 @@ class FileArtifactStore:
         path = Path(parsed.path).resolve()
         if not path.is_relative_to(self.root):
             raise ArtifactError(f"{uri!r} is outside the artifact store {self.root}")
-        job_id, _, name = str(path.relative_to(self.root)).partition("/")
+        bucket, _, key = str(path.relative_to(self.root)).partition("/")
+        if not (bucket == self.bucket or shared_bucket(bucket)):
+            raise ArtifactError(f"{uri!r} is not an artifact this store may read")
+        job_id, _, name = key.partition("/")
         artifact_key(job_id, name)
         return path
 
     async def put_bytes(self, job_id: str, name: str, data: bytes) -> str:
-        path = self.root / artifact_key(job_id, name)
+        path = self.root / self.bucket / artifact_key(job_id, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_bytes(data)

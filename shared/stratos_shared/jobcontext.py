@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING
 
 from stratos_shared.artifacts import ArtifactStore, NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET, SPECS_BUCKET
+from stratos_shared.bus.names import (
+    ARTIFACTS_BUCKET,
+    JOBS_BUCKET,
+    SPECS_BUCKET,
+    server_artifacts_bucket,
+    server_keys_bucket,
+)
 from stratos_shared.contracts.job import JobSpec, TaskSpec, TeacherSpec
 from stratos_shared.errors import JobStateError, StratosError
 from stratos_shared.jobs import JobState
@@ -112,10 +118,16 @@ async def task_of(job_id: str, spec: TaskSpec, artifacts: ArtifactStore, cache_d
         return await asyncio.to_thread(_from_snapshot, raw, local)
     except _NoLocalCopy:
         pass
-    data = await artifacts.get_bytes(artifacts.uri_for(job_id, Artifact.TASK_DATA))
+    data = await artifacts.get_bytes(control_uri(artifacts, job_id, Artifact.TASK_DATA))
     check_snapshot(job_id, data, expected)
     await asyncio.to_thread(_keep, Path(local), data)
     return await asyncio.to_thread(_from_snapshot, raw, local)
+
+
+def control_uri(artifacts: ArtifactStore, job_id: str, name: str) -> str:
+    """Where the control plane keeps one of a job's artifacts (the data snapshot, data-synth's traces), whichever
+    bucket `artifacts` writes."""
+    return artifacts.in_bucket(ARTIFACTS_BUCKET).uri_for(job_id, name)
 
 
 class _NoLocalCopy(StratosError):
@@ -236,10 +248,12 @@ class StageResources:
     """What a pipeline stage reads besides its event: accepted specs and the artifact store.
 
     Handlers are declared before the connection exists; `bind` (an on-start hook)
-    attaches the buckets once the service is connected.
+    attaches the buckets once the service is connected. A server's worker (`server_id`) writes its server's own
+    bucket, and its endpoints' keys to its private one; a control stage writes the control plane's.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, server_id: str | None = None) -> None:
+        self.server_id = server_id
         self.specs = SpecReader()
         self._artifacts: ArtifactStore | None = None
         self._jobs: TypedKV[JobState] | None = None
@@ -249,6 +263,14 @@ class StageResources:
         if self._artifacts is None:
             raise JobStateError("the artifact store is not attached yet")
         return self._artifacts
+
+    @property
+    def keys(self) -> ArtifactStore:
+        """Where a server's deployer keeps its endpoints' bearer keys: its server's key bucket, which no other
+        server may read (the CLI's `stratos key` does)."""
+        if self.server_id is None:
+            raise JobStateError("only a server's worker keeps endpoint keys")
+        return self.artifacts.in_bucket(server_keys_bucket(self.server_id))
 
     @property
     def jobs(self) -> TypedKV[JobState]:
@@ -279,5 +301,6 @@ class StageResources:
 
     async def bind(self, runtime: ServiceRuntime) -> None:
         self.specs.kv = TypedKV(await runtime.js.key_value(SPECS_BUCKET), JobSpec)
-        self._artifacts = NatsArtifactStore(runtime.js)
+        bucket = server_artifacts_bucket(self.server_id) if self.server_id else ARTIFACTS_BUCKET
+        self._artifacts = NatsArtifactStore(runtime.js, bucket)
         self._jobs = TypedKV(await runtime.js.key_value(JOBS_BUCKET), JobState)

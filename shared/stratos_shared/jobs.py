@@ -121,6 +121,11 @@ class JobState(BaseModel):
     updated_at: datetime | None = None
     server_id: str | None = None
     server_revision: int = 0
+    servers: list[str] = Field(
+        default_factory=list,
+        description="Every server the job was placed on, each once, first placement first: whose artifact buckets "
+        "hold what its workers wrote (checkpoints to resume from, a model to serve after a move).",
+    )
     teacher: str | None = None
     mode: str | None = None
     student: str | None = None

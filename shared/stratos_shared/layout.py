@@ -1,20 +1,26 @@
 """Where a job's artifacts live: every name one stage writes and another reads, in one place.
 
-Names are relative to the job's folder in the artifact store (``nats-obj://stratos-artifacts/<job_id>/<name>``,
-checked by `stratos_shared.artifacts.artifact_key`); `JobArtifacts` turns them into URIs and reads or writes
-them for one job, so no stage spells a path the next stage must guess.
+Names are relative to the job's folder in a bucket (``nats-obj://<bucket>/<job_id>/<name>``, checked by
+`stratos_shared.artifacts.artifact_key`); `JobArtifacts` turns them into URIs and reads or writes them for one
+job, so no stage spells a path the next stage must guess. The control plane's names live in ``stratos-artifacts``;
+a worker's in its server's own ``stratos-srv-<server>`` (the keys in ``stratos-key-<server>``), and
+`ServerArtifacts` finds them in whichever server's bucket they were written.
 
-| name | written by | read by |
+| name | written by (bucket) | read by |
 | --- | --- | --- |
-| `task/data.jsonl` | selector (at admission: the task's data file, SHA-256 in the spec) | every stage (`task_of`) |
-| `data/train.jsonl`, `data/eval.jsonl` | data-synth | trainer (via DataReady's URIs) |
-| `data/traces.jsonl` | data-synth (GRPO jobs: the verified SFT traces) | trainer (warm start, pre-screen shots) |
-| `training/prescreen.json`, `training/before.json`, `training/warm-start.json` | trainer | trainer (a resumed run) |
+| `task/data.jsonl` | selector (control; at admission, SHA-256 in the spec) | every stage (`task_of`) |
+| `data/train.jsonl`, `data/eval.jsonl` | data-synth (control) | trainer (via DataReady's URIs) |
+| `data/traces.jsonl` | data-synth (control; GRPO: the verified SFT traces) | trainer (warm start, shots) |
+| `training/prescreen.json`, `training/before.json`, `training/warm-start.json` | trainer | trainer (resumed) |
 | `checkpoints/r<revision>-step-<n>.tar.gz`, `checkpoints/latest.json` | trainer | trainer (resume) |
 | `model/adapter.tar.gz` or `model/full.tar.gz`, `model/warm-start.tar.gz` | trainer | deployer, trainer |
+| `deployment/r<revision>-api-key` | deployer (its server's key bucket) | CLI (`stratos key`) |
 | `deployment/record.json` | deployer | deployer (a restarted one adopts its endpoint) |
 | `report/report.json`, `report/report.md`, `report/<plot>.png` | deployer | CLI (`stratos report`) |
 | `attempts/<n>/...`: checkpoints, model, baseline, warm start of attempt n > 1 | trainer | trainer, deployer |
+
+(control: ``stratos-artifacts``; otherwise the writer's server's ``stratos-srv-<server>``. Other stages read a
+worker's artifacts by the URIs its events carry: ModelTrained's model, ModelDeployed's key, JobCompleted's report.)
 
 A job that misses its accuracy target trains again (`TrainingPlan`); `AttemptArtifacts` names each attempt's files.
 """
@@ -22,12 +28,17 @@ A job that misses its accuracy target trains again (`TrainingPlan`); `AttemptArt
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from stratos_shared.artifacts import ArtifactStore
+from stratos_shared.bus.names import server_artifacts_bucket
 from stratos_shared.errors import ArtifactError
+
+log = logging.getLogger("stratos.artifacts")
 
 
 class Artifact(StrEnum):
@@ -144,3 +155,45 @@ class JobArtifacts:
             return json.loads(await self.store.get_bytes(self.uri(name)))
         except ArtifactError:
             return None
+
+
+@dataclass(frozen=True)
+class ServerArtifacts:
+    """What the servers of one job wrote: this server writes its own bucket (`store`); a read looks there first,
+    then in the bucket of every other server the job was placed on, the latest placement first. Each server writes
+    only its own bucket, and a job that moved resumes from what its previous servers wrote."""
+
+    store: ArtifactStore
+    job_id: str
+    servers: tuple[str, ...] = ()
+    """The job's servers, first placement first (`JobState.servers`)."""
+
+    def uris(self, name: str) -> list[str]:
+        """Where `name` may be, in the order a read tries: this server's bucket, then the job's other servers'."""
+        stores = [self.store, *(self.store.in_bucket(server_artifacts_bucket(s)) for s in reversed(self.servers))]
+        return list(dict.fromkeys(store.uri_for(self.job_id, name) for store in stores))
+
+    async def _copies(self, name: str) -> AsyncIterator[str]:
+        """The URIs of the copies of `name` that exist. A bucket this server may not read (its server's credential
+        was removed since) holds nothing it can use: skipped, said once in the log."""
+        for uri in self.uris(name):
+            try:
+                if await self.store.exists(uri):
+                    yield uri
+            except TimeoutError:
+                log.warning("job %s: %s cannot be read from here (no answer): skipped", self.job_id, uri)
+
+    async def find(self, name: str) -> str | None:
+        """The URI of the first copy of `name` found, or None."""
+        async for uri in self._copies(name):
+            return uri
+        return None
+
+    async def get_json(self, name: str) -> Any | None:
+        """The first copy's JSON, or None when no server of the job wrote it (yet)."""
+        found = await self.find(name)
+        return None if found is None else json.loads(await self.store.get_bytes(found))
+
+    async def every_json(self, name: str) -> list[Any]:
+        """Every server's copy of `name` (its own latest checkpoint pointer each): the caller picks the newest."""
+        return [json.loads(await self.store.get_bytes(uri)) async for uri in self._copies(name)]

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from stratos_shared.bus.handler import EventRouter
 from stratos_shared.bus.infra import await_infrastructure, ensure_infrastructure
-from stratos_shared.bus.names import EVENTS_STREAM
+from stratos_shared.bus.names import EVENTS_STREAM, inbox_prefix
 from stratos_shared.logs import setup_logging
 from stratos_shared.metrics import record_consumer_lag, setup_metrics
 from stratos_shared.settings import StratosSettings
@@ -44,11 +44,14 @@ class ServiceRuntime:
         on_stop: Sequence[Hook] = (),
         tracing: bool = True,
         creates_infrastructure: bool = True,
+        server_id: str | None = None,
     ) -> None:
         """`creates_infrastructure`: a control service creates the streams and buckets at start; a server's worker
-        (False) only waits for them, since its credential may not create or change them."""
+        (False) only waits for them, and for its server's (`server_id`) object stores, since its credential may not
+        create or change them."""
         self.name = name
         self.creates_infrastructure = creates_infrastructure
+        self.server_id = server_id
         self.settings = settings
         self.routers = list(routers)
         self.on_start = list(on_start)
@@ -73,6 +76,8 @@ class ServiceRuntime:
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
             graceful_timeout=10.0,
+            # Replies under the user's own prefix: a server's credential may subscribe to nothing else's.
+            inbox_prefix=inbox_prefix(settings.nats_user),
             log_level=logging.DEBUG,  # per-message "Received/Processed" lines only at debug level
             **auth,
         )
@@ -100,7 +105,7 @@ class ServiceRuntime:
         if self.creates_infrastructure:
             await ensure_infrastructure(self.js, replicas=self.settings.replicas)
         else:
-            await await_infrastructure(self.js)
+            await await_infrastructure(self.js, self.server_id)
         for hook in self.on_start:
             await hook(self)
         for router in self.routers:  # after the hooks: a signal may need what they bind (the inventory's records)

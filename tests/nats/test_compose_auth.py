@@ -13,6 +13,7 @@ import nats
 import nats.errors
 import pytest
 
+from stratos_shared.bus.names import inbox_prefix
 from stratos_shared.contracts.events import ServerChosen
 from stratos_shared.embedded import find_nats_server, free_port, wait_for_port
 from stratos_shared.settings import StratosSettings
@@ -48,7 +49,13 @@ async def _check(url: str, volume: Path) -> None:
         env = environment(service)
         password_file = host_path(service, PurePosixPath(env["STRATOS_NATS_PASSWORD_FILE"]), {AUTH_VOLUME: volume})
         settings = StratosSettings(nats_user=env["STRATOS_NATS_USER"], nats_password_file=password_file)
-        nc = await nats.connect(url, user=settings.nats_user, password=settings.nats_password, connect_timeout=3)
+        nc = await nats.connect(  # with its own inbox prefix, as `ServiceRuntime` connects
+            url,
+            user=settings.nats_user,
+            password=settings.nats_password,
+            connect_timeout=3,
+            inbox_prefix=inbox_prefix(settings.nats_user),
+        )
         assert (await nc.jetstream().account_info()).streams >= 0, name  # logged in, JetStream API allowed
         await nc.close()
     for options in ({}, {"user": "selector", "password": "wrong"}):

@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from stratos_cli.app import app
 from stratos_cli.client import wait_for_workers, wait_until_ready
+from stratos_cli.endpointkey import read_key
 from stratos_cli.stack import launch_service, service_env, stop_pids
 from stratos_deployer.main import build as build_deployer
 from stratos_deployer.serving.process import stop_leftovers
@@ -38,7 +39,7 @@ from stratos_selector.settings import SelectorSettings
 from stratos_shared.artifacts import NatsArtifactStore, put_dir
 from stratos_shared.bus.handler import subject_of
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET
+from stratos_shared.bus.names import JOBS_BUCKET, server_artifacts_bucket
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import (
     DataReady,
@@ -58,7 +59,6 @@ from stratos_shared.contracts.events import (
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess
 from stratos_shared.jobs import JobState
-from stratos_shared.layout import endpoint_key
 from stratos_shared.models import resolve_model
 from tests.conftest import Collector
 from tests.nats.services import common, running
@@ -213,9 +213,12 @@ async def deploy(
 
 
 async def key_of(nc: Client, job_id: str, revision: int = 1) -> str:
-    """The bearer key the deployer minted for the job's deployment at `revision`."""
-    store = NatsArtifactStore(nc.jetstream())
-    return (await store.get_bytes(store.uri_for(job_id, endpoint_key(revision)))).decode()
+    """The bearer key the deployer minted for the job's deployment at `revision`, read as `stratos key` reads it:
+    the ledger's URI, in the deployed server's key bucket."""
+    state = await job_state(
+        nc, job_id, lambda s: s.results.deployment is not None and s.results.deployment.revision == revision
+    )
+    return await read_key(state, nc.jetstream())
 
 
 async def ask(endpoint: str, model: str, key: str | None) -> httpx.Response:
@@ -300,7 +303,8 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
         printed_after_move = await asyncio.to_thread(
             CliRunner().invoke, app, ["key", "dep-1", "--nats", nats_server.url]
         )
-        moved_report = json.loads(await store.get_bytes(done["report_uri"]))
+        assert moved_state.report_uri is not None  # the new server's report, in its own bucket
+        moved_report = json.loads(await store.get_bytes(moved_state.report_uri))
 
     # --- the first deployment: on the placed server, measured through its endpoint ---
     assert first["revision"] == 1 and first["server_id"] == old_server and first["backend"] == "cpu"
@@ -363,6 +367,7 @@ async def test_report_is_complete_and_a_replan_moves_the_deployment(
     assert printed_after_move.output.strip() == second_key
     assert moved_state.server_id == replan["server"]["id"] and moved_state.server_revision == 2
     assert moved_state.results.dumped("deployment")["revision"] == 2 and moved_state.status == "completed"
+    assert server_artifacts_bucket(second["server_id"]) in moved_state.report_uri and second["report_uri"]
     assert moved_report["server"]["id"] == replan["server"]["id"] and moved_report["server"]["revision"] == 2
     assert moved_report["serving"]["endpoint"] == second["endpoint"]
     assert len(completed.messages) == 1, "a redeploy must not complete the job a second time"

@@ -25,7 +25,7 @@ from stratos_cli.client import wait_for_workers
 from stratos_cli.stack import launch_server, service_env, signal_server, stop_pids
 from stratos_shared.artifacts import NatsArtifactStore
 from stratos_shared.bus.kv import TypedKV
-from stratos_shared.bus.names import JOBS_BUCKET, LIVENESS_BUCKET
+from stratos_shared.bus.names import JOBS_BUCKET, LIVENESS_BUCKET, server_artifacts_bucket
 from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.servers import ServerLiveness
 from stratos_shared.embedded import NatsServerProcess
@@ -124,9 +124,11 @@ async def test_a_paused_server_resumed_after_its_job_moved_publishes_nothing_the
             model_servers = serving_pids(home, "fence-1")
             jobs = TypedKV(await nc.jetstream().key_value(JOBS_BUCKET), JobState)
             found = await jobs.get("fence-1")
-            store = NatsArtifactStore(nc.jetstream())
+            # each server writes its own bucket: the new owner's pointer there, the paused one's checkpoints in its own
+            store = NatsArtifactStore(nc.jetstream(), server_artifacts_bucket(other))
             latest = json.loads(await store.get_bytes(store.uri_for("fence-1", "checkpoints/latest.json")))
-            checkpoints = [o.name for o in await (await nc.jetstream().object_store("stratos-artifacts")).list()]
+            first_bucket = await nc.jetstream().object_store(server_artifacts_bucket(first))
+            checkpoints = [o.name for o in await first_bucket.list()]
 
     assert paused, "no process of the training server was found to pause"
     assert not events.of_type("JobFailed"), events.of_type("JobFailed")

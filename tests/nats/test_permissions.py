@@ -12,8 +12,17 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 
-from stratos_shared.bus.infra import ensure_infrastructure
-from stratos_shared.bus.permissions import EVENT_PUBLISHERS, Credential, control_subject, server_subject, write_auth
+from stratos_shared.bus.infra import ensure_infrastructure, ensure_server_buckets
+from stratos_shared.bus.names import inbox_prefix, server_artifacts_bucket
+from stratos_shared.bus.permissions import (
+    EVENT_PUBLISHERS,
+    Credential,
+    control_subject,
+    server_ids,
+    server_subject,
+    server_subscriptions,
+    write_auth,
+)
 from stratos_shared.contracts.events import FromServer, JobCompleted, JobFailed, JobSubmitted, ModelTrained
 from stratos_shared.embedded import NatsServerProcess
 
@@ -84,10 +93,13 @@ def test_permission_table_matches_what_each_service_declares() -> None:
         "deployer": deployer(DeployerSettings(server_id="a10-us-central"), StageResources(), Deployments()),
     }
     allowed = server_permissions("a10-us-central")
+    hears = set(server_subscriptions("a10-us-central"))
     for service, router in workers.items():  # a server's workers publish under the server's credential
         assert all(issubclass(cls, FromServer) for cls in router.publishes), (service, router.publishes)
         declared = {server_subject(cls, "a10-us-central") for cls in router.publishes}  # type: ignore[arg-type]
         assert declared <= set(allowed), (service, declared - set(allowed))
+        signals = {spec.subject for spec in router.signals} | {spec.subject for spec in router.advisories}
+        assert signals <= hears, (service, signals - hears)  # and subscribes to what it declares it hears
     routers = {
         "inventory": inventory(Inventory(), monitor=InventoryMonitor(Inventory(), timeout_s=8.0, check_s=1.0)),
         "selector": selector(Planner(), SelectorSettings().input_policy()),
@@ -115,12 +127,29 @@ def auth_server(tmp_path: Path, servers: list[str]) -> tuple[NatsServerProcess, 
 
 
 async def as_selector(server: NatsServerProcess, credentials: dict[str, Credential]) -> tuple[Client, JetStreamContext]:
-    """A control service's connection, which creates the streams and buckets as the control plane does."""
+    """A control service's connection, which creates the streams and buckets as the control plane does (and each
+    credentialed server's object stores, as the inventory does for its catalog)."""
     selector = credentials["selector"]
     admin = await nats.connect(server.url, user=selector.user, password=selector.password)
     js = admin.jetstream()
     await ensure_infrastructure(js)
+    for server_id in server_ids(credentials):
+        await ensure_server_buckets(js, server_id)
     return admin, js
+
+
+async def as_server(
+    server: NatsServerProcess, credentials: dict[str, Credential], server_id: str, errors: list[Exception]
+) -> Client:
+    """A server's workers' connection: its credential, its own inbox prefix (as `ServiceRuntime` connects)."""
+    own = credentials[f"server-{server_id}"]
+
+    async def on_error(error: Exception) -> None:
+        errors.append(error)
+
+    return await nats.connect(
+        server.url, user=own.user, password=own.password, error_cb=on_error, inbox_prefix=inbox_prefix(own.user)
+    )
 
 
 async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_path: Path) -> None:
@@ -135,10 +164,6 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
     mine, theirs = "a10-us-central", "l4-us-west"
     server, credentials = auth_server(tmp_path, [mine, theirs])
     errors: list[Exception] = []
-
-    async def on_error(error: Exception) -> None:
-        errors.append(error)
-
     try:
         admin, js = await as_selector(server, credentials)
         for server_id in (mine, theirs):
@@ -154,8 +179,7 @@ async def test_a_servers_credential_beats_and_pulls_only_for_its_own_server(tmp_
         await admin.subscribe("stratos.hb.*", cb=on_beat)
         await admin.flush()
 
-        own = credentials[f"server-{mine}"]
-        nc = await nats.connect(server.url, user=own.user, password=own.password, error_cb=on_error)
+        nc = await as_server(server, credentials, mine, errors)
         await nc.publish(heartbeat_subject(mine), b"{}")
         await nc.publish(heartbeat_subject(theirs), b"{}")  # forged: refused by the server
         await nc.flush()
@@ -197,10 +221,6 @@ async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_le
     mine, theirs = "a10-us-central", "l4-us-west"
     server, credentials = auth_server(tmp_path, [mine, theirs])
     errors: list[Exception] = []
-
-    async def on_error(error: Exception) -> None:
-        errors.append(error)
-
     try:
         admin, js = await as_selector(server, credentials)
         await js.add_consumer(
@@ -219,8 +239,7 @@ async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_le
         jobs = await js.key_value(JOBS_BUCKET)
         await jobs.put("victim", b"running")
 
-        own = credentials[f"server-{mine}"]
-        nc = await nats.connect(server.url, user=own.user, password=own.password, error_cb=on_error)
+        nc = await as_server(server, credentials, mine, errors)
         worker = nc.jetstream(timeout=1.0)
         refused = {
             "purge the events stream": worker.purge_stream(EVENTS_STREAM),
@@ -243,7 +262,7 @@ async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_le
         with pytest.raises(NatsTimeout):
             await worker_kv.put("victim", b"completed")
         assert (await worker_kv.get("victim")).value == b"running", "a server cannot read the ledger"
-        store = NatsArtifactStore(nc.jetstream())
+        store = NatsArtifactStore(nc.jetstream(), server_artifacts_bucket(mine))
         uri = await store.put_bytes("job-on-me", "checkpoints/latest.json", b"{}")
         assert await store.get_bytes(uri) == b"{}"
         mine_sub = await worker.pull_subscribe_bind(f"trainer-{mine}", stream=EVENTS_STREAM)
@@ -262,3 +281,130 @@ async def test_a_servers_credential_cannot_administer_jetstream_nor_write_the_le
     assert pending == 1, "the selector's submission was taken"
     assert ledger == b"running"
     assert sum("permissions violation" in str(e).lower() for e in errors) >= len(refused) + 2, errors
+
+
+def violations(errors: list[Exception], kind: str, subject: str) -> int:
+    """How many times the broker refused `kind` ("publish" or "subscription") to `subject`."""
+    wanted = f'permissions violation for {kind} to "{subject}"'.lower()
+    return sum(wanted in str(e).lower() for e in errors)
+
+
+async def test_a_servers_credential_writes_only_its_own_buckets_and_hears_only_its_own_replies(
+    tmp_path: Path,
+) -> None:
+    """Server A's credential: refused by the broker when it writes an object into B's bucket or the control
+    plane's, purges another bucket, reads B's endpoint key, listens to every reply, every object chunk or B's
+    replies, or publishes a reply; it still writes, overwrites and reads its own objects, and reads B's artifacts
+    (to resume or serve a job that moved)."""
+    from stratos_shared.artifacts import NatsArtifactStore
+    from stratos_shared.bus.names import ARTIFACTS_BUCKET, object_stream, server_keys_bucket
+    from stratos_shared.errors import ArtifactError
+
+    mine, theirs = "a10-us-central", "l4-us-west"
+    server, credentials = auth_server(tmp_path, [mine, theirs])
+    errors: list[Exception] = []
+    try:
+        admin, js = await as_selector(server, credentials)
+        control = NatsArtifactStore(js)
+        data_uri = await control.put_bytes("victim", "task/data.jsonl", b"admitted")
+        b = await as_server(server, credentials, theirs, [])
+        b_store = NatsArtifactStore(b.jetstream(), server_artifacts_bucket(theirs))
+        model_uri = await b_store.put_bytes("victim", "model/adapter.tar.gz", b"weights")
+        key_uri = await b_store.in_bucket(server_keys_bucket(theirs)).put_bytes("victim", "deployment/r1-api-key", b"k")
+        received: list[bytes] = []
+
+        async def on_reply(msg: nats.aio.msg.Msg) -> None:
+            received.append(msg.data)
+
+        b_replies = await b.subscribe(f"{inbox_prefix(f'server-{theirs}')}.spied", cb=on_reply)
+
+        nc = await as_server(server, credentials, mine, errors)
+        a = nc.jetstream(timeout=1.0)
+        heard: list[str] = []
+
+        async def spy(msg: nats.aio.msg.Msg) -> None:
+            heard.append(msg.subject)
+
+        for subject in ("_INBOX.>", "$O.>", f"{inbox_prefix(f'server-{theirs}')}.>"):
+            await nc.subscribe(subject, cb=spy)
+        for bucket in (server_artifacts_bucket(theirs), ARTIFACTS_BUCKET):
+            with pytest.raises((NatsTimeout, nats.errors.Error)):  # an object into another bucket
+                await NatsArtifactStore(a, bucket).put_bytes("victim", "model/adapter.tar.gz", b"forged")
+        for bucket in (server_artifacts_bucket(theirs), server_keys_bucket(theirs), ARTIFACTS_BUCKET):
+            with pytest.raises((NatsTimeout, nats.errors.Error)):  # a purge without a filter wipes every job's
+                await a.purge_stream(object_stream(bucket))
+        with pytest.raises(ArtifactError):  # a key bucket is not one a reader of shared artifacts may name
+            await NatsArtifactStore(a, server_artifacts_bucket(mine)).get_bytes(key_uri)
+        with pytest.raises((NatsTimeout, nats.errors.Error)):  # and the broker refuses it to A's store for B's keys
+            await NatsArtifactStore(a, server_keys_bucket(theirs)).get_bytes(key_uri)
+        await nc.publish(b_replies.subject, b"forged reply")
+        await admin.publish(b_replies.subject, b"a reply to B")  # a control service answering B
+        await admin.flush()
+
+        own = NatsArtifactStore(a, server_artifacts_bucket(mine))
+        uri = await own.put_bytes("job-on-me", "checkpoints/latest.json", b"{}")
+        await own.put_bytes("job-on-me", "checkpoints/latest.json", b'{"step": 2}')  # an overwrite purges its own
+        assert await own.get_bytes(uri) == b'{"step": 2}'
+        own_key = await own.in_bucket(server_keys_bucket(mine)).put_bytes("job-on-me", "deployment/r1-api-key", b"x")
+        assert await NatsArtifactStore(a, server_keys_bucket(mine)).get_bytes(own_key) == b"x"
+        assert await own.get_bytes(model_uri) == b"weights"  # B's artifacts: readable (resume, serve after a move)
+        assert await own.get_bytes(data_uri) == b"admitted"
+        await asyncio.sleep(0.3)
+        await nc.close()
+        await b.close()
+        assert await control.get_bytes(model_uri) == b"weights"
+        assert await NatsArtifactStore(js, server_keys_bucket(theirs)).get_bytes(key_uri) == b"k"  # `stratos key`
+        assert await control.get_bytes(data_uri) == b"admitted"
+        await admin.close()
+    finally:
+        server.stop()
+    assert heard == [], heard
+    assert received == [b"a reply to B"], received  # A's forged reply never reached B
+    for subject in ("_INBOX.>", "$O.>", f"{inbox_prefix(f'server-{theirs}')}.>"):
+        assert violations(errors, "subscription", subject) == 1, (subject, errors)
+    for bucket in (server_artifacts_bucket(theirs), ARTIFACTS_BUCKET):
+        assert any(f'publish to "$o.{bucket}.' in str(e).lower() for e in errors), (bucket, errors)
+    for bucket in (server_artifacts_bucket(theirs), server_keys_bucket(theirs), ARTIFACTS_BUCKET):
+        assert violations(errors, "publish", f"$JS.API.STREAM.PURGE.{object_stream(bucket)}") >= 1, errors
+    assert any(f"obj_{server_keys_bucket(theirs)}".lower() in str(e).lower() for e in errors), errors
+    assert violations(errors, "publish", b_replies.subject) == 1, errors
+
+
+async def test_a_server_added_later_is_readable_by_the_servers_already_connected(tmp_path: Path) -> None:
+    """Each server's read list names every credentialed server's bucket; `stratos server add` rewrites them all and
+    reloads nats-server, which applies the new list to connections already open (a job moving from the new server
+    to an old one resumes from the new one's checkpoints without the old one reconnecting)."""
+    import secrets
+    import signal
+
+    from stratos_shared.artifacts import NatsArtifactStore
+    from stratos_shared.bus.permissions import save_auth
+
+    old, new = "a10-us-central", "l4-us-west"
+    server, credentials = auth_server(tmp_path, [old])
+    try:
+        admin, js = await as_selector(server, credentials)
+        await ensure_server_buckets(js, new)  # the inventory makes every catalog server's buckets
+        uri = await NatsArtifactStore(js, server_artifacts_bucket(new)).put_bytes(
+            "moved", "checkpoints/latest.json", b"1"
+        )
+        nc = await as_server(server, credentials, old, [])
+        reader = NatsArtifactStore(nc.jetstream(timeout=1.0), server_artifacts_bucket(old))
+        with pytest.raises((NatsTimeout, nats.errors.Error)):  # not a credentialed server yet: nothing to read
+            await reader.get_bytes(uri)
+        credentials[f"server-{new}"] = Credential(f"server-{new}", secrets.token_urlsafe(24))
+        save_auth(tmp_path / "auth", credentials)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            try:
+                assert await reader.get_bytes(uri) == b"1"
+                break
+            except (NatsTimeout, nats.errors.Error):
+                assert asyncio.get_running_loop().time() < deadline, "the reload did not widen the read list"
+        assert nc.is_connected
+        await nc.close()
+        await admin.close()
+    finally:
+        server.stop()

@@ -31,7 +31,8 @@ from stratos_cli.stack import (
     start_nats_nodes,
     stop_pids,
 )
-from stratos_shared.bus.names import SERVERS_BUCKET, heartbeat_subject
+from stratos_shared.artifacts import NatsArtifactStore
+from stratos_shared.bus.names import SERVERS_BUCKET, heartbeat_subject, inbox_prefix, server_artifacts_bucket
 from stratos_shared.bus.permissions import Credential, write_auth
 from stratos_shared.catalog import load_catalog
 from stratos_shared.contracts.events import ServerHeartbeat
@@ -142,6 +143,14 @@ async def test_an_added_server_speaks_only_for_itself_and_a_removed_one_is_shut_
     assert beats == [heartbeat_subject(MINE)], beats
     assert any("permissions violation" in str(e).lower() for e in errors), errors
     assert held.is_connected and not held.is_reconnecting, "the reload dropped a service's connection"
+    # its own object store, made by the inventory from the catalog: its workers write there, the control plane reads
+    worker = await nats.connect(
+        granted.nats_url, user=granted.user, password=granted.password, inbox_prefix=inbox_prefix(granted.user)
+    )
+    own = NatsArtifactStore(worker.jetstream(), server_artifacts_bucket(MINE))
+    uri = await own.put_bytes("job-on-mine", "report/report.md", b"ok")
+    assert await NatsArtifactStore(held.jetstream()).get_bytes(uri) == b"ok"
+    await worker.close()
 
     again = await astratos(stack, "server", "add", MINE, "--out", str(out))
     assert again.returncode == 1 and "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1

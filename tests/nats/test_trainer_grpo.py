@@ -16,6 +16,7 @@ from nats.aio.client import Client
 
 from stratos_cli.client import wait_for_workers
 from stratos_shared.artifacts import NatsArtifactStore
+from stratos_shared.bus.names import server_artifacts_bucket
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.teacher.simulator import RunningSimulator
 from stratos_trainer.main import build as build_trainer
@@ -69,7 +70,7 @@ async def test_a_grpo_job_starts_from_an_sft_warm_start_on_the_verified_traces(
         await trained.wait_for(lambda c: len(c.messages) == 1 or bool(failed.messages), timeout_s=480)
     assert not failed.messages, failed.bodies()
     result = trained.bodies()[0]
-    store = NatsArtifactStore(nc.jetstream())
+    store = NatsArtifactStore(nc.jetstream(), server_artifacts_bucket(SERVER))  # what the trainer wrote
     steps = {b["total_steps"] for b in progress.bodies()}
 
     assert result["method"] == "grpo" and result["steps"] == GRPO_STEPS

@@ -198,12 +198,11 @@ class Deployer:
         # the event loop must keep extending the message lease.
         base = await asyncio.to_thread(resolve_model, student.model)
         model_path, adapter = (Path(base), model_dir) if trained.is_adapter else (model_dir, None)
-        # A key per deployment, kept with the job's artifacts (where `stratos key JOB` reads it) before the
-        # endpoint exists, so no moment serves without one; per revision, so a stale deployer cannot replace it.
+        # A key per deployment, kept in this server's key bucket (which no other server may read; `stratos key JOB`
+        # does) before the endpoint exists, so no moment serves without one; per revision, so a stale deployer
+        # cannot replace it.
         api_key = secrets.token_urlsafe(32)
-        key_uri = await JobArtifacts(self.resources.artifacts, trained.job_id).put(
-            endpoint_key(revision), api_key.encode()
-        )
+        key_uri = await JobArtifacts(self.resources.keys, trained.job_id).put(endpoint_key(revision), api_key.encode())
         with tracer.start_as_current_span("deployer.start_backend", attributes={"job.id": trained.job_id}) as span:
             started = await self.serve_within_slo(trained.job_id, spec, state, workdir, (model_path, adapter), api_key)
             span.set_attribute("serving.backend", started.backend.name)

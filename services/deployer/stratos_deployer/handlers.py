@@ -84,10 +84,10 @@ async def on_deployment_assigned(h: DeployerHandlers, event: DeploymentAssigned,
             log.info("job %s: moved during deployment; endpoint stopped, not announced", event.job_id)
             return []
         if state.status == "completed":
-            # A redeployment after a re-plan: the job completed before. Same artifact name: the job's
-            # report_uri now describes this server and endpoint by the time the move is announced.
-            await h.deployer.write_report(spec, state, serving)
-            await ctx.publish(deployed)
+            # A redeployment after a re-plan: the job completed before. The report, rewritten for this server and
+            # endpoint in this server's bucket, is announced with the move, so the ledger's report_uri follows it.
+            report_uri = await h.deployer.write_report(spec, state, serving)
+            await ctx.publish(deployed.model_copy(update={"report_uri": report_uri}))
             log.info("job %s redeployed on %s at %s", event.job_id, h.me, deployed.endpoint)
             return []
         await ctx.publish(deployed)

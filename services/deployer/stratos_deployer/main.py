@@ -19,7 +19,7 @@ SERVICE = "deployer"
 
 def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
     settings = settings or DeployerSettings()
-    resources = StageResources()
+    resources = StageResources(settings.server_id)
     deployments = Deployments()
     agent = ServerAgent(
         settings.server_id,
@@ -46,6 +46,7 @@ def build(settings: DeployerSettings | None = None) -> ServiceRuntime:
         on_start=[resources.bind, beat],
         on_stop=[stop_endpoints],
         creates_infrastructure=False,
+        server_id=settings.server_id,
     )
 
 

@@ -1,4 +1,5 @@
-"""Wires the inventory service: settings -> telemetry -> broker -> handlers, catalog load, heartbeat monitor."""
+"""Wires the inventory service: settings -> telemetry -> broker -> handlers, catalog load (with each catalog server's
+object stores), heartbeat monitor."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from stratos_inventory.servers import Inventory, InventoryMonitor
 from stratos_inventory.settings import InventorySettings
 from stratos_inventory.sources.catalog import load_catalog
 from stratos_inventory.sources.ppio import fetch_servers
+from stratos_shared.bus.infra import ensure_server_buckets
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import LIVENESS_BUCKET, SERVERS_BUCKET
 from stratos_shared.contracts.servers import ServerLiveness, ServerRecord, ServerSpec
@@ -32,6 +34,9 @@ def build(settings: InventorySettings | None = None) -> ServiceRuntime:
         if settings.ppio_url:
             specs += await fetch_servers(settings.ppio_url, settings.ppio_latency_ms)
         for spec in specs:
+            # Each catalog server's own object stores (artifacts, endpoint keys): its credential may create no
+            # stream, so the inventory, which owns the catalog, makes them before its workers need them.
+            await ensure_server_buckets(runtime.js, spec.id, settings.replicas)
             await inventory.publish(await inventory.register(spec, "catalog"))
         monitor.liveness = TypedKV(await runtime.js.key_value(LIVENESS_BUCKET), ServerLiveness)
         known = await monitor.load()

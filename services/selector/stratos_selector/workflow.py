@@ -90,11 +90,18 @@ def placed(job: JobState, event: ServerChosen) -> JobState:
     """The job has a server. At-least-once delivery can bring an older placement after a newer one (a
     redelivery after a crash): the highest revision stands, or the workers would follow a lost server."""
     stage = "teacher-eval" if job.stage in ("submitted", "placing") else job.stage
+    servers = job.servers if event.server.id in job.servers else [*job.servers, event.server.id]
     if event.revision < job.server_revision:
-        return job.model_copy(update={"stage": stage})
+        return job.model_copy(update={"stage": stage, "servers": servers})
     server = PlacedServer(**event.server.model_dump(), revision=event.revision, reason=event.reason)
     results = job.results.model_copy(update={"server": server, "placement": event.explanation})
-    update = {"server_id": event.server.id, "server_revision": event.revision, "stage": stage, "results": results}
+    update = {
+        "server_id": event.server.id,
+        "server_revision": event.revision,
+        "servers": servers,
+        "stage": stage,
+        "results": results,
+    }
     return job.model_copy(update=update)
 
 
@@ -259,7 +266,9 @@ def deployed(job: JobState, event: ModelDeployed) -> JobState:
         api_key_uri=event.api_key_uri,
     )
     results = job.results.model_copy(update={"deployment": deployment})
-    return job.model_copy(update={"endpoint": event.endpoint, "results": results})
+    # a redeployment's report is in the new server's bucket
+    report = {"report_uri": event.report_uri} if event.report_uri is not None else {}
+    return job.model_copy(update={"endpoint": event.endpoint, "results": results, **report})
 
 
 def completed(job: JobState, event: JobCompleted) -> JobState:

@@ -18,7 +18,7 @@ SERVICE = "trainer"
 
 def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
     settings = settings or TrainerSettings()
-    resources = StageResources()
+    resources = StageResources(settings.server_id)
     signals = JobSignals()
     signals.agent = ServerAgent(
         settings.server_id,
@@ -39,6 +39,7 @@ def build(settings: TrainerSettings | None = None) -> ServiceRuntime:
         [build_events(settings, resources, signals)],
         on_start=[resources.bind, beat],
         creates_infrastructure=False,
+        server_id=settings.server_id,
     )
 
 

@@ -38,10 +38,9 @@ from stratos_shared.contracts.events import (
     TrainingProgress,
 )
 from stratos_shared.contracts.job import JobSpec
-from stratos_shared.errors import ArtifactError
-from stratos_shared.jobcontext import Split, StageResources, split_task, task_of
+from stratos_shared.jobcontext import Split, StageResources, control_uri, split_task, task_of
 from stratos_shared.jobs import JobState
-from stratos_shared.layout import Artifact, AttemptArtifacts
+from stratos_shared.layout import Artifact, AttemptArtifacts, ServerArtifacts
 from stratos_shared.metrics import training_tokens_per_s
 from stratos_shared.models import resolve_model
 from stratos_shared.tasks import Example, Grade, Task
@@ -69,6 +68,14 @@ class CheckpointRecord(BaseModel):
     uri: str
     wall_seconds: float
     server_id: str
+    revision: int = 0
+    """The placement revision it was written under: of the pointers in several servers' buckets, the one with the
+    highest (revision, step) is the newest (0: written before pointers carried it)."""
+
+    @classmethod
+    def newest(cls, copies: list[Any]) -> CheckpointRecord | None:
+        records = [cls.model_validate(copy) for copy in copies]
+        return max(records, key=lambda r: (r.revision, r.step), default=None)
 
 
 class Graded:
@@ -142,6 +149,8 @@ class TrainingAttempt:
     held_out: list[Example]
     """The held-out examples it is evaluated on (before and after), at most `eval_samples`."""
     workdir: Path
+    written: ServerArtifacts
+    """What this job's servers wrote (this one into its own bucket): its decisions, baselines and checkpoints."""
     train_records: list[dict[str, Any]]
     shots: list[list[dict[str, str]]]
     """Few-shot conversations for the pre-screen (the verified traces for GRPO, when there are any)."""
@@ -225,21 +234,13 @@ class TrainingRun:
         self.resources = resources
         self.signals = signals
 
-    async def _artifact_json(self, job_id: str, name: str) -> dict[str, Any] | None:
-        store = self.resources.artifacts
-        try:
-            return json.loads(await store.get_bytes(store.uri_for(job_id, name)))
-        except ArtifactError:
-            return None
-
     async def _put_json(self, job_id: str, name: str, value: dict[str, Any]) -> str:
         return await self.resources.artifacts.put_bytes(job_id, name, json.dumps(value).encode())
 
-    async def choose_student(
-        self, event: DataReady, spec: JobSpec, task: Task, held_out: list[Example], shots: list[list[dict[str, str]]]
-    ) -> tuple[StudentChosen | None, str]:
+    async def choose_student(self, attempt: TrainingAttempt) -> tuple[StudentChosen | None, str]:
         """Pre-screen the candidates once per job (the decision is stored, so a resumed job reuses it)."""
-        stored = await self._artifact_json(event.job_id, Artifact.PRESCREEN)
+        event, spec, task, held_out, shots = attempt.event, attempt.spec, attempt.task, attempt.held_out, attempt.shots
+        stored = await attempt.written.get_json(Artifact.PRESCREEN)
         if stored is None:
             paths = {s.name: await asyncio.to_thread(resolve_model, s.model) for s in spec.students}
             config = PrescreenConfig(
@@ -296,10 +297,10 @@ class TrainingRun:
         a resumed run needs it again. Stopped part-way, it is redone from the base (it is the short phase).
         """
         store, job_id, files, workdir = self.resources.artifacts, attempt.job_id, attempt.files, attempt.workdir
-        done_uri = store.uri_for(job_id, files.warm_start_model)
-        if await store.exists(done_uri):
+        done_uri = await attempt.written.find(files.warm_start_model)
+        if done_uri is not None:
             return await get_dir(store, done_uri, workdir / "warm-start")
-        traces_uri = store.uri_for(job_id, Artifact.TRACES)
+        traces_uri = control_uri(store, job_id, Artifact.TRACES)
         traces = (
             read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
             if await store.exists(traces_uri)
@@ -359,7 +360,7 @@ class TrainingRun:
         """Train one attempt; `publish` says what must be said (the student chosen), `report` (best effort,
         default `publish`) the progress. The steps, each a method: `prepare`, `student`, `accuracy_before`,
         `starting_point`, `train`, `evaluate`, then the fence and `model_trained` (the announcement)."""
-        attempt = await self.prepare(event, plan or TrainingPlan(), revision)
+        attempt = await self.prepare(event, plan or TrainingPlan(), revision, tuple(state.servers))
         chosen = await self.student(attempt, publish)
         if isinstance(chosen, JobFailed):
             return [chosen]
@@ -382,8 +383,11 @@ class TrainingRun:
             )
         ]
 
-    async def prepare(self, event: DataReady, plan: TrainingPlan, revision: int) -> TrainingAttempt:
-        """The job's spec, task and split, a fresh working folder, and the training data fetched into it."""
+    async def prepare(
+        self, event: DataReady, plan: TrainingPlan, revision: int, servers: tuple[str, ...] = ()
+    ) -> TrainingAttempt:
+        """The job's spec, task and split, a fresh working folder, and the training data fetched into it; what the
+        job's `servers` (the ledger's, first placement first) wrote is read from their buckets."""
         spec = await self.resources.specs.get(event.job_id)
         task = await task_of(event.job_id, spec.task, self.resources.artifacts, self.settings.task_cache_dir())
         split = split_task(task, spec.task)
@@ -396,7 +400,7 @@ class TrainingRun:
         train_records = read_jsonl(await get_file(store, event.train_uri, workdir / "train.jsonl"))
         shots_source = train_records
         if spec.training.method == "grpo":
-            traces_uri = store.uri_for(event.job_id, Artifact.TRACES)
+            traces_uri = control_uri(store, event.job_id, Artifact.TRACES)
             if await store.exists(traces_uri):
                 shots_source = read_jsonl(await get_file(store, traces_uri, workdir / "traces.jsonl"))
         return TrainingAttempt(
@@ -409,6 +413,7 @@ class TrainingRun:
             split=split,
             held_out=split.eval[: self.settings.eval_samples],
             workdir=workdir,
+            written=ServerArtifacts(store, event.job_id, servers),
             train_records=train_records,
             shots=[r["messages"] for r in shots_source[: self.settings.prescreen_shots] if "messages" in r],
         )
@@ -417,13 +422,13 @@ class TrainingRun:
         """The first attempt's student is the pre-screen's choice (published here); a later attempt names its own."""
         event, plan, spec = attempt.event, attempt.plan, attempt.spec
         if plan.student is None:
-            chosen, reason = await self.choose_student(event, spec, attempt.task, attempt.held_out, attempt.shots)
+            chosen, reason = await self.choose_student(attempt)
             if chosen is None:
                 return JobFailed(
                     event_id=stable_id(event.job_id, "failed", "prescreen"),
                     job_id=event.job_id,
                     stage="prescreen",
-                    reason=f"no candidate student is capable enough: {reason}; {await self._relax(event.job_id)}",
+                    reason=f"no candidate student is capable enough: {reason}; {await self._relax(attempt)}",
                 )
             await publish(chosen)
             return chosen
@@ -443,9 +448,9 @@ class TrainingRun:
             screens=[],
         )
 
-    async def _relax(self, job_id: str) -> str:
+    async def _relax(self, attempt: TrainingAttempt) -> str:
         """Which constraint to relax, and by how much, when the pre-screen dropped every candidate."""
-        stored = await self._artifact_json(job_id, Artifact.PRESCREEN) or {}
+        stored = await attempt.written.get_json(Artifact.PRESCREEN) or {}
         screens = [StudentScreen.model_validate(s) for s in stored.get("screens", [])]
         if not screens:
             return "add a student to the spec"
@@ -461,7 +466,7 @@ class TrainingRun:
         continued = state.attempt(plan.resume_attempt) if plan.resume_attempt else None
         if continued is not None:
             return {"accuracy": continued.accuracy, "extractions": {}}
-        before = await self._artifact_json(attempt.job_id, files.baseline)
+        before = await attempt.written.get_json(files.baseline)
         if before is None:
             baseline = await asyncio.to_thread(
                 evaluate_path,
@@ -477,20 +482,22 @@ class TrainingRun:
     async def starting_point(self, attempt: TrainingAttempt) -> Start:
         """Resume the attempt's own newest checkpoint; else, continuing, the final one of the attempt continued."""
         store, job_id, plan, workdir = self.resources.artifacts, attempt.job_id, attempt.plan, attempt.workdir
-        own = await self._artifact_json(job_id, attempt.files.latest)
+        # Each server that trained the attempt points at its own newest checkpoint: the highest revision's is newest.
+        latest = CheckpointRecord.newest(await attempt.written.every_json(attempt.files.latest))
         continued = (
-            await self._artifact_json(job_id, AttemptArtifacts(plan.resume_attempt, plan.lineage).latest)
+            CheckpointRecord.newest(
+                await attempt.written.every_json(AttemptArtifacts(plan.resume_attempt, plan.lineage).latest)
+            )
             if plan.resume_attempt
             else None
         )
-        start_step = CheckpointRecord.model_validate(continued).step if continued else 0
-        if own is not None:
-            latest = CheckpointRecord.model_validate(own)
+        start_step = continued.step if continued else 0
+        if latest is not None:
             path = await get_dir(store, latest.uri, workdir / "resume" / f"checkpoint-{latest.step}")
             log.info("job %s attempt %d resumes from step %d (%s)", job_id, plan.attempt, latest.step, latest.server_id)
             return Start(path, start_step, latest.step, latest.wall_seconds)
         if continued is not None:
-            record = CheckpointRecord.model_validate(continued)
+            record = continued
             path = await get_dir(store, record.uri, workdir / "continue" / f"checkpoint-{record.step}")
             log.info("job %s attempt %d continues from step %d", job_id, plan.attempt, record.step)
             return Start(path, start_step)
@@ -585,7 +592,7 @@ class TrainingRun:
         # The revision in the name: a stale owner can never overwrite the new owner's files.
         uri = await put_dir(self.resources.artifacts, job_id, attempt.files.checkpoint(revision, step), path)
         record = CheckpointRecord(
-            step=step, uri=uri, wall_seconds=watch.wall_seconds(), server_id=self.settings.server_id
+            step=step, uri=uri, wall_seconds=watch.wall_seconds(), server_id=self.settings.server_id, revision=revision
         )
         await self._put_json(job_id, attempt.files.latest, record.model_dump())
         await watch.report(
@@ -634,7 +641,7 @@ class TrainingRun:
         """The warm start's training time, charged to the first attempt of its line (a continue reuses it)."""
         if not config.warm_start_steps or attempt.plan.action == "continue":
             return 0.0
-        record = await self._artifact_json(attempt.job_id, attempt.files.warm_start_record)
+        record = await attempt.written.get_json(attempt.files.warm_start_record)
         return float((record or {}).get("seconds", 0.0))
 
     def model_trained(

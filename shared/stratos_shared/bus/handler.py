@@ -37,7 +37,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, cast
 
 import nats.errors
 from faststream import AckPolicy
@@ -74,6 +74,9 @@ HandlerResult = Event | Sequence[Event] | None
 InvalidCallback = Callable[[InvalidEventError, str], Sequence[Event]]
 
 EVENTS = JStream(EVENTS_STREAM, declare=False)
+CONNECTION_INBOX = cast(bytes, None)
+"""Pull consumers deliver to the connection's inbox prefix (`ServiceRuntime` sets it per user): FastStream types the
+argument as bytes, but passes it on to nats-py, where None means the connection's prefix."""
 
 
 def retry_delay_s(delivery: int) -> float:
@@ -389,6 +392,9 @@ class EventRouter:
                     stream=EVENTS,
                     durable=durable,
                     pull_sub=PullSub(batch_size=max_batch, timeout=1.0 if max_batch == 1 else BATCH_WINDOW_S),
+                    # None: the connection's own inbox prefix (nats-py reads it when none is given), not
+                    # FastStream's fixed "_INBOX.", which a server's credential may not subscribe to.
+                    inbox_prefix=CONNECTION_INBOX,
                     config=ConsumerConfig(
                         durable_name=durable,
                         max_deliver=self.max_deliver,

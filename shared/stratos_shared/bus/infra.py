@@ -23,6 +23,7 @@ from stratos_shared.bus.names import (
     PLACEMENTS_BUCKET,
     SERVERS_BUCKET,
     SPECS_BUCKET,
+    server_buckets,
 )
 
 
@@ -57,9 +58,10 @@ log = logging.getLogger("stratos.bus")
 BUCKETS = (JOBS_BUCKET, SPECS_BUCKET, SERVERS_BUCKET, PLACEMENTS_BUCKET, LIVENESS_BUCKET)
 
 
-async def await_infrastructure(js: JetStreamContext, timeout_s: float = 300.0) -> None:
-    """Wait until the control plane has created the streams, buckets and object store (a server's workers may not
-    create or change them: their credential cannot), re-checking every second and saying once what it waits for."""
+async def await_infrastructure(js: JetStreamContext, server_id: str | None = None, timeout_s: float = 300.0) -> None:
+    """Wait until the control plane has created the streams, buckets and object store, and `server_id`'s own
+    object stores (a server's workers may not create or change them: their credential cannot), re-checking every
+    second and saying once what it waits for."""
     deadline = time.monotonic() + timeout_s
     said = False
     while True:
@@ -68,18 +70,34 @@ async def await_infrastructure(js: JetStreamContext, timeout_s: float = 300.0) -
                 await js.stream_info(stream)
             for bucket in BUCKETS:
                 await js.key_value(bucket)
-            await js.object_store(ARTIFACTS_BUCKET)
+            for store in (ARTIFACTS_BUCKET, *(server_buckets(server_id) if server_id else ())):
+                await js.object_store(store)
             return
         except (NotFoundError, nats.errors.Error, TimeoutError) as missing:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the control plane's streams and buckets did not appear within {timeout_s:.0f} s ({missing}); "
-                    "start the control services first (`stratos up`)"
+                    "start the control services first (`stratos up`); a server's own object stores are made by the "
+                    "inventory for the servers in its catalog"
                 ) from missing
             if not said:
                 log.info("waiting for the control plane to create the streams and buckets (%s)", missing)
                 said = True
             await asyncio.sleep(1.0)
+
+
+async def ensure_server_buckets(js: JetStreamContext, server_id: str, replicas: int = 1) -> None:
+    """A server's two object stores (its artifacts, its endpoint keys), made by the control plane (the inventory,
+    for every server of its catalog) since the server's own credential may create no stream."""
+    for bucket in server_buckets(server_id):
+        await _ensure_object_store(js, bucket, replicas)
+
+
+async def _ensure_object_store(js: JetStreamContext, bucket: str, replicas: int) -> None:
+    try:
+        await js.create_object_store(bucket, config=ObjectStoreConfig(storage=StorageType.FILE, replicas=replicas))
+    except BadRequestError:  # exists with another replica count: use it as it is
+        await js.object_store(bucket)
 
 
 async def ensure_infrastructure(js: JetStreamContext, replicas: int = 1) -> None:
@@ -102,9 +120,4 @@ async def ensure_infrastructure(js: JetStreamContext, replicas: int = 1) -> None
             )
         except BadRequestError:  # exists with another replica count: use it as it is
             await js.key_value(bucket)
-    try:
-        await js.create_object_store(
-            ARTIFACTS_BUCKET, config=ObjectStoreConfig(storage=StorageType.FILE, replicas=replicas)
-        )
-    except BadRequestError:
-        await js.object_store(ARTIFACTS_BUCKET)
+    await _ensure_object_store(js, ARTIFACTS_BUCKET, replicas)

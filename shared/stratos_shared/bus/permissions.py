@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from stratos_shared.bus.names import (
     JOBS_BUCKET,
     SPECS_BUCKET,
     heartbeat_subject,
+    inbox_prefix,
+    liveness_subject,
+    object_stream,
+    server_artifacts_bucket,
+    server_keys_bucket,
     server_token,
 )
 from stratos_shared.bus.wiring import ServiceWiring
@@ -70,6 +76,11 @@ WORKER_EVENTS: tuple[type[FromServer], ...] = tuple(
 
 CLI_PUBLISHES: tuple[type[Event], ...] = (JobSubmitted, JobCancelRequested, ServerDownRequested, ServerUpRequested)
 """What the `stratos` command publishes (it has no handlers to declare it)."""
+WORKER_SIGNALS: tuple[type[Event], ...] = tuple(
+    dict.fromkeys(cls for s in SERVICES if s.runs == "server" for cls in s.signals)
+)
+"""What a server's workers hear as core-NATS signals (the trainer's re-plan and cancel), from their declarations:
+its credential may subscribe to these subjects and to its own replies, nothing else."""
 
 EVENT_PUBLISHERS: dict[str, list[str]] = {
     **{service.name: publish_subjects(service) for service in SERVICES},
@@ -99,14 +110,17 @@ def server_consumers(server_id: str) -> list[str]:
     return [consumer.named_for(server_id) for s in SERVICES if s.runs == "server" for consumer in s.consumers]
 
 
-def server_jetstream(server_id: str) -> list[str]:
+def server_jetstream(server_id: str, servers: Iterable[str] = ()) -> list[str]:
     """The JetStream API a server's workers need, and nothing more.
 
-    Pull, ack and inspect its own durable consumers; read streams' info, KV entries (get and watch) and objects;
-    write objects (checkpoints, adapters, reports; an overwrite purges the old chunks). Not: creating, changing,
-    purging or deleting the events, dead-letter or KV streams, deleting any consumer, binding a control service's
-    or another server's consumer, or writing a KV bucket (no ``$KV.>``), which is what a wider credential could
-    use to lose every job's events, take the selector's submissions or mark another job completed.
+    Pull, ack and inspect its own durable consumers; read streams' info, the specs and jobs buckets (get and
+    watch), the control plane's object store and every known server's (`servers`: a moved job resumes from the
+    checkpoints and serves the model its previous server wrote); write and purge only its own two object stores
+    (checkpoints, models, reports; its endpoints' keys, which no other server may read). Not: creating, changing,
+    purging or deleting any other stream, deleting any consumer of the events stream, binding a control service's
+    or another server's consumer, writing a KV bucket (no ``$KV.>``), or another bucket's objects, which is what a
+    wider credential could use to lose every job's events or artifacts, take the selector's submissions or mark
+    another job completed.
     """
     api = "$JS.API"
     own = []
@@ -115,27 +129,41 @@ def server_jetstream(server_id: str) -> list[str]:
             own.append(f"{api}.CONSUMER.{verb}.{EVENTS_STREAM}.{consumer}")
         own += [f"{api}.CONSUMER.CREATE.{EVENTS_STREAM}.{consumer}.>", f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>"]
     reads = [f"{api}.INFO", f"{api}.STREAM.INFO.*", f"{api}.STREAM.NAMES"]
-    # The buckets a worker reads (specs, the ledger) and the object store. A KV watch and an object read are
-    # ordered (ephemeral) consumers on those streams, which nats-py deletes when done. (A NATS wildcard is a whole
-    # subject token, so each stream is named.)
-    for stream in (*(f"KV_{bucket}" for bucket in (SPECS_BUCKET, JOBS_BUCKET)), f"OBJ_{ARTIFACTS_BUCKET}"):
+    # A KV watch and an object read are ordered (ephemeral) consumers on those streams, which nats-py deletes when
+    # done. (A NATS wildcard is a whole subject token, so each stream is named: no `OBJ_stratos-srv-*`.)
+    mine = (server_artifacts_bucket(server_id), server_keys_bucket(server_id))
+    buckets = {ARTIFACTS_BUCKET, *mine, *(server_artifacts_bucket(s) for s in servers)}
+    streams = [*(f"KV_{bucket}" for bucket in (SPECS_BUCKET, JOBS_BUCKET)), *map(object_stream, sorted(buckets))]
+    for stream in streams:
         reads += [f"{api}.DIRECT.GET.{stream}", f"{api}.DIRECT.GET.{stream}.>", f"{api}.STREAM.MSG.GET.{stream}"]
         reads += [f"{api}.CONSUMER.CREATE.{stream}", f"{api}.CONSUMER.CREATE.{stream}.>"]
         reads += [f"{api}.CONSUMER.DELETE.{stream}.*", f"{api}.CONSUMER.INFO.{stream}.*"]
-    objects = [f"$O.{ARTIFACTS_BUCKET}.>", f"{api}.STREAM.PURGE.OBJ_{ARTIFACTS_BUCKET}", "$JS.FC.>"]
-    return own + reads + objects + ["stratos.dlq.>", "_INBOX.>"]
+    # An overwrite purges the object's old chunks (a filtered purge); only its own streams, so no purge of it can
+    # reach another server's or the control plane's artifacts.
+    writes = [f"$O.{bucket}.>" for bucket in mine] + [f"{api}.STREAM.PURGE.{object_stream(b)}" for b in mine]
+    return own + reads + writes + ["$JS.FC.>", "stratos.dlq.>"]
 
 
-def server_permissions(server_id: str) -> list[str]:
+def server_permissions(server_id: str, servers: Iterable[str] = ()) -> list[str]:
     """The publish allow list of a server's credential: what it does not name is refused.
 
     It may publish its own heartbeats and its workers' events on subjects that name it, and use the JetStream
     API only as `server_jetstream` says; it may not beat or speak for another server (nor declare a failure as a
-    control service), nor pull from, redefine or delete any other consumer: that would take its work.
+    control service), nor pull from, redefine or delete any other consumer: that would take its work. No reply
+    subject (``_INBOX``): its workers answer no request, so they cannot forge another client's reply.
     """
     allow = [heartbeat_subject(server_id)]
     allow += [server_subject(cls, server_id) for cls in WORKER_EVENTS]
-    return sorted(set(allow)) + server_jetstream(server_id)
+    return sorted(set(allow)) + server_jetstream(server_id, servers)
+
+
+def server_subscriptions(server_id: str) -> list[str]:
+    """The subscribe allow list of a server's credential: its own replies (``_INBOX.server-<id>.>``: JetStream
+    deliveries, KV and object reads, publish acks, all derived from the connection's inbox prefix), the signals
+    its workers declare (`WORKER_SIGNALS`) and its own liveness record (what `stratos server join` watches).
+    Not another client's replies, object chunks, KV updates or events."""
+    signals = sorted({cls.SUBJECT for cls in WORKER_SIGNALS})
+    return [f"{inbox_prefix(SERVER_USER_PREFIX + server_id)}.>", *signals, liveness_subject(server_id)]
 
 
 def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:
@@ -143,15 +171,24 @@ def make_credentials(servers: list[str] | None = None) -> dict[str, Credential]:
     return {user: Credential(user, secrets.token_urlsafe(24)) for user in users}
 
 
+def server_ids(credentials: Iterable[str]) -> list[str]:
+    """The servers among these users (``server-<id>``)."""
+    return sorted(u.removeprefix(SERVER_USER_PREFIX) for u in credentials if u.startswith(SERVER_USER_PREFIX))
+
+
 def server_config(credentials: dict[str, Credential]) -> str:
-    """An `authorization` block for nats-server: one user per service and per server, with publish lists."""
+    """An `authorization` block for nats-server: one user per service and per server, with publish and subscribe
+    lists. Each server may read every listed server's artifacts, so adding one rewrites (and reloads) them all."""
     users = []
+    servers = server_ids(credentials)
     for user, credential in credentials.items():
         if user.startswith(SERVER_USER_PREFIX):
-            publish = server_permissions(user.removeprefix(SERVER_USER_PREFIX))
+            server_id = user.removeprefix(SERVER_USER_PREFIX)
+            publish = server_permissions(server_id, servers)
+            subscribe = server_subscriptions(server_id)
         else:
             publish = EVENT_PUBLISHERS[user] + ([] if user == "agent" else INFRASTRUCTURE)
-        subscribe = ["stratos.>", "_INBOX.>", "$KV.>", "$O.>", "$JS.>"] if user != "agent" else ["_INBOX.>"]
+            subscribe = ["stratos.>", "_INBOX.>", "$KV.>", "$O.>", "$JS.>"] if user != "agent" else ["_INBOX.>"]
         rules: dict[str, list[str]] = {"allow": publish}
         entry = {
             "user": user,

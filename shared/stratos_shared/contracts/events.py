@@ -381,6 +381,13 @@ class ModelDeployed(FromServer):
         description="Artifact holding the bearer key the endpoint requires (`stratos key JOB` prints it); "
         "None: an endpoint deployed before keys existed, which needs none.",
     )
+    report_uri: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The job's report rewritten for this endpoint, on a redeployment after a re-plan (each server "
+        "writes its own artifact bucket, so the report moves with the job); None: the first deployment, whose "
+        "JobCompleted carries the report.",
+    )
 
 
 AttemptAction = Literal["continue", "next-student", "stop"]

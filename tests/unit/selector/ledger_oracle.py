@@ -168,6 +168,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
         case JobRejected():
             changes |= {"status": "rejected", "reason": event.reason}
         case ServerChosen():
+            if event.server.id not in current.servers:  # issue 26: whose buckets hold the job's artifacts
+                changes["servers"] = [*current.servers, event.server.id]
             # At-least-once delivery can bring an older placement after a newer one (a redelivery after a
             # crash): the highest revision stands, or the trainer and deployer would follow a lost server.
             if event.revision >= current.server_revision:
@@ -261,6 +263,8 @@ def apply(state: JobState | None, event: Event) -> JobState | None:
             )
         case ModelDeployed() if event.revision >= (d.revision if (d := current.results.deployment) else 0):
             changes["endpoint"] = event.endpoint
+            if event.report_uri is not None:  # issue 26: a redeployment's report, in the new server's bucket
+                changes["report_uri"] = event.report_uri
             results["deployment"] = DeploymentResult(
                 p50_ms=event.latency_p50_ms,
                 p95_ms=event.latency_p95_ms,

@@ -12,13 +12,14 @@ import helpers
 import pytest
 
 from stratos_shared.artifacts import FileArtifactStore, put_dir
+from stratos_shared.bus.names import server_artifacts_bucket
 from stratos_shared.contracts.base import Event
 from stratos_shared.contracts.events import DataReady, ModelTrained, StudentChosen, TrainingPlan, TrainingProgress
 from stratos_shared.contracts.job import JobSpec
 from stratos_shared.errors import Redeliver
 from stratos_shared.jobcontext import StageResources
 from stratos_shared.jobs import Attempt, JobState
-from stratos_shared.layout import AttemptArtifacts
+from stratos_shared.layout import Artifact, AttemptArtifacts
 from stratos_trainer.domain.checkpoints import Progress, TrainResult
 from stratos_trainer.domain.evaluate import EvalResult
 from stratos_trainer.jobs import JobSignals
@@ -156,6 +157,30 @@ async def test_the_starting_point_is_its_own_checkpoint_else_the_continued_attem
         assert start.start_step == 30 and start.checkpoint is not None
         assert (start.checkpoint / "weights").read_text() == "w"
     assert (start.resumed_from_step, start.wall_seconds) == (35, 3.0)  # its own, after a crash, wins
+
+
+async def test_a_moved_job_resumes_from_the_newest_pointer_in_any_of_its_servers_buckets(run: TrainingRun) -> None:
+    """Each server writes only its own bucket: a job placed here (r1), moved to l4 (r2) and back (r3) resumes from
+    l4's r2 checkpoint, not from the older one in this server's own bucket, and reuses l4's pre-screen decision."""
+    event = await data_ready(run)
+    own = run.resources.artifacts.in_bucket(server_artifacts_bucket(SERVER))
+    run.resources._artifacts = own
+    other = own.in_bucket(server_artifacts_bucket("l4-us-west"))
+    attempt = await run.prepare(event, TrainingPlan(), revision=3, servers=(SERVER, "l4-us-west"))
+    checkpoint = attempt.workdir / "ckpt"
+    checkpoint.mkdir()
+    for store, revision, step in ((own, 1, 4), (other, 2, 6)):
+        (checkpoint / "weights").write_text(f"r{revision}")
+        uri = await put_dir(store, JOB, attempt.files.checkpoint(revision, step), checkpoint)
+        record = CheckpointRecord(step=step, uri=uri, wall_seconds=1.0, server_id=SERVER, revision=revision)
+        await store.put_bytes(JOB, attempt.files.latest, record.model_dump_json().encode())
+    await other.put_bytes(JOB, Artifact.PRESCREEN, b'{"chosen": null, "reason": "decided on l4", "screens": []}')
+    start = await run.starting_point(attempt)
+    assert start.resumed_from_step == 6 and start.checkpoint is not None
+    assert (start.checkpoint / "weights").read_text() == "r2"
+    assert (await attempt.written.get_json(Artifact.PRESCREEN))["reason"] == "decided on l4"
+    alone = await run.prepare(event, TrainingPlan(), revision=3)  # the ledger names no other server: only its own
+    assert (await run.starting_point(alone)).resumed_from_step == 4
 
 
 async def test_the_baseline_is_the_continued_attempts_else_the_base_evaluated_once(
