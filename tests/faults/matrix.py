@@ -72,7 +72,14 @@ STAGE_OUTPUT = {
     "deploy": "ModelDeployed",
     "completed": "ServerDown",
 }
-REQUIRED = ("JobSubmitted", "ServerChosen", "TeacherChosen", "DataReady", "StudentChosen", "ModelTrained")
+REQUIRED: tuple[str, ...] = (
+    "JobSubmitted",
+    "ServerChosen",
+    "TeacherChosen",
+    "DataReady",
+    "StudentChosen",
+    "ModelTrained",
+)
 REQUIRED += ("ModelDeployed", "JobCompleted")
 ONCE_PER_REVISION = ("ServerChosen", "ModelDeployed")
 ONCE = ("JobSubmitted", "TeacherChosen", "DataReady", "StudentChosen", "ModelTrained", "JobCompleted", "JobFailed")
