@@ -35,6 +35,7 @@ from stratos_cli.client import wait_for_workers
 from stratos_deployer.main import build as build_deployer
 from stratos_deployer.settings import DeployerSettings
 from stratos_shared.artifacts import NatsArtifactStore
+from stratos_shared.bus.infra import ensure_server_buckets
 from stratos_shared.bus.kv import TypedKV
 from stratos_shared.bus.names import JOBS_BUCKET
 from stratos_shared.contracts.job import EscalationSpec, JobSpec, TaskSpec
@@ -113,6 +114,8 @@ async def test_a_missed_target_escalates_until_met_or_capped_and_a_killed_attemp
             "sim-weak": ModelSpec(accuracy={"custom-rules": 0.3}),
         },
     )
+    # the inventory makes a catalog server's buckets; these trainers start before it does
+    await ensure_server_buckets(nc.jetstream(), SERVER)
     with running_simulator(config) as sim, trainers(nats_server, home, 2, PRESCREEN) as pids:
         names = {f"{socket.gethostname()}:{pid}": pid for pid in pids}
         await wait_for_logs("trainer started", [log_file(home, i) for i in range(len(pids))])

@@ -27,6 +27,7 @@ from nats.aio.client import Client
 
 from stratos_cli.client import wait_for_workers
 from stratos_cli.stack import launch_service, service_env, stop_pids
+from stratos_shared.bus.infra import ensure_server_buckets
 from stratos_shared.contracts.events import JobSubmitted
 from stratos_shared.contracts.job import EscalationSpec, JobSpec
 from stratos_shared.embedded import NatsServerProcess
@@ -124,6 +125,8 @@ async def test_two_trainers_take_two_jobs_at_once_and_a_killed_trainers_job_comp
     config = SimulatorConfig(
         seed=5, models={"sim-strong": ModelSpec(accuracy={"math": 0.9}), "sim-weak": ModelSpec(accuracy={"math": 0.3})}
     )
+    # the inventory makes a catalog server's buckets; these trainers start before it does
+    await ensure_server_buckets(nc.jetstream(), SERVER)
     with running_simulator(config) as sim, trainers(nats_server, home, 2) as pids:
         names = {f"{socket.gethostname()}:{pid}": pid for pid in pids}
         # both trainers must be pulling before the jobs arrive, or the first one up could take both in turn

@@ -386,31 +386,39 @@ class EventRouter:
             # `max_workers` pull loops on the one durable consumer, each fetching only when it is free (as N
             # processes do). FastStream's own `max_workers` fetches ahead of a free worker and does not extend
             # the lease of a message waiting for one: after `ack_wait` it is redelivered and handled twice.
+            description = (fn.__doc__ or "").strip() or None
             for worker in range(max_workers):
-                self.router.subscriber(
-                    listen,
-                    stream=EVENTS,
-                    durable=durable,
-                    pull_sub=PullSub(batch_size=max_batch, timeout=1.0 if max_batch == 1 else BATCH_WINDOW_S),
-                    # None: the connection's own inbox prefix (nats-py reads it when none is given), not
-                    # FastStream's fixed "_INBOX.", which a server's credential may not subscribe to.
-                    inbox_prefix=CONNECTION_INBOX,
-                    config=ConsumerConfig(
-                        durable_name=durable,
-                        max_deliver=self.max_deliver,
-                        ack_wait=self.ack_wait_s,
-                        deliver_policy=DeliverPolicy.ALL,
-                        filter_subject=listen,
-                    ),
-                    ack_policy=AckPolicy.MANUAL,
-                    title=f"{self.service}:{consumes.__name__}" + (f"#{worker}" if worker else ""),
-                    description=(fn.__doc__ or "").strip() or None,
-                    include_in_schema=worker == 0,
-                )(consume)
+                title = f"{self.service}:{consumes.__name__}" + (f"#{worker}" if worker else "")
+                self._pull_loop(listen, durable, max_batch, title, description, documented=worker == 0)(consume)
 
             return fn
 
         return decorate
+
+    def _pull_loop(
+        self, listen: str, durable: str, max_batch: int, title: str, description: str | None, *, documented: bool
+    ) -> Any:
+        """One pull loop on the durable consumer `durable`: the subscriber FastStream runs."""
+        return self.router.subscriber(
+            listen,
+            stream=EVENTS,
+            durable=durable,
+            pull_sub=PullSub(batch_size=max_batch, timeout=1.0 if max_batch == 1 else BATCH_WINDOW_S),
+            # None: the connection's own inbox prefix (nats-py reads it when none is given), not
+            # FastStream's fixed "_INBOX.", which a server's credential may not subscribe to.
+            inbox_prefix=CONNECTION_INBOX,
+            config=ConsumerConfig(
+                durable_name=durable,
+                max_deliver=self.max_deliver,
+                ack_wait=self.ack_wait_s,
+                deliver_policy=DeliverPolicy.ALL,
+                filter_subject=listen,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            title=title,
+            description=description,
+            include_in_schema=documented,
+        )
 
     async def _deliver(
         self,
