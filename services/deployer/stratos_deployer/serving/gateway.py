@@ -23,26 +23,21 @@ import os
 import secrets
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
-import uvicorn
+import aiohttp
+from aiohttp import web
 from pydantic import BaseModel, Field, SecretStr
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from stratos_deployer.serving.guard import error_reply, read_body, unauthorised
 from stratos_deployer.serving.llamacpp import LLAMA_KEY_ENV
 from stratos_deployer.serving.requests import (
     ENDPOINT_KEY_ENV,
     ChatRequest,
     RequestRefused,
+    check_key,
     check_length,
+    error_body,
     parse_chat_request,
 )
 
@@ -86,33 +81,36 @@ def upstream_body(chat: ChatRequest, config: GatewayConfig) -> dict[str, Any]:
 
 
 class Gateway:
-    """The routes, the engine process and the client that talks to it."""
+    """The routes, the engine process and the client that talks to it (aiohttp on both sides: its C parsers keep
+    the per-chunk cost of relaying 32 streams small beside llama.cpp's threads on a two-core host)."""
 
     def __init__(self, config: GatewayConfig, engine_argv: Sequence[str]) -> None:
         self.config = config
         self.engine_argv = list(engine_argv)
         self.engine_key = secrets.token_urlsafe(32)
         self.engine: subprocess.Popen[bytes] | None = None
-        self.client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{config.upstream_port}",
-            headers={"authorization": f"Bearer {self.engine_key}"},
-            timeout=httpx.Timeout(None, connect=10.0),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
+        self.session: aiohttp.ClientSession | None = None
+        self.watcher: asyncio.Task[None] | None = None
 
     def key(self) -> str | None:
         return self.config.api_key.get_secret_value() if self.config.api_key is not None else None
 
-    @asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def start(self, app: web.Application) -> None:
         self.engine = start_engine(self.engine_argv, self.engine_key)
-        watcher = asyncio.create_task(self.watch_engine())
-        try:
-            yield
-        finally:
-            watcher.cancel()
-            await self.client.aclose()
-            stop_engine(self.engine)
+        self.session = aiohttp.ClientSession(
+            base_url=f"http://127.0.0.1:{self.config.upstream_port}",
+            headers={"authorization": f"Bearer {self.engine_key}"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            connector=aiohttp.TCPConnector(limit=0),
+        )
+        self.watcher = asyncio.create_task(self.watch_engine())
+
+    async def stop(self, app: web.Application) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.session is not None:
+            await self.session.close()
+        stop_engine(self.engine)
 
     async def watch_engine(self) -> None:
         """An endpoint without its engine must not look alive: when the engine exits, the gateway exits too."""
@@ -122,46 +120,67 @@ class Gateway:
         logger.error("llama-server exited with code %s; stopping the endpoint", code)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    async def health(self, request: Request) -> Response:
-        try:
-            reply = await self.client.get("/health", timeout=5.0)
-        except httpx.HTTPError:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return Response(reply.content, status_code=reply.status_code, media_type="application/json")
+    def upstream(self) -> aiohttp.ClientSession:
+        assert self.session is not None, "the gateway has not started"
+        return self.session
 
-    async def models(self, request: Request) -> Response:
-        if (refusal := unauthorised(request, self.key())) is not None:
-            return refusal
-        reply = await self.client.get("/v1/models")
-        return Response(reply.content, status_code=reply.status_code, media_type="application/json")
-
-    async def chat_completions(self, request: Request) -> Response:
-        if (refusal := unauthorised(request, self.key())) is not None:
-            return refusal
-        limit = self.config.max_body_bytes
+    async def health(self, request: web.Request) -> web.StreamResponse:
         try:
-            check_length(request.headers.get("content-length"), limit)
-            chat = parse_chat_request(json.loads(await read_body(request, limit)))
+            async with self.upstream().get("/health", timeout=aiohttp.ClientTimeout(total=5)) as reply:
+                return web.Response(body=await reply.read(), status=reply.status, content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError):
+            return web.json_response({"status": "loading"}, status=503)
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        try:
+            check_key(request.headers.get("authorization"), self.key())
+        except RequestRefused as refused:
+            return refusal(refused)
+        async with self.upstream().get("/v1/models") as reply:
+            return web.Response(body=await reply.read(), status=reply.status, content_type="application/json")
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            check_key(request.headers.get("authorization"), self.key())
+            check_length(request.headers.get("content-length"), self.config.max_body_bytes)
+            chat = parse_chat_request(json.loads(await bounded_body(request, self.config.max_body_bytes)))
             body = upstream_body(chat, self.config)
         except RequestRefused as refused:
-            return error_reply(refused.status, str(refused))
+            return refusal(refused)
         except (ValueError, RecursionError) as exc:
-            return error_reply(400, f"request body is not valid JSON: {str(exc)[:200]}")
+            return refusal(RequestRefused(400, f"request body is not valid JSON: {str(exc)[:200]}"))
         try:
-            upstream = await self.client.send(self.client.build_request("POST", COMPLETIONS, json=body), stream=True)
-        except httpx.HTTPError as exc:
-            return error_reply(502, f"the model server did not answer: {type(exc).__name__}")
-        media_type = upstream.headers.get("content-type", "application/json")
-        if not chat.stream:
-            content = await upstream.aread()
-            await upstream.aclose()
-            return Response(content, status_code=upstream.status_code, media_type=media_type)
-        return StreamingResponse(
-            upstream.aiter_raw(),
-            status_code=upstream.status_code,
-            media_type=media_type,
-            background=BackgroundTask(upstream.aclose),
-        )
+            async with self.upstream().post(COMPLETIONS, json=body) as upstream:
+                return await relay(request, upstream, streamed=chat.stream)
+        except aiohttp.ClientError as exc:
+            return refusal(RequestRefused(502, f"the model server did not answer: {type(exc).__name__}"))
+
+
+async def relay(request: web.Request, upstream: aiohttp.ClientResponse, *, streamed: bool) -> web.StreamResponse:
+    """The engine's answer, passed on as it arrives (a stream chunk by chunk)."""
+    media_type = upstream.headers.get("content-type", "application/json")
+    if not streamed:
+        return web.Response(body=await upstream.read(), status=upstream.status, headers={"content-type": media_type})
+    response = web.StreamResponse(status=upstream.status, headers={"content-type": media_type})
+    await response.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+async def bounded_body(request: web.Request, limit: int) -> bytes:
+    """The body, read no further than `limit` bytes (a chunked upload says no length up front)."""
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            raise RequestRefused(413, f"request body larger than {limit} bytes")
+    return bytes(body)
+
+
+def refusal(refused: RequestRefused) -> web.Response:
+    return web.json_response(error_body(refused.status, str(refused)), status=refused.status)
 
 
 def start_engine(argv: Sequence[str], key: str) -> subprocess.Popen[bytes]:
@@ -187,19 +206,21 @@ def stop_engine(engine: subprocess.Popen[bytes] | None, grace_s: float = 10.0) -
         engine.wait()
 
 
-def create_app(config: GatewayConfig, engine_argv: Sequence[str]) -> Starlette:
+def create_app(config: GatewayConfig, engine_argv: Sequence[str]) -> web.Application:
     gateway = Gateway(config, engine_argv)
-    routes = [
-        Route("/health", gateway.health),
-        Route("/v1/models", gateway.models),
-        Route(COMPLETIONS, gateway.chat_completions, methods=["POST"]),
-    ]
-    return Starlette(routes=routes, lifespan=gateway.lifespan)
+    # the body is read by `bounded_body` within the gateway's own limit, never aiohttp's
+    app = web.Application(client_max_size=config.max_body_bytes)
+    app.router.add_get("/health", gateway.health)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_post(COMPLETIONS, gateway.chat_completions)
+    app.on_startup.append(gateway.start)
+    app.on_cleanup.append(gateway.stop)
+    return app
 
 
 def serve(config: GatewayConfig, engine_argv: Sequence[str]) -> None:
     """Run the endpoint and its engine until SIGTERM (the process the deployer manages)."""
-    uvicorn.run(create_app(config, engine_argv), host=config.host, port=config.port, log_level="warning")
+    web.run_app(create_app(config, engine_argv), host=config.host, port=config.port, print=None, access_log=None)
 
 
 def gateway_command(config: GatewayConfig, engine_argv: Sequence[str], python: str) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from stratos_deployer.serving.requests import RequestRefused, check_key
+from stratos_deployer.serving.requests import RequestRefused, check_key, error_body
 
 
 def unauthorised(request: Request, api_key: str | None) -> Response | None:
@@ -32,6 +32,5 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def error_reply(status: int, message: str) -> JSONResponse:
-    """An OpenAI-style error body."""
-    kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+    """An OpenAI-style error reply."""
+    return JSONResponse(error_body(status, message), status_code=status)

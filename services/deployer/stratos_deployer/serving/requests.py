@@ -96,6 +96,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise RequestRefused(400, f"'{where}': {first['msg']}") from None
 
 
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """An OpenAI-style error body: what every Stratos endpoint answers a refused request with."""
+    kind = "server_error" if status >= 500 else "authentication_error" if status == 401 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "code": status}}
+
+
 def check_key(authorization: str | None, api_key: str | None) -> None:
     """With a key set, every request must carry it as a bearer token (compared in constant time)."""
     if api_key is None:
