@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 COMPLETIONS = "/v1/chat/completions"
+GATEWAY_NICENESS = 10
 
 
 class GatewayConfig(BaseModel):
@@ -97,6 +98,9 @@ class Gateway:
 
     async def start(self, app: web.Application) -> None:
         self.engine = start_engine(self.engine_argv, self.engine_key)
+        # Below the engine's priority: on a host with as many busy cores as llama.cpp has threads, relaying a
+        # chunk must not preempt a decoding thread (its peers would wait for it at the next barrier).
+        os.nice(GATEWAY_NICENESS)
         self.session = aiohttp.ClientSession(
             base_url=f"http://127.0.0.1:{self.config.upstream_port}",
             headers={"authorization": f"Bearer {self.engine_key}"},
