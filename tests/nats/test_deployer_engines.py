@@ -31,7 +31,6 @@ pytestmark = [
     pytest.mark.nats,
     pytest.mark.skipif(find_engine() is None, reason="llama.cpp is not built here: run `make llama-cpp`"),
 ]
-SERVER = "h100-us-east"
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +56,9 @@ async def test_auto_serves_what_llama_cpp_converts_and_says_why_it_did_not(
     # least of all, so the deployer must try the faster weights too (and serve them: nothing meets it)
     strict = spec("smol-2").model_copy(update={"students": students})
     smol = smol.model_copy(update={"constraints": smol.constraints.model_copy(update={"latency_slo_ms": 600_000})})
-    async with running(*stack(nats_server, tmp_path, "auto", {SERVER: SERVERS[SERVER]})):
-        await ready(nats_server, [SERVER])
+    # both servers: three jobs keep serving, and a server holds two
+    async with running(*stack(nats_server, tmp_path, "auto", SERVERS)):
+        await ready(nats_server, list(SERVERS))
         await deploy(nc, chosen, completed, "smol-1", smollm2_adapter, smol)
         await deploy(nc, chosen, completed, "smol-2", smollm2_adapter, strict)
         await deploy(nc, chosen, completed, "tiny-1", adapter_dir)
