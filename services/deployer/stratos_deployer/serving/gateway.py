@@ -140,8 +140,11 @@ class Gateway:
             check_key(request.headers.get("authorization"), self.key())
         except RequestRefused as refused:
             return refusal(refused)
-        async with self.upstream().get("/v1/models") as reply:
-            return web.Response(body=await reply.read(), status=reply.status, content_type="application/json")
+        try:
+            async with self.upstream().get("/v1/models") as reply:
+                return web.Response(body=await reply.read(), status=reply.status, content_type="application/json")
+        except aiohttp.ClientError as exc:
+            return refusal(RequestRefused(502, f"the model server did not answer: {type(exc).__name__}"))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         try:
